@@ -1,0 +1,178 @@
+"""The ``watcher`` command line. Parses arguments and prints; the work is done elsewhere.
+
+Exit codes: 0 ok; 1 a feed (or a delivery) failed; 2 bad usage or an invalid config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from watcher._version import __version__
+from watcher.alerts import match_json
+from watcher.config import Config, FeedConfig, default_config_path, load_config
+from watcher.exceptions import ConfigError, FeedError, StoreError
+from watcher.fetch import fetch, make_client
+from watcher.models import Item, Match, NotModified
+from watcher.parse import parse
+from watcher.pipeline import match_items
+from watcher.rules import RuleSet
+
+EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+    logging.getLogger("apprise").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def _load(path: Path | None) -> Config:
+    """The config, or every error printed and exit status 2."""
+    try:
+        return load_config(path or default_config_path())
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Config file (default: $XDG_CONFIG_HOME/watcher/config.yaml).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="watcher")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+)
+def cli(log_level: str) -> None:
+    """watcher: poll feeds, match tracked topics, send alerts."""
+    _setup_logging(log_level)
+
+
+@cli.command()
+@config_option
+def check(config_path: Path | None) -> None:
+    """Validate a config file; print a summary, or every error as FILE:LINE: key: message.
+
+    Example: watcher check -c config/example.yaml
+    """
+    config = _load(config_path)
+    click.echo(f"ok: {config_path or default_config_path()}: {config.summary()}")
+
+
+@cli.command()
+@config_option
+def run(config_path: Path | None) -> None:
+    """Run the daemon in the foreground (this is what systemd starts).
+
+    Example: watcher run -c /etc/watcher/config.yaml
+    """
+    from watcher.daemon import Daemon  # APScheduler is only needed here
+
+    config = _load(config_path)
+    try:
+        daemon = Daemon(config)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
+    raise SystemExit(daemon.run())
+
+
+@dataclass
+class _FeedReport:
+    feed: FeedConfig
+    items: int = 0
+    matches: list[tuple[Item, list[Match]]] = field(default_factory=list)
+    error: str = ""
+
+
+def _try_feed(feed: FeedConfig, ruleset: RuleSet) -> _FeedReport:
+    with make_client() as client:
+        try:
+            result = fetch(client, feed.name, feed.url)
+            if isinstance(result, NotModified):  # only with conditional headers; none sent here
+                return _FeedReport(feed)
+            parsed = parse(feed.name, result)
+        except FeedError as exc:
+            return _FeedReport(feed, error=str(exc))
+    matched = [(item, m) for item, m in match_items(parsed.items, ruleset, tags=feed.tags) if m]
+    return _FeedReport(feed, items=len(parsed.items), matches=matched)
+
+
+def _print_human(report: _FeedReport) -> None:
+    feed = report.feed
+    if report.error:
+        click.echo(f"== {feed.name}  {feed.url}")
+        click.echo("   failed (see stderr)")
+        return
+    click.echo(
+        f"== {feed.name}  {feed.url}  ({report.items} items, {len(report.matches)} matching)"
+    )
+    for item, matches in report.matches:
+        click.echo(f"  * {item.title or item.link or item.id}")
+        if item.link:
+            click.echo(f"    {item.link}")
+        if item.published is not None:
+            click.echo(f"    published {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
+        for m in matches:
+            click.echo(f"    rule {m.rule}: {', '.join(m.terms)}")
+        snippet = next((m.snippet for m in matches if m.snippet), "")
+        if snippet:
+            click.echo(f"    {snippet}")
+
+
+@cli.command("test-run")
+@config_option
+@click.option("--feed", "feed_names", multiple=True, help="Only this feed (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per (item, rule) match.")
+def test_run(config_path: Path | None, feed_names: Sequence[str], as_json: bool) -> None:
+    """Fetch feeds once and show what would be alerted. Sends nothing, writes no state.
+
+    Example: watcher test-run -c config/example.yaml --feed kyiv-news --json
+    """
+    config = _load(config_path)
+    known = {f.name for f in config.feeds}
+    unknown = [n for n in feed_names if n not in known]
+    if unknown:
+        raise click.UsageError(f"no feed named {', '.join(map(repr, unknown))} in the config")
+    feeds = [f for f in config.feeds if not feed_names or f.name in feed_names]
+    ruleset = RuleSet.from_config(config)
+    failed = False
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(feeds)))) as pool:
+        for report in pool.map(lambda f: _try_feed(f, ruleset), feeds):
+            if report.error:
+                failed = True
+                click.echo(f"error: {report.error}", err=True)
+            if as_json:
+                for item, matches in report.matches:
+                    for m in matches:
+                        click.echo(json.dumps(match_json(item, m), ensure_ascii=False))
+            else:
+                _print_human(report)
+    raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="watcher")

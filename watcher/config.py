@@ -1,0 +1,350 @@
+"""YAML configuration: reading, `${ENV}` substitution, validation, and precise errors.
+
+Owns turning one YAML file into a frozen :class:`Config`. Every problem found is
+reported at once as ``FILE:LINE: key.path: message``; the only I/O is reading the
+file itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from watcher.exceptions import ConfigError, ConfigIssue, QuerySyntaxError
+from watcher.rules.query import entity_refs, parse_query
+from watcher.text import fold
+
+_DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from ``90``, ``"90s"``, ``"10m"``, ``"1h30m"`` or ``"1d"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or a string such as 10m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        pos, seconds = 0, 0.0
+        while pos < len(text):
+            m = _DURATION_PART.match(text, pos)
+            if not m:
+                raise ValueError(
+                    f"invalid duration {value!r}: use a number with a unit s, m, h or d"
+                )
+            seconds += float(m.group(1)) * _UNITS[m.group(2)]
+            pos = m.end()
+        if not text:
+            raise ValueError("empty duration")
+    else:
+        raise ValueError("a duration is a number of seconds or a string such as 10m")
+    if seconds < 1:
+        raise ValueError(f"duration {value!r} is shorter than one second")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Model):
+    name: NonEmpty
+    url: NonEmpty
+    interval: Duration = 900.0
+    tags: tuple[NonEmpty, ...] = ()
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, got {url!r}")
+        return url
+
+
+class EntityConfig(_Model):
+    aliases: tuple[NonEmpty, ...] = Field(min_length=1)
+
+
+class RuleConfig(_Model):
+    name: NonEmpty
+    keywords: tuple[NonEmpty, ...] = ()
+    query: str | None = None
+    entities: tuple[NonEmpty, ...] = ()
+    exclude: tuple[NonEmpty, ...] = ()
+    feeds: tuple[NonEmpty, ...] = ()
+    notify: tuple[NonEmpty, ...] = ()
+
+
+class Config(_Model):
+    state: Path | None = None
+    feeds: tuple[FeedConfig, ...] = ()
+    entities: dict[str, EntityConfig] = Field(default_factory=dict)
+    rules: tuple[RuleConfig, ...] = ()
+    notifiers: dict[str, NonEmpty] = Field(default_factory=dict)
+
+    @property
+    def state_path(self) -> Path:
+        """Where the state database lives: the ``state`` key, else the XDG default."""
+        return self.state if self.state is not None else default_state_path()
+
+    def feed(self, name: str) -> FeedConfig:
+        for feed in self.feeds:
+            if feed.name == name:
+                return feed
+        raise KeyError(name)
+
+    def summary(self) -> str:
+        def n(count: int, word: str) -> str:
+            return f"{count} {word}{'' if count == 1 else 's'}"
+
+        return ", ".join(
+            (
+                n(len(self.feeds), "feed"),
+                n(len(self.rules), "rule"),
+                n(len(self.entities), "entity").replace("entitys", "entities"),
+                n(len(self.notifiers), "notifier"),
+            )
+        )
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "watcher" / "config.yaml"
+
+
+def default_state_path() -> Path:
+    """systemd's ``$STATE_DIRECTORY`` first, then ``$XDG_STATE_HOME``, then ~/.local/state."""
+    if os.environ.get("STATE_DIRECTORY"):
+        return Path(os.environ["STATE_DIRECTORY"].split(":")[0]) / "watcher.db"
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "watcher" / "watcher.db"
+
+
+# ---------------------------------------------------------------------------
+# YAML with line numbers
+
+Path_ = tuple[str | int, ...]
+
+
+def _fmt_path(path: Path_) -> str:
+    return ".".join(str(p) for p in path)
+
+
+class _Located:
+    """YAML data plus the line of every key path, and structural issues found on the way."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.lines: dict[Path_, int] = {}
+        self.issues: list[ConfigIssue] = []
+
+    def line_of(self, path: Path_) -> int | None:
+        for end in range(len(path), -1, -1):
+            line = self.lines.get(tuple(path[:end]))
+            if line is not None:
+                return line
+        return None
+
+    def issue(self, path: Path_, message: str) -> None:
+        self.issues.append(ConfigIssue(self.file, self.line_of(path), _fmt_path(path), message))
+
+    def build(self, node: yaml.Node, path: Path_, loader: yaml.SafeLoader) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str | int):
+                    self.issue(path, f"keys must be text, got {type(key).__name__}")
+                    continue
+                sub = (*path, key)
+                if key in result:
+                    first = self.lines.get(sub)
+                    self.lines[sub] = key_node.start_mark.line + 1
+                    self.issue(sub, f"duplicate key {key!r} (first defined on line {first})")
+                    continue
+                self.lines[sub] = key_node.start_mark.line + 1
+                result[key] = self.build(value_node, sub, loader)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(child, (*path, i), loader) for i, child in enumerate(node.value)]
+        return loader.construct_object(node, deep=True)
+
+
+_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _substitute(value: Any, path: Path_, located: _Located) -> Any:
+    """Replace ``${VAR}`` (and ``${VAR:-default}``) in every string; ``$$`` is a literal ``$``."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*path, k), located) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*path, i), located) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def repl(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, default = m.group(1), m.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        located.issue(path, f"environment variable {name} is not set")
+        return ""
+
+    return _ENV.sub(repl, value)
+
+
+def _read_yaml(text: str, file: str) -> tuple[Any, _Located]:
+    located = _Located(file)
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, located
+        data = located.build(node, (), loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or str(exc)
+        located.issues.append(ConfigIssue(file, line, "", f"invalid YAML: {problem}"))
+        return None, located
+    except yaml.YAMLError as exc:
+        located.issues.append(ConfigIssue(file, None, "", f"invalid YAML: {exc}"))
+        return None, located
+    finally:
+        loader.dispose()
+    return data, located
+
+
+# ---------------------------------------------------------------------------
+# Validation
+
+
+def _pydantic_message(err: Any) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err.get("msg", "invalid value"))
+    return msg.removeprefix("Value error, ")
+
+
+def _cross_check(config: Config, located: _Located) -> None:
+    """What pydantic cannot see: names that must exist, be unique, or parse."""
+    feed_names: set[str] = set()
+    for i, feed in enumerate(config.feeds):
+        if feed.name in feed_names:
+            located.issue(("feeds", i, "name"), f"duplicate feed name {feed.name!r}")
+        feed_names.add(feed.name)
+    tags = {tag for feed in config.feeds for tag in feed.tags}
+
+    for name, entity in config.entities.items():
+        for j, alias in enumerate(entity.aliases):
+            if not fold(alias).strip():
+                located.issue(("entities", name, "aliases", j), "alias is blank")
+
+    rule_names: set[str] = set()
+    for i, rule in enumerate(config.rules):
+        where: Path_ = ("rules", i)
+        if rule.name in rule_names:
+            located.issue((*where, "name"), f"duplicate rule name {rule.name!r}")
+        rule_names.add(rule.name)
+        if not (rule.keywords or rule.query or rule.entities):
+            located.issue(where, f"rule {rule.name!r} needs keywords, query or entities")
+        for key in ("keywords", "exclude"):
+            for j, term in enumerate(getattr(rule, key)):
+                if not fold(term).strip():
+                    located.issue((*where, key, j), "term is blank")
+        for j, ref in enumerate(rule.entities):
+            if ref not in config.entities:
+                located.issue((*where, "entities", j), f"unknown entity {ref!r}")
+        for j, scope in enumerate(rule.feeds):
+            if scope not in feed_names and scope not in tags:
+                located.issue((*where, "feeds", j), f"no feed or tag is named {scope!r}")
+        for j, target in enumerate(rule.notify):
+            if target not in config.notifiers:
+                located.issue((*where, "notify", j), f"unknown notifier {target!r}")
+        if rule.query is not None:
+            try:
+                tree = parse_query(rule.query)
+            except QuerySyntaxError as exc:
+                pointer = exc.pointer().replace("\n", "\n    ")
+                located.issue(
+                    (*where, "query"),
+                    f"invalid query in rule {rule.name!r}: {exc}\n    {pointer}",
+                )
+            else:
+                for ref in sorted(entity_refs(tree)):
+                    if ref not in config.entities:
+                        located.issue((*where, "query"), f"query names unknown entity @{ref}")
+
+    from watcher.notify import validate_url  # apprise is heavy: import only when needed
+
+    for name, url in config.notifiers.items():
+        problem = validate_url(url)
+        if problem:
+            located.issue(("notifiers", name), problem)
+
+
+def _resolve_state(config: Config, base: Path) -> Config:
+    if config.state is None:
+        return config
+    state = config.state.expanduser()
+    if not state.is_absolute():
+        state = base / state
+    return config.model_copy(update={"state": state})
+
+
+def parse_config(text: str, *, file: str = "<config>", base: Path | None = None) -> Config:
+    """Validate YAML text; raises :class:`ConfigError` listing every issue."""
+    data, located = _read_yaml(text, file)
+    if located.issues and data is None:
+        raise ConfigError(located.issues)
+    if data is None:
+        raise ConfigError([ConfigIssue(file, None, "", "the config is empty")])
+    if not isinstance(data, dict):
+        raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping of keys")])
+    data = _substitute(data, (), located)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            path = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            located.issue(path, _pydantic_message(err))
+        raise ConfigError(_sorted(located.issues)) from None
+    _cross_check(config, located)
+    if located.issues:
+        raise ConfigError(_sorted(located.issues))
+    return _resolve_state(config, base or Path.cwd())
+
+
+def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:
+    return sorted(issues, key=lambda i: (i.line or 0, i.path))
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate one config file; relative ``state`` paths are relative to it."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"cannot read: {exc.strerror}")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigIssue(str(p), None, "", f"not UTF-8 text: {exc}")]) from None
+    return parse_config(text, file=str(p), base=p.resolve().parent)

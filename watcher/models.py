@@ -1,0 +1,119 @@
+"""The plain, frozen data that flows through watcher.
+
+Nothing here imports anything of ours: these types are the contract between
+fetch, parse, rules, alerts, store and notify. Datetimes are always UTC-aware.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Item:
+    """One entry of a feed, its text already converted from HTML to plain text."""
+
+    feed: str
+    id: str
+    title: str = ""
+    link: str = ""
+    summary: str = ""
+    content: str = ""
+    published: datetime | None = None
+    author: str = ""
+    tags: tuple[str, ...] = ()
+
+    def field_text(self, name: str) -> str:
+        """The plain text of one matchable field (``title``, ``summary``, ``content``...)."""
+        if name == "tags":
+            return ", ".join(self.tags)
+        value = getattr(self, name)
+        return value if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    """What parse.py made of one downloaded document."""
+
+    title: str
+    items: tuple[Item, ...]
+    version: str = ""
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the store remembers about a feed between polls."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    baselined: bool = False
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A successful download: the body after decompression and the headers that matter."""
+
+    url: str
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str = ""
+
+
+@dataclass(frozen=True)
+class NotModified:
+    """The server answered 304: nothing to parse."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One occurrence of a term in one field; offsets index the field's plain text."""
+
+    term: str
+    field: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Match:
+    """Why one rule fired on one item."""
+
+    rule: str
+    terms: tuple[str, ...]
+    hits: tuple[Hit, ...]
+    snippet: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One message for one notifier about one item; may name several rules."""
+
+    feed: str
+    item_id: str
+    notifier: str
+    rules: tuple[str, ...]
+    title: str
+    body: str
+    link: str = ""
+
+
+@dataclass(frozen=True)
+class PendingAlert:
+    """An alert waiting in the outbox, as the delivery loop sees it."""
+
+    id: int
+    notifier: str
+    title: str
+    body: str
+    attempts: int
+    created_at: datetime

@@ -1,0 +1,199 @@
+"""Bytes to items: RSS and Atom through feedparser, JSON Feed through our own reader.
+
+Owns item identity (guid, else the link without tracking parameters, else a hash
+of title and text) and the conversion of feed HTML to plain text, done once here.
+feedparser is only ever handed bytes we downloaded, never a URL or a path, with
+its sanitizer and URI resolution off: we never render feed HTML, we read it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import feedparser
+
+from watcher.exceptions import ParseError
+from watcher.models import FetchResult, Item, ParsedFeed
+from watcher.text import html_to_text
+
+MAX_FIELD_CHARS = 65536
+_DOCTYPE_ENTITY = re.compile(rb"<!DOCTYPE[^\[>]*\[[^\]]*<!ENTITY", re.IGNORECASE)
+_TRACKING_PARAMS = re.compile(
+    r"^(utm_[a-z_]+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid"
+    r"|_hsenc|_hsmi|mkt_tok|oly_enc_id|oly_anon_id|vero_id|wt_mc|at_medium|at_campaign)$",
+    re.IGNORECASE,
+)
+_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+
+
+def clean_link(link: str) -> str:
+    """The link without tracking parameters, so a re-tagged link stays the same item."""
+    link = link.strip()
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return link
+    if not parts.query:
+        return link
+    pairs = parts.query.split("&")
+    kept = [p for p in pairs if p and not _TRACKING_PARAMS.match(p.split("=", 1)[0])]
+    if len(kept) == len(pairs):
+        return link
+    return urlunsplit(parts._replace(query="&".join(kept)))
+
+
+def item_identity(guid: str, link: str, title: str, text: str) -> str:
+    """guid; else the cleaned link; else a hash of title and text."""
+    if guid.strip():
+        return guid.strip()
+    if link.strip():
+        return clean_link(link)
+    digest = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
+    return f"sha256:{digest[:40]}"
+
+
+def _cap(text: str) -> str:
+    return text[:MAX_FIELD_CHARS]
+
+
+def _detail_text(detail: Mapping[str, Any] | None, fallback: str = "") -> str:
+    if detail is None:
+        return _cap(html_to_text(fallback))
+    value = str(detail.get("value") or "")
+    if detail.get("type") == "text/plain":
+        return _cap(value.strip())
+    return _cap(html_to_text(value))
+
+
+def _struct_to_datetime(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, OSError, TypeError):
+        return None
+
+
+def _dedupe(items: Iterable[Item]) -> tuple[Item, ...]:
+    """Two entries with one identity in one document are one item (the first wins)."""
+    seen: dict[str, Item] = {}
+    for item in items:
+        seen.setdefault(item.id, item)
+    return tuple(seen.values())
+
+
+def parse(feed: str, result: FetchResult) -> ParsedFeed:
+    """Items of a downloaded document; raises :class:`ParseError` naming the feed."""
+    body = result.body
+    if not body.strip():
+        raise ParseError(feed, "the server sent an empty body")
+    content_type = result.headers.get("content-type", "").lower()
+    head = body.lstrip()[:1]
+    if "json" in content_type or head in (b"{", b"["):
+        return _parse_json_feed(feed, body)
+    if _DOCTYPE_ENTITY.search(body[:65536]):
+        raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=dict(result.headers),
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+    if not parsed.get("version"):
+        reason = parsed.get("bozo_exception")
+        detail = f" ({reason})" if reason else ""
+        kind = "an HTML page" if b"<html" in body[:4096].lower() else "not a feed"
+        raise ParseError(feed, f"the document is {kind}{detail}")
+    items = (_entry_to_item(feed, entry) for entry in parsed.entries)
+    channel = parsed.get("feed", {})
+    return ParsedFeed(
+        title=_detail_text(channel.get("title_detail"), channel.get("title", "")),
+        items=_dedupe(items),
+        version=str(parsed.get("version", "")),
+    )
+
+
+def _entry_to_item(feed: str, entry: Mapping[str, Any]) -> Item:
+    title = _detail_text(entry.get("title_detail"), entry.get("title", ""))
+    summary = _detail_text(entry.get("summary_detail"), entry.get("summary", ""))
+    content = "\n".join(
+        filter(None, (_detail_text(c) for c in entry.get("content", ()) if isinstance(c, Mapping)))
+    )
+    if content == summary:
+        summary = ""
+    link = str(entry.get("link") or "")
+    published = _struct_to_datetime(entry.get("published_parsed") or entry.get("updated_parsed"))
+    tags = tuple(str(t.get("term")) for t in entry.get("tags", ()) if t.get("term"))
+    return Item(
+        feed=feed,
+        id=item_identity(str(entry.get("id") or ""), link, title, content or summary),
+        title=title,
+        link=link,
+        summary=summary,
+        content=_cap(content),
+        published=published,
+        author=_cap(str(entry.get("author") or "")),
+        tags=tags,
+    )
+
+
+def _parse_json_feed(feed: str, body: bytes) -> ParsedFeed:
+    """JSON Feed 1.0 and 1.1 (https://jsonfeed.org/version/1.1)."""
+    try:
+        doc = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(feed, f"invalid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(_JSON_FEED_VERSION):
+        raise ParseError(feed, "the JSON document is not a JSON Feed (no jsonfeed.org version)")
+    raw_items = doc.get("items")
+    if not isinstance(raw_items, list):
+        raise ParseError(feed, "the JSON Feed has no items list")
+    items = [_json_item(feed, raw) for raw in raw_items if isinstance(raw, dict)]
+    return ParsedFeed(
+        title=_cap(str(doc.get("title") or "")),
+        items=_dedupe(items),
+        version="json" + str(doc["version"]).removeprefix(_JSON_FEED_VERSION).replace(".", ""),
+    )
+
+
+def _json_date(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _json_item(feed: str, raw: Mapping[str, Any]) -> Item:
+    title = _cap(html_to_text(str(raw.get("title") or "")))
+    if raw.get("content_html"):
+        content = _cap(html_to_text(str(raw["content_html"])))
+    else:
+        content = _cap(str(raw.get("content_text") or "").strip())
+    summary = _cap(str(raw.get("summary") or "").strip())
+    link = str(raw.get("url") or raw.get("external_url") or "")
+    authors = raw.get("authors") or ([raw["author"]] if isinstance(raw.get("author"), dict) else [])
+    author = ", ".join(str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name"))
+    raw_id = raw.get("id")
+    tags = raw.get("tags")
+    return Item(
+        feed=feed,
+        id=item_identity("" if raw_id is None else str(raw_id), link, title, content or summary),
+        title=title,
+        link=link,
+        summary=summary,
+        content=content,
+        published=_json_date(raw.get("date_published") or raw.get("date_modified")),
+        author=author,
+        tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
+    )
