@@ -307,7 +307,7 @@ def _resolve_state(config: Config, base: Path) -> Config:
         return config
     state = config.state.expanduser()
     if not state.is_absolute():
-        state = base / state
+        state = (base / state).resolve()
     return config.model_copy(update={"state": state})
 
 

@@ -130,7 +130,11 @@ def _entry_to_item(feed: str, entry: Mapping[str, Any]) -> Item:
     if content == summary:
         summary = ""
     link = str(entry.get("link") or "")
-    published = _struct_to_datetime(entry.get("published_parsed") or entry.get("updated_parsed"))
+    # dict.get: FeedParserDict.get maps the missing key to the other one, with a warning.
+    raw: dict[str, Any] = entry  # type: ignore[assignment]
+    published = _struct_to_datetime(
+        dict.get(raw, "published_parsed") or dict.get(raw, "updated_parsed")
+    )
     tags = tuple(str(t.get("term")) for t in entry.get("tags", ()) if t.get("term"))
     return Item(
         feed=feed,

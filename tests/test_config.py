@@ -1,0 +1,210 @@
+"""Config loading: the documented shape, and errors that name file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from watcher.config import default_state_path, load_config, parse_config, parse_duration
+from watcher.exceptions import ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+ISSUE_SHAPE = """\
+state: /var/lib/watcher/watcher.db      # optional; default $XDG_STATE_HOME/watcher/watcher.db
+feeds:
+  - name: kyiv-news                      # unique
+    url: https://example.org/feed.xml
+    interval: 10m                        # optional, default 15m; units s, m, h, d
+    tags: [ukraine]                      # optional
+  - name: status-pages
+    url: https://status.example.org/history.rss
+entities:
+  kharkiv:
+    aliases: [Kharkiv, Kharkov, Харків, Харьков]
+rules:
+  - name: kharkiv
+    entities: [kharkiv]                  # any of these entities is mentioned
+  - name: peace-talks
+    query: '("peace talks" OR "peace treaty" OR ceasefire) AND (Russia OR Ukraine) AND NOT football'
+  - name: outage
+    keywords: [outage, "service disruption"]   # any of these
+    exclude: [resolved]                         # none of these
+    feeds: [status-pages]                       # feed names or tags; default: every feed
+    notify: [ops]                               # notifier names; default: every notifier
+notifiers:
+  ops: "json://hooks.example.org/watcher"       # any apprise URL; ${VAR} is read from the environment
+"""
+
+
+def errors(text: str, tmp_path: Path) -> list[str]:
+    path = tmp_path / "config.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    return [str(issue).replace(str(path), "FILE") for issue in info.value.issues]
+
+
+def test_the_documented_shape_is_accepted() -> None:
+    config = parse_config(ISSUE_SHAPE)
+    assert config.state == Path("/var/lib/watcher/watcher.db")
+    assert [f.name for f in config.feeds] == ["kyiv-news", "status-pages"]
+    assert config.feeds[0].interval == 600
+    assert config.feeds[1].interval == 900  # the default, 15m
+    assert config.feeds[0].tags == ("ukraine",)
+    assert config.entities["kharkiv"].aliases[2] == "Харків"
+    assert config.rules[2].notify == ("ops",)
+    assert config.notifiers == {"ops": "json://hooks.example.org/watcher"}
+    assert config.summary() == "2 feeds, 3 rules, 1 entity, 1 notifier"
+
+
+def test_the_shipped_example_config_is_valid() -> None:
+    config = load_config(ROOT / "config" / "example.yaml")
+    assert config.feeds and config.rules and config.notifiers
+    assert config.state_path == (ROOT / ".watcher-state" / "watcher.db").resolve()
+
+
+def test_unknown_key_is_an_error_with_its_line(tmp_path: Path) -> None:
+    text = "feeds:\n  - name: a\n    url: http://x.org/f\n    intreval: 5m\n"
+    assert errors(text, tmp_path) == ["FILE:4: feeds.0.intreval: unknown key"]
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    assert errors("feeds: []\nruels: []\n", tmp_path) == ["FILE:2: ruels: unknown key"]
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    text = """\
+feeds:
+  - name: a
+    url: ftp://x.org/f
+    interval: soon
+entities:
+  kyiv:
+    aliases: [Kyiv]
+rules:
+  - name: r1
+    entities: [kharkiv]
+  - name: r2
+    keywords: [x]
+    feeds: [nope]
+    notify: [ops]
+  - name: r3
+    query: 'ceasefire AND (Russia OR'
+  - name: r4
+    exclude: [y]
+notifiers:
+  bad: "notaservice://whatever"
+"""
+    assert errors(text, tmp_path) == [
+        "FILE:3: feeds.0.url: must be an http:// or https:// URL, got 'ftp://x.org/f'",
+        "FILE:4: feeds.0.interval: invalid duration 'soon': use a number with a unit s, m, h or d",
+    ]
+    fixed = text.replace("ftp://", "http://").replace("soon", "5m")
+    found = errors(fixed, tmp_path)
+    assert found[0] == "FILE:10: rules.0.entities.0: unknown entity 'kharkiv'"
+    assert found[1] == "FILE:13: rules.1.feeds.0: no feed or tag is named 'nope'"
+    assert found[2] == "FILE:14: rules.1.notify.0: unknown notifier 'ops'"
+    assert found[3].startswith(
+        "FILE:16: rules.2.query: invalid query in rule 'r3': "
+        "expected a term, found the end of the query at position 24"
+    )
+    assert found[3].endswith("ceasefire AND (Russia OR\n" + " " * 28 + "^")
+    assert found[4] == "FILE:17: rules.3: rule 'r4' needs keywords, query or entities"
+    assert found[5].startswith(
+        "FILE:20: notifiers.bad: not a valid apprise URL (scheme 'notaservice')"
+    )
+    assert len(found) == 6
+
+
+def test_missing_environment_variable_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATCHER_TEST_TOKEN", raising=False)
+    text = 'notifiers:\n  ops: "json://hooks.example.org/${WATCHER_TEST_TOKEN}"\n'
+    assert errors(text, tmp_path) == [
+        "FILE:2: notifiers.ops: environment variable WATCHER_TEST_TOKEN is not set"
+    ]
+    monkeypatch.setenv("WATCHER_TEST_TOKEN", "s3cret")
+    config = parse_config(text)
+    assert config.notifiers["ops"] == "json://hooks.example.org/s3cret"
+
+
+def test_env_default_and_dollar_escape(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WATCHER_UNSET", raising=False)
+    config = parse_config(
+        'notifiers:\n  a: "${WATCHER_UNSET:-json://localhost/x}"\n'
+        "rules:\n  - name: r\n    keywords: ['$$100']\n"
+    )
+    assert config.notifiers["a"] == "json://localhost/x"
+    assert config.rules[0].keywords == ("$100",)
+
+
+def test_invalid_apprise_url_is_not_echoed(tmp_path: Path) -> None:
+    (issue,) = errors('notifiers:\n  x: "nosuch://user:hunter2@host"\n', tmp_path)
+    assert "hunter2" not in issue
+
+
+def test_duplicate_names_and_keys(tmp_path: Path) -> None:
+    text = """\
+feeds:
+  - name: a
+    url: http://x.org/1
+  - name: a
+    url: http://x.org/2
+rules:
+  - name: r
+    keywords: [x]
+    keywords: [y]
+"""
+    assert errors(text, tmp_path) == [
+        "FILE:4: feeds.1.name: duplicate feed name 'a'",
+        "FILE:9: rules.0.keywords: duplicate key 'keywords' (first defined on line 8)",
+    ]
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    (issue,) = errors("feeds:\n  - name: a\n   url: [unclosed\n", tmp_path)
+    assert issue.startswith("FILE:3: invalid YAML")
+
+
+def test_wrong_types_and_missing_keys(tmp_path: Path) -> None:
+    text = "feeds:\n  - url: http://x.org/f\n    tags: ukraine\n"
+    assert errors(text, tmp_path) == [
+        "FILE:2: feeds.0.name: required key is missing",
+        "FILE:3: feeds.0.tags: Input should be a valid tuple",
+    ]
+
+
+def test_empty_and_unreadable_files(tmp_path: Path) -> None:
+    assert errors("# nothing\n", tmp_path) == ["FILE: the config is empty"]
+    assert errors("- a\n- b\n", tmp_path) == ["FILE:1: the config must be a mapping of keys"]
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"), [("10m", 600), ("90s", 90), ("1h30m", 5400), ("1d", 86400), (45, 45)]
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "0s", "5", "10 minutes", True, "-5m"])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(value)
+
+
+def test_relative_state_is_relative_to_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("state: data/w.db\n")
+    assert load_config(tmp_path / "c.yaml").state_path == tmp_path / "data" / "w.db"
+
+
+def test_default_state_path_follows_systemd_then_xdg(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/watcher")
+    assert default_state_path() == Path("/var/lib/watcher/watcher.db")
+    monkeypatch.delenv("STATE_DIRECTORY")
+    monkeypatch.setenv("XDG_STATE_HOME", "/tmp/xdg")
+    assert default_state_path() == Path("/tmp/xdg/watcher/watcher.db")

@@ -1,0 +1,116 @@
+"""The state database: a real SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.exceptions import StoreError
+from watcher.models import Alert, Item
+from watcher.store import Store
+from watcher.store.schema import LATEST
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def items(*ids: str) -> list[Item]:
+    return [Item(feed="f", id=i, title=f"title {i}") for i in ids]
+
+
+def alert(item_id: str, notifier: str = "ops") -> Alert:
+    return Alert("f", item_id, notifier, ("r",), f"[r] {item_id}", "body", "http://x")
+
+
+def commit(store: Store, seen: list[Item], queued: list[Alert] = ()) -> int:  # type: ignore[assignment]
+    return store.commit_poll(
+        "f",
+        "http://x/f",
+        NOW,
+        seen=seen,
+        alerts_to_queue=queued,
+        etag='"e"',
+        last_modified=None,
+        body_hash="h",
+    )
+
+
+def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "w.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST
+    conn.close()
+    Store.open(path).close()  # reopening migrates nothing and keeps the version
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE schema_version SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this watcher"):
+        Store.open(path)
+
+
+def test_new_items_and_feed_state(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    assert not store.feed_state("f").baselined
+    assert [i.id for i in store.new_items("f", items("a", "b"))] == ["a", "b"]
+    commit(store, items("a", "b"))
+    state = store.feed_state("f")
+    assert state.baselined and state.etag == '"e"' and state.body_hash == "h"
+    assert [i.id for i in store.new_items("f", items("c", "a", "d"))] == ["c", "d"]
+    # identity is per feed
+    other = [Item(feed="g", id="a")]
+    assert store.new_items("g", other) == other
+
+
+def test_many_ids_are_queried_in_chunks(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    many = items(*(str(i) for i in range(2500)))
+    commit(store, many[:1200])
+    assert len(store.new_items("f", many)) == 1300
+
+
+def test_one_alert_per_item_and_notifier_enforced_by_the_database(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    assert commit(store, items("a"), [alert("a"), alert("a", "mail")]) == 2
+    assert commit(store, items("a"), [alert("a")]) == 0
+    assert store.alert_counts() == {"pending": 2}
+
+
+def test_outbox_pending_sent_and_retry(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    commit(store, items("a", "b"), [alert("a"), alert("b")])
+    first, second = store.pending_alerts(NOW)
+    store.mark_sent(first.id, NOW)
+    store.mark_failed(second.id, NOW, "HTTP 500", retry_at=NOW + timedelta(minutes=1))
+    assert store.pending_alerts(NOW) == []
+    (retry,) = store.pending_alerts(NOW + timedelta(minutes=2))
+    assert retry.id == second.id and retry.attempts == 1
+    assert store.alert_counts() == {"pending": 1, "sent": 1}
+
+
+def test_errors_are_counted_and_cleared_by_success(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    store.record_error("f", "http://x/f", NOW, "HTTP 500")
+    store.record_error("f", "http://x/f", NOW, "HTTP 502")
+    (status,) = store.feed_statuses()
+    assert (status.failures, status.last_error, status.baselined) == (2, "HTTP 502", False)
+    commit(store, items("a"))
+    (status,) = store.feed_statuses()
+    assert (status.failures, status.last_error, status.items) == (0, None, 1)
+    assert status.last_success_at == NOW
+
+
+def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the state directory"):
+        Store.open(blocker / "sub" / "w.db")

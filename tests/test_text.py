@@ -1,0 +1,66 @@
+"""HTML to text, folding, and snippets."""
+
+from __future__ import annotations
+
+import pytest
+
+from watcher.text import fold, fold_with_map, html_to_text, snippet
+
+
+def test_html_to_text_drops_tags_and_attribute_values() -> None:
+    markup = '<p>Talks in <a href="/tags/lavrov" title="Lavrov">Geneva</a></p><p>Day two</p>'
+    text = html_to_text(markup)
+    assert text == "Talks in Geneva\nDay two"
+    assert "lavrov" not in text.lower()
+
+
+def test_html_to_text_decodes_entities_and_skips_scripts() -> None:
+    assert html_to_text("It&#8217;s &amp; <b>bold</b>") == "It’s & bold"
+    assert html_to_text("<script>alert('Kharkiv')</script>Safe") == "Safe"
+    assert html_to_text("caf&eacute; &lt;not a tag&gt;") == "café <not a tag>"
+
+
+def test_html_to_text_removes_nul_bytes_and_collapses_space() -> None:
+    assert html_to_text("a\x00b   c\n\n\n d") == "ab c\nd"
+
+
+@pytest.mark.parametrize(
+    ("raw", "folded"),
+    [
+        ("KHARKOV", "kharkov"),
+        ("Kyïv", "kyiv"),
+        ("Kharkiv’s", "kharkiv's"),
+        ("peace\n\t talks", "peace talks"),
+        ("Straße", "strasse"),
+        ("Королёв", "королев"),
+        ("ХАРКІВ", "харків"),
+        ("pro–Russian", "pro-russian"),
+        ("ｆｕｌｌｗｉｄｔｈ", "fullwidth"),
+    ],
+)
+def test_fold(raw: str, folded: str) -> None:
+    assert fold(raw) == folded
+
+
+def test_fold_keeps_cyrillic_letters_distinct() -> None:
+    # й is not и with a decoration: the two are different letters.
+    assert fold("мой") != fold("мои")
+
+
+@pytest.mark.parametrize("text", ["Plain ascii  text", "Ünïcödé\u00a0Kyïv’s — ХАРКІВ ß ﬁ"])
+def test_fold_with_map_agrees_with_fold_and_points_back(text: str) -> None:
+    folded, index = fold_with_map(text)
+    assert folded == fold(text)
+    assert len(index) == len(folded)
+    assert index == sorted(index)
+    assert all(0 <= i < len(text) for i in index)
+
+
+def test_snippet_cuts_at_word_edges_with_ellipses() -> None:
+    text = " ".join(f"word{i}" for i in range(100))
+    start = text.index("word50")
+    piece = snippet(text, start, start + 6, width=40)
+    assert "word50" in piece
+    assert piece.startswith("…") and piece.endswith("…")
+    assert len(piece) <= 42
+    assert snippet("short text", 0, 5) == "short text"
