@@ -1,0 +1,158 @@
+"""The command line, driven through click's runner and as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from support import FeedServer, Route, Story
+
+from watcher import __version__
+from watcher.cli import cli
+from watcher.store import Store
+
+ROOT = Path(__file__).parent.parent
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture
+def served(feed_server: FeedServer, tmp_path: Path) -> tuple[FeedServer, Path]:
+    story = Story()
+    story.add(1, "Weather in Lviv")
+    story.add(2, "Shelling in Kharkov’s north", "Officials report damage.")
+    story.add(3, "Ceasefire talks: Ukraine and Russia meet", "In Geneva. Kharkiv mentioned.")
+    feed_server.routes["/news"] = Route(story.body())
+    feed_server.routes["/status"] = Route(Story().body())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+state: state/watcher.db
+feeds:
+  - name: news
+    url: {feed_server.url("/news")}
+  - name: status
+    url: {feed_server.url("/status")}
+    tags: [status-pages]
+entities:
+  kharkiv:
+    aliases: [Kharkiv, Kharkov, Харків]
+rules:
+  - name: kharkiv
+    entities: [kharkiv]
+  - name: peace-talks
+    query: '("peace talks" OR ceasefire) AND (Russia OR Ukraine) AND NOT football'
+notifiers:
+  ops: "json://127.0.0.1:9/never-called"
+""",
+        encoding="utf-8",
+    )
+    return feed_server, config
+
+
+def test_version() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "watcher", "--version"], capture_output=True, text=True, check=True
+    )
+    assert proc.stdout.strip() == f"watcher, version {__version__}"
+
+
+def test_check_ok(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    result = invoke("check", "-c", str(config))
+    assert result.exit_code == 0
+    assert result.stdout == f"ok: {config}: 2 feeds, 2 rules, 1 entity, 1 notifier\n"
+
+
+def test_check_reports_every_error_and_exits_2(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("feeds:\n  - name: a\n    url: http://x.org/\n    colour: red\nrules:\n  - name: r\n    entities: [nope]\n")
+    result = invoke("check", "-c", str(config))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"{config}:4: feeds.0.colour: unknown key",
+    ]
+    config.write_text("feeds:\n  - name: a\n    url: http://x.org/\nrules:\n  - name: r\n    entities: [nope]\n")
+    result = invoke("check", "-c", str(config))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [f"{config}:6: rules.0.entities.0: unknown entity 'nope'"]
+
+
+def test_test_run_human_output(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    result = invoke("test-run", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "== news" in out and "(3 items, 2 matching)" in out
+    assert "* Shelling in Kharkov’s north" in out
+    assert "rule kharkiv: Kharkov" in out
+    assert "rule peace-talks: ceasefire, Ukraine, Russia" in out
+    assert "Weather in Lviv" not in out
+    assert "== status" in out and "(0 items, 0 matching)" in out
+
+
+def test_test_run_json_lines(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    result = invoke("test-run", "-c", str(config), "--json", "--feed", "news")
+    assert result.exit_code == 0
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["rule"], r["id"]) for r in rows] == [
+        ("kharkiv", "story-3"),
+        ("peace-talks", "story-3"),
+        ("kharkiv", "story-2"),
+    ]
+    first = rows[0]
+    assert {"feed", "rule", "id", "title", "link", "matched"} <= first.keys()
+    assert first["feed"] == "news"
+    assert first["link"] == "http://example.org/story/3"
+    assert first["matched"] == ["Kharkiv"]
+
+
+def test_test_run_only_fetches_selected_feeds(served: tuple[FeedServer, Path]) -> None:
+    server, config = served
+    assert invoke("test-run", "-c", str(config), "--feed", "status").exit_code == 0
+    assert (server.hits("/news"), server.hits("/status")) == (0, 1)
+
+
+def test_test_run_unknown_feed_is_a_usage_error(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    result = invoke("test-run", "-c", str(config), "--feed", "nope")
+    assert result.exit_code == 2
+    assert "no feed named 'nope'" in result.stderr
+
+
+def test_test_run_reports_a_broken_feed_by_name_and_exits_1(served: tuple[FeedServer, Path]) -> None:
+    server, config = served
+    server.routes["/status"] = Route(b"<html>oops</html>", content_type="text/html")
+    result = invoke("test-run", "-c", str(config))
+    assert result.exit_code == 1
+    assert "error: feed 'status': the document is an HTML page" in result.stderr
+    assert "* Shelling in Kharkov’s north" in result.stdout  # the other feed still ran
+
+
+def test_test_run_writes_no_state(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    state = config.parent / "state" / "watcher.db"
+    assert invoke("test-run", "-c", str(config)).exit_code == 0
+    assert not state.parent.exists()
+
+    Store.open(state).close()
+    before = {p.name: p.read_bytes() for p in state.parent.iterdir()}
+    assert invoke("test-run", "-c", str(config), "--json").exit_code == 0
+    after = {p.name: p.read_bytes() for p in state.parent.iterdir()}
+    assert after == before
+
+
+def test_invalid_config_exits_2_for_every_command(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("feeds: 3\n")
+    for command in ("check", "test-run", "run"):
+        result = invoke(command, "-c", str(config))
+        assert result.exit_code == 2, command
+        assert f"{config}:1: feeds: Input should be a valid tuple" in result.stderr

@@ -1,0 +1,157 @@
+"""The daemon as a real process: silent baseline, one alert per new match, no repeat after
+SIGKILL and restart, clean exit on SIGTERM and SIGINT."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import FeedServer, Receiver, Route, Story
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+class Daemon:
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config, self.log = config, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "watcher", "--log-level", "debug", "run", "-c", str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def signal(self, sig: int) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self.proc = None
+        return code
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def setup(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> Iterator[tuple[Daemon, Story, Route, Path]]:
+    story = Story()
+    story.add(1, "Kharkiv: already there before watcher started")
+    route = Route(story.body())
+    feed_server.routes["/news"] = route
+    feed_server.routes["/broken"] = Route(b"<html>not a feed</html>", content_type="text/html")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+state: {tmp_path / "state" / "watcher.db"}
+feeds:
+  - name: news
+    url: {feed_server.url("/news")}
+    interval: 1s
+  - name: broken
+    url: {feed_server.url("/broken")}
+    interval: 1s
+entities:
+  kharkiv:
+    aliases: [Kharkiv, Kharkov]
+rules:
+  - name: kharkiv
+    entities: [kharkiv]
+notifiers:
+  hook: "{receiver.url}"
+"""
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    yield daemon, story, route, tmp_path / "state" / "watcher.db"
+    daemon.stop()
+
+
+def test_alert_once_survive_sigkill_and_restart(
+    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+) -> None:
+    daemon, story, route, db = setup
+    daemon.start()
+    # The baseline and at least one more poll: nothing may be sent for items already there.
+    assert wait_until(lambda: feed_server.hits("/news") >= 3), daemon.log_text()
+    assert receiver.messages == []
+
+    story.add(2, "Shelling in Kharkov overnight")
+    route.body = story.body()
+    assert len(receiver.wait_for(1)) == 1, daemon.log_text()
+    polled = feed_server.hits("/news")
+    assert wait_until(lambda: feed_server.hits("/news") >= polled + 3)
+    assert [m["title"] for m in receiver.messages] == ["[kharkiv] Shelling in Kharkov overnight"]
+
+    assert daemon.signal(signal.SIGKILL) == -signal.SIGKILL
+    daemon.start()
+    polled = feed_server.hits("/news")
+    assert wait_until(lambda: feed_server.hits("/news") >= polled + 3), daemon.log_text()
+    assert len(receiver.messages) == 1  # no repeat after the restart
+
+    story.add(3, "Kharkiv metro reopens")
+    route.body = story.body()
+    assert len(receiver.wait_for(2)) == 2, daemon.log_text()
+    polled = feed_server.hits("/news")
+    assert wait_until(lambda: feed_server.hits("/news") >= polled + 3)
+    assert [m["title"] for m in receiver.messages] == [
+        "[kharkiv] Shelling in Kharkov overnight",
+        "[kharkiv] Kharkiv metro reopens",
+    ]
+    # The broken feed was polled throughout, reported by name, and stopped nothing.
+    assert feed_server.hits("/broken") >= 3
+    assert "poll failed feed=broken" in daemon.log_text()
+
+    assert daemon.signal(signal.SIGTERM) == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+
+
+def test_pending_alerts_are_delivered_after_the_receiver_recovers(
+    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+) -> None:
+    daemon, story, route, db = setup
+    receiver.status = 503
+    daemon.start()
+    assert wait_until(lambda: feed_server.hits("/news") >= 2)
+    story.add(2, "Kharkiv news while the receiver is down")
+    route.body = story.body()
+    assert wait_until(lambda: "alert delivery failed" in daemon.log_text()), daemon.log_text()
+    assert daemon.signal(signal.SIGINT) == 0
+
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status, attempts FROM alerts").fetchall() == [("pending", 1)]
+    conn.execute("UPDATE alerts SET next_attempt_at = '2000-01-01 00:00:00'")  # due now
+    conn.commit()
+    conn.close()
+
+    receiver.status = 200
+    daemon.start()
+    assert [m["title"] for m in receiver.wait_for(1)] == [
+        "[kharkiv] Kharkiv news while the receiver is down"
+    ], daemon.log_text()
+    assert daemon.signal(signal.SIGTERM) == 0
