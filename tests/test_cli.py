@@ -72,13 +72,17 @@ def test_check_ok(served: tuple[FeedServer, Path]) -> None:
 
 def test_check_reports_every_error_and_exits_2(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
-    config.write_text("feeds:\n  - name: a\n    url: http://x.org/\n    colour: red\nrules:\n  - name: r\n    entities: [nope]\n")
+    config.write_text(
+        "feeds:\n  - name: a\n    url: http://x.org/\n    colour: red\nrules:\n  - name: r\n    entities: [nope]\n"
+    )
     result = invoke("check", "-c", str(config))
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"{config}:4: feeds.0.colour: unknown key",
     ]
-    config.write_text("feeds:\n  - name: a\n    url: http://x.org/\nrules:\n  - name: r\n    entities: [nope]\n")
+    config.write_text(
+        "feeds:\n  - name: a\n    url: http://x.org/\nrules:\n  - name: r\n    entities: [nope]\n"
+    )
     result = invoke("check", "-c", str(config))
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [f"{config}:6: rules.0.entities.0: unknown entity 'nope'"]
@@ -127,7 +131,9 @@ def test_test_run_unknown_feed_is_a_usage_error(served: tuple[FeedServer, Path])
     assert "no feed named 'nope'" in result.stderr
 
 
-def test_test_run_reports_a_broken_feed_by_name_and_exits_1(served: tuple[FeedServer, Path]) -> None:
+def test_test_run_reports_a_broken_feed_by_name_and_exits_1(
+    served: tuple[FeedServer, Path],
+) -> None:
     server, config = served
     server.routes["/status"] = Route(b"<html>oops</html>", content_type="text/html")
     result = invoke("test-run", "-c", str(config))

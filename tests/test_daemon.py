@@ -34,7 +34,16 @@ class Daemon:
     def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "watcher", "--log-level", "debug", "run", "-c", str(self.config)],
+                [
+                    sys.executable,
+                    "-m",
+                    "watcher",
+                    "--log-level",
+                    "debug",
+                    "run",
+                    "-c",
+                    str(self.config),
+                ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

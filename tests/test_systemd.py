@@ -16,7 +16,9 @@ SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 def test_unit_verifies_cleanly(tmp_path: Path) -> None:
     # A private root, so verify can check ExecStart without installing anything system-wide.
     exec_start = next(
-        line.split("=", 1)[1] for line in UNIT.read_text().splitlines() if line.startswith("ExecStart=")
+        line.split("=", 1)[1]
+        for line in UNIT.read_text().splitlines()
+        if line.startswith("ExecStart=")
     )
     binary = Path(exec_start.split()[0])
     assert exec_start.split()[1] == "run"
