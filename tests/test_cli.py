@@ -34,6 +34,7 @@ def served(feed_server: FeedServer, tmp_path: Path) -> tuple[FeedServer, Path]:
     config.write_text(
         f"""\
 state: state/watcher.db
+allow_private_networks: true  # the test servers are on loopback
 feeds:
   - name: news
     url: {feed_server.url("/news")}

@@ -77,6 +77,7 @@ def setup(
     config.write_text(
         f"""\
 state: {tmp_path / "state" / "watcher.db"}
+allow_private_networks: true
 feeds:
   - name: news
     url: {feed_server.url("/news")}

@@ -6,12 +6,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 from support import FeedServer, Receiver, Route, Story
 
 from watcher.config import Config, parse_config
-from watcher.fetch import make_client
+from watcher.fetch import Fetcher
 from watcher.notify import build_notifiers
 from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
@@ -22,6 +21,7 @@ def make_config(feed_server: FeedServer, receiver: Receiver, *paths: str) -> Con
     feeds = "".join(f"  - name: {p.strip('/')}\n    url: {feed_server.url(p)}\n" for p in paths)
     return parse_config(
         f"""
+allow_private_networks: true
 feeds:
 {feeds}
 entities:
@@ -39,24 +39,24 @@ notifiers:
 
 
 @pytest.fixture
-def client() -> Iterator[httpx.Client]:
-    with make_client() as c:
-        yield c
+def client() -> Iterator[Fetcher]:
+    with Fetcher() as fetcher:
+        yield fetcher
 
 
-def poll(config: Config, name: str, client: httpx.Client, store: Store) -> str:
+def poll(config: Config, name: str, client: Fetcher, store: Store) -> str:
     outcome = poll_feed(
         config.feed(name),
-        client=client,
+        config=config,
+        fetcher=client,
         store=store,
         ruleset=RuleSet.from_config(config),
-        notifiers=tuple(config.notifiers),
     )
     return f"{outcome.status} new={outcome.new} alerts={outcome.alerts} {outcome.error}".strip()
 
 
 def test_baseline_is_silent_then_a_new_match_is_alerted_once(
-    feed_server: FeedServer, receiver: Receiver, client: httpx.Client, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
 ) -> None:
     story = Story()
     story.add(1, "Kharkiv already in the feed")
@@ -84,7 +84,7 @@ def test_baseline_is_silent_then_a_new_match_is_alerted_once(
 
 
 def test_unchanged_body_is_not_parsed_again(
-    feed_server: FeedServer, receiver: Receiver, client: httpx.Client, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
 ) -> None:
     story = Story()
     story.add(1, "x")
@@ -96,7 +96,7 @@ def test_unchanged_body_is_not_parsed_again(
 
 
 def test_etag_gives_not_modified(
-    feed_server: FeedServer, receiver: Receiver, client: httpx.Client, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
 ) -> None:
     feed_server.routes["/news"] = Route(Story().body(), etag='"1"')
     config = make_config(feed_server, receiver, "/news")
@@ -106,7 +106,7 @@ def test_etag_gives_not_modified(
 
 
 def test_a_broken_feed_is_recorded_and_never_stops_the_others(
-    feed_server: FeedServer, receiver: Receiver, client: httpx.Client, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
 ) -> None:
     feed_server.routes["/html"] = Route(
         b"<html><body>Moved</body></html>", content_type="text/html"
@@ -126,7 +126,7 @@ def test_a_broken_feed_is_recorded_and_never_stops_the_others(
 
 
 def test_a_failing_notifier_delays_but_never_drops(
-    feed_server: FeedServer, receiver: Receiver, client: httpx.Client, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
 ) -> None:
     story = Story()
     feed_server.routes["/news"] = route = Route(story.body())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from watcher.exceptions import StoreError
 from watcher.models import Alert, Item
-from watcher.store import Store
+from watcher.store import PollRecord, Store
 from watcher.store.schema import LATEST
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -24,16 +25,24 @@ def alert(item_id: str, notifier: str = "ops") -> Alert:
     return Alert("f", item_id, notifier, ("r",), f"[r] {item_id}", "body", "http://x")
 
 
-def commit(store: Store, seen: list[Item], queued: list[Alert] = ()) -> int:  # type: ignore[assignment]
-    return store.commit_poll(
-        "f",
-        "http://x/f",
-        NOW,
-        seen=seen,
-        alerts_to_queue=queued,
-        etag='"e"',
-        last_modified=None,
-        body_hash="h",
+def commit(store: Store, seen: list[Item], queued: Sequence[Alert] = ()) -> int:
+    return store.record_poll(
+        PollRecord(
+            "f",
+            "http://x/f",
+            NOW,
+            etag='"e"',
+            body_hash="h",
+            baselined=True,
+            seen=seen,
+            alerts=queued,
+        )
+    )
+
+
+def fail(store: Store, error: str, at: datetime = NOW) -> None:
+    store.record_poll(
+        PollRecord("f", "http://x/f", at, error=error, retry_at=at + timedelta(minutes=5))
     )
 
 
@@ -99,13 +108,16 @@ def test_outbox_pending_sent_and_retry(tmp_path: Path) -> None:
 
 def test_errors_are_counted_and_cleared_by_success(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "w.db")
-    store.record_error("f", "http://x/f", NOW, "HTTP 500")
-    store.record_error("f", "http://x/f", NOW, "HTTP 502")
+    fail(store, "HTTP 500")
+    fail(store, "HTTP 502", NOW + timedelta(minutes=1))
     (status,) = store.feed_statuses()
     assert (status.failures, status.last_error, status.baselined) == (2, "HTTP 502", False)
+    assert status.failing_since == NOW  # the first failure of the run
+    assert status.next_poll_at == NOW + timedelta(minutes=6)
     commit(store, items("a"))
     (status,) = store.feed_statuses()
     assert (status.failures, status.last_error, status.items) == (0, None, 1)
+    assert (status.failing_since, status.next_poll_at) == (None, None)
     assert status.last_success_at == NOW
 
 

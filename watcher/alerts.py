@@ -70,6 +70,23 @@ def plan(
     return planned
 
 
+def notices(
+    feed: str, kind: str, key: str, title: str, body: str, *, notifiers: Sequence[str]
+) -> list[Alert]:
+    """A feed health notice for each health notifier; ``key`` makes each episode unique."""
+    return [
+        Alert(
+            feed=feed,
+            item_id=f"notice:{kind}:{key}",
+            notifier=target,
+            rules=(),
+            title=title,
+            body=body,
+        )
+        for target in notifiers
+    ]
+
+
 def match_json(item: Item, match: Match) -> Mapping[str, object]:
     """The JSON object `test-run --json` prints for one (item, rule) match."""
     return {

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -19,11 +20,12 @@ from watcher._version import __version__
 from watcher.alerts import match_json
 from watcher.config import Config, FeedConfig, default_config_path, load_config
 from watcher.exceptions import ConfigError, FeedError, StoreError
-from watcher.fetch import fetch, make_client
+from watcher.fetch import Fetcher, make_fetcher
 from watcher.models import Item, Match, NotModified
 from watcher.parse import parse
-from watcher.pipeline import match_items
+from watcher.pipeline import fetch_feed, match_items
 from watcher.rules import RuleSet
+from watcher.store import FeedStatus, Store
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -108,15 +110,14 @@ class _FeedReport:
     error: str = ""
 
 
-def _try_feed(feed: FeedConfig, ruleset: RuleSet) -> _FeedReport:
-    with make_client() as client:
-        try:
-            result = fetch(client, feed.name, feed.url)
-            if isinstance(result, NotModified):  # only with conditional headers; none sent here
-                return _FeedReport(feed)
-            parsed = parse(feed.name, result)
-        except FeedError as exc:
-            return _FeedReport(feed, error=str(exc))
+def _try_feed(feed: FeedConfig, config: Config, fetcher: Fetcher, ruleset: RuleSet) -> _FeedReport:
+    try:
+        result = fetch_feed(feed, config, fetcher)
+        if isinstance(result, NotModified):  # only with conditional headers; none sent here
+            return _FeedReport(feed)
+        parsed = parse(feed.name, result)
+    except FeedError as exc:
+        return _FeedReport(feed, error=str(exc))
     matched = [(item, m) for item, m in match_items(parsed.items, ruleset, tags=feed.tags) if m]
     return _FeedReport(feed, items=len(parsed.items), matches=matched)
 
@@ -160,8 +161,9 @@ def test_run(config_path: Path | None, feed_names: Sequence[str], as_json: bool)
     feeds = [f for f in config.feeds if not feed_names or f.name in feed_names]
     ruleset = RuleSet.from_config(config)
     failed = False
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(feeds)))) as pool:
-        for report in pool.map(lambda f: _try_feed(f, ruleset), feeds):
+    workers = max(1, min(config.fetch.max_connections, len(feeds)))
+    with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
+        for report in pool.map(lambda f: _try_feed(f, config, fetcher, ruleset), feeds):
             if report.error:
                 failed = True
                 click.echo(f"error: {report.error}", err=True)
@@ -172,6 +174,64 @@ def test_run(config_path: Path | None, feed_names: Sequence[str], as_json: bool)
             else:
                 _print_human(report)
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+def _feed_row(feed: FeedConfig, status: FeedStatus | None) -> tuple[list[str], str, bool]:
+    """The table cells for one feed, its last error (if failing), and whether it is failing."""
+    if status is None:
+        return [feed.name, "never polled", "-", "at start", "0", feed.url], "", False
+    if status.disabled_reason:
+        state = "disabled (410 Gone)"
+    elif status.failures:
+        state = f"failing since {_when(status.failing_since)} ({status.failures}x)"
+    elif not status.baselined:
+        state = "no baseline yet"
+    else:
+        state = "ok"
+    if status.next_poll_at is not None:
+        next_poll = _when(status.next_poll_at)
+    elif status.last_poll_at is not None and not status.disabled_reason:
+        next_poll = "~" + _when(status.last_poll_at + timedelta(seconds=feed.interval))
+    else:
+        next_poll = "-"
+    url = feed.url if status.moved_to is None else f"{feed.url} -> {status.moved_to}"
+    failing = bool(status.failures or status.disabled_reason)
+    cells = [feed.name, state, _when(status.last_success_at), next_poll, str(status.items), url]
+    return cells, (status.last_error or "") if failing else "", failing
+
+
+@cli.command()
+@config_option
+@click.option("--failing", is_flag=True, help="Only feeds that are failing or disabled.")
+def feeds(config_path: Path | None, failing: bool) -> None:
+    """List feeds with their health: status, last success, next poll, items seen.
+
+    Works while the daemon runs. Example: watcher feeds -c config.yaml --failing
+    """
+    config = _load(config_path)
+    statuses: dict[str, FeedStatus] = {}
+    if config.state_path.exists():
+        try:
+            store = Store.open(config.state_path)
+        except StoreError as exc:
+            click.echo(f"error: {exc}", err=True)
+            raise SystemExit(EXIT_FEED_FAILED) from None
+        statuses = {s.name: s for s in store.feed_statuses()}
+        store.close()
+    rows = [_feed_row(feed, statuses.get(feed.name)) for feed in config.feeds]
+    if failing:
+        rows = [row for row in rows if row[2]]
+    header = ["NAME", "STATUS", "LAST SUCCESS", "NEXT POLL", "ITEMS", "URL"]
+    widths = [max(len(r[0][i]) for r in [(header, "", False), *rows]) for i in range(5)]
+    for cells, error, _ in [(header, "", False), *rows]:
+        padded = [c.ljust(w) for c, w in zip(cells[:5], widths, strict=True)]
+        click.echo("  ".join([*padded, cells[5]]))
+        if error:
+            click.echo(f"    last error: {error}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -50,7 +50,35 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def parse_size(value: object) -> int:
+    """Bytes from ``1048576``, ``"512KiB"``, ``"10MiB"`` or ``"1GB"``."""
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or a string such as 10MiB")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE.fullmatch(value)):
+        size = int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "b").lower()])
+    else:
+        raise ValueError(f"invalid size {value!r}: use bytes or a unit such as KiB, MiB, GB")
+    if size < 1024:
+        raise ValueError(f"size {value!r} is smaller than 1 KiB")
+    return size
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
@@ -58,11 +86,20 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class BasicAuth(_Model):
+    username: str
+    password: str
+
+
 class FeedConfig(_Model):
     name: NonEmpty
     url: NonEmpty
     interval: Duration = 900.0
     tags: tuple[NonEmpty, ...] = ()
+    max_bytes: Size | None = None  # default: fetch.max_bytes
+    headers: dict[NonEmpty, str] = Field(default_factory=dict)
+    auth: BasicAuth | None = None
+    allow_private_networks: bool | None = None  # default: the top-level setting
 
     @field_validator("url")
     @classmethod
@@ -87,8 +124,30 @@ class RuleConfig(_Model):
     notify: tuple[NonEmpty, ...] = ()
 
 
+class FetchSettings(_Model):
+    """Limits for every fetch; the defaults suit public feeds."""
+
+    timeout: Duration = 30.0  # connect and read, each
+    deadline: Duration = 60.0  # the whole fetch, redirects and body included
+    max_bytes: Size = 10 * 1024 * 1024  # after decompression
+    max_connections: int = Field(default=20, ge=1, le=1000)
+    max_per_host: int = Field(default=2, ge=1, le=100)
+
+
+class FeedHealthSettings(_Model):
+    """Notices about feeds (failing, recovered, renumbered) and when to send them."""
+
+    notify: tuple[NonEmpty, ...] = ()  # notifier names; none: notices are only logged
+    failures: int = Field(default=5, ge=1)  # consecutive failures before a notice
+    churn_ratio: float = Field(default=0.5, gt=0, le=1)  # share of new items that means
+    churn_min_items: int = Field(default=10, ge=1)  # "the feed renumbered its items"
+
+
 class Config(_Model):
     state: Path | None = None
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    allow_private_networks: bool = False
+    feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
     feeds: tuple[FeedConfig, ...] = ()
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()
@@ -98,6 +157,12 @@ class Config(_Model):
     def state_path(self) -> Path:
         """Where the state database lives: the ``state`` key, else the XDG default."""
         return self.state if self.state is not None else default_state_path()
+
+    def allows_private(self, feed: FeedConfig) -> bool:
+        """Whether a feed may reach loopback, private and link-local addresses."""
+        if feed.allow_private_networks is not None:
+            return feed.allow_private_networks
+        return self.allow_private_networks
 
     def feed(self, name: str) -> FeedConfig:
         for feed in self.feeds:
@@ -293,6 +358,10 @@ def _cross_check(config: Config, located: _Located) -> None:
                 for ref in sorted(entity_refs(tree)):
                     if ref not in config.entities:
                         located.issue((*where, "query"), f"query names unknown entity @{ref}")
+
+    for j, target in enumerate(config.feed_health.notify):
+        if target not in config.notifiers:
+            located.issue(("feed_health", "notify", j), f"unknown notifier {target!r}")
 
     from watcher.notify import validate_url  # apprise is heavy: import only when needed
 

@@ -18,7 +18,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.config import Config, FeedConfig
-from watcher.fetch import make_client
+from watcher.fetch import make_fetcher
 from watcher.notify import build_notifiers
 from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
@@ -39,10 +39,11 @@ class Daemon:
         self.store = Store.open(config.state_path)
         self.ruleset = RuleSet.from_config(config)
         self.notifiers = build_notifiers(config.notifiers)
-        self.client = make_client()
+        self.fetcher = make_fetcher(config)
         self._stop = threading.Event()
         self._deliver_lock = threading.Lock()
-        workers = max(2, min(16, len(config.feeds) + 1))
+        # Enough threads that the fetch limits, not the pool, bound concurrency.
+        workers = max(2, min(config.fetch.max_connections, len(config.feeds)) + 1)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
@@ -53,14 +54,22 @@ class Daemon:
 
     def _poll(self, feed: FeedConfig) -> None:
         outcome = poll_feed(
-            feed,
-            client=self.client,
-            store=self.store,
-            ruleset=self.ruleset,
-            notifiers=tuple(self.notifiers),
+            feed, config=self.config, fetcher=self.fetcher, store=self.store, ruleset=self.ruleset
         )
+        if outcome.next_poll_at is not None and not self._stop.is_set():
+            # Backing off (or told to wait by Retry-After): the next run waits until then.
+            job = self.scheduler.get_job(f"feed:{feed.name}")
+            if job is not None:
+                job.modify(next_run_time=outcome.next_poll_at)
         if outcome.alerts and not self._stop.is_set():
             self._deliver()
+
+    def _maintain(self) -> None:
+        try:
+            removed = self.store.prune_items(datetime.now(UTC))
+            log.info("maintenance pruned_items=%d", removed)
+        except Exception:
+            log.exception("maintenance failed; it is retried tomorrow")
 
     def _deliver(self) -> None:
         # Polls and the periodic job may both ask for delivery; one pass at a time.
@@ -98,6 +107,15 @@ class Daemon:
             next_run_time=now,
             misfire_grace_time=max(30, int(self.delivery_interval)),
         )
+        self.scheduler.add_job(
+            self._maintain,
+            "interval",
+            id="maintain",
+            name="prune old items",
+            hours=24,
+            next_run_time=now + timedelta(minutes=5),
+            misfire_grace_time=3600,
+        )
 
     # -- process life -----------------------------------------------------------
 
@@ -124,7 +142,7 @@ class Daemon:
                 pass
         finally:
             self.scheduler.shutdown(wait=True)
-            self.client.close()
+            self.fetcher.close()
             self.store.close()
             log.info("watcher stopped")
         return 0

@@ -7,7 +7,8 @@ message names what it is about (the file, the feed, the rule, the notifier)::
     ├── ConfigError            a config file is unreadable or invalid (all issues at once)
     ├── QuerySyntaxError       a rule query does not parse (also ValueError)
     ├── FeedError              something went wrong with one feed
-    │   ├── FetchError         network, HTTP status, size or time limits
+    │   ├── FetchError         network, HTTP status, size or time limits, address policy
+    │   │   └── FeedGone       the server answered 410 Gone: the feed is disabled
     │   └── ParseError         the body is not a feed we can read
     ├── StoreError             the state database cannot be opened or migrated
     └── NotifyError            a notifier cannot be built or reached
@@ -69,7 +70,18 @@ class FeedError(WatcherError):
 
 
 class FetchError(FeedError):
-    """The feed could not be downloaded (network, HTTP status, size or time limit)."""
+    """The feed could not be downloaded (network, HTTP status, size or time limit).
+
+    ``retry_after`` is the delay in seconds a 429 or 503 asked for, when it said.
+    """
+
+    def __init__(self, feed: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(feed, message)
+        self.retry_after = retry_after
+
+
+class FeedGone(FetchError):
+    """The server says the feed is gone for good (HTTP 410)."""
 
 
 class ParseError(FeedError):

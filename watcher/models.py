@@ -50,6 +50,28 @@ class FeedState:
     last_modified: str | None = None
     body_hash: str | None = None
     baselined: bool = False
+    failures: int = 0
+    failing_since: datetime | None = None
+    next_poll_at: datetime | None = None
+    disabled_reason: str | None = None
+    disabled_url: str | None = None
+    moved_from: str | None = None
+    moved_to: str | None = None
+    max_items: int = 0
+    health_notice: str | None = None
+
+    def url_for(self, configured: str) -> str:
+        """Where to fetch: the permanent redirect target while the config URL is unchanged."""
+        if self.moved_to and self.moved_from == configured:
+            return self.moved_to
+        return configured
+
+    def disabled_for(self, configured: str) -> bool:
+        """Disabled (410 Gone) until the config names another URL."""
+        return self.disabled_reason is not None and self.disabled_url in (
+            configured,
+            self.url_for(configured),
+        )
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,7 @@ class FetchResult:
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str = ""
+    moved_to: str | None = None  # the final URL, when every redirect on the way was permanent
 
 
 @dataclass(frozen=True)
@@ -72,6 +95,7 @@ class NotModified:
     url: str
     etag: str | None = None
     last_modified: str | None = None
+    moved_to: str | None = None
 
 
 @dataclass(frozen=True)

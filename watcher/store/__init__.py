@@ -11,13 +11,24 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    case,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.sql import ClauseElement
 
 from watcher.exceptions import StoreError
 from watcher.models import Alert, FeedState, Item, PendingAlert
@@ -34,7 +45,7 @@ def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
 
 @dataclass(frozen=True)
 class FeedStatus:
-    """A feed as `watcher status` and health checks see it."""
+    """A feed as `watcher feeds` and health checks see it."""
 
     name: str
     url: str
@@ -43,7 +54,42 @@ class FeedStatus:
     last_success_at: datetime | None
     last_error: str | None
     failures: int
+    failing_since: datetime | None
+    next_poll_at: datetime | None
+    disabled_reason: str | None
+    moved_to: str | None
     items: int
+
+
+class _Keep:
+    """Marker: leave a column as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """Everything one poll writes about its feed; ``error`` None means the poll succeeded."""
+
+    feed: str
+    url: str  # the URL in the config
+    now: datetime
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None  # None keeps the stored hash
+    baselined: bool = False  # the items were parsed and recorded
+    seen: Sequence[Item] = ()
+    alerts: Sequence[Alert] = ()
+    notices: Sequence[Alert] = ()  # feed health notices, through the same outbox
+    moved_to: str | None = None  # a permanent redirect to remember
+    retry_at: datetime | None = None  # after an error: not before this
+    disabled_url: str | None = None  # after a 410: the URL that is gone
+    health_notice: Any = KEEP  # "failing", None (cleared), or KEEP
 
 
 class Store:
@@ -93,11 +139,7 @@ class Store:
 
     def feed_state(self, name: str) -> FeedState:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    feeds.c.etag, feeds.c.last_modified, feeds.c.body_hash, feeds.c.baselined
-                ).where(feeds.c.name == name)
-            ).first()
+            row = conn.execute(select(feeds).where(feeds.c.name == name)).first()
         if row is None:
             return FeedState()
         return FeedState(
@@ -105,58 +147,115 @@ class Store:
             last_modified=row.last_modified,
             body_hash=row.body_hash,
             baselined=bool(row.baselined),
+            failures=row.failures,
+            failing_since=row.failing_since,
+            next_poll_at=row.next_poll_at,
+            disabled_reason=row.disabled_reason,
+            disabled_url=row.disabled_url,
+            moved_from=row.moved_from,
+            moved_to=row.moved_to,
+            max_items=row.max_items,
+            health_notice=row.health_notice,
         )
 
-    def _upsert_feed(self, conn: Any, name: str, url: str, now: datetime, **values: Any) -> None:
-        values = {"url": url, "last_poll_at": now, **values}
-        stmt = self._insert(feeds).values(name=name, created_at=now, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values))
+    def record_poll(self, record: PollRecord) -> int:
+        """ONE transaction: the feed's state, every item seen, alerts and notices queued.
 
-    def record_success(
-        self,
-        name: str,
-        url: str,
-        now: datetime,
-        *,
-        etag: str | None,
-        last_modified: str | None,
-        body_hash: str | None = None,
-    ) -> None:
-        """A poll that found nothing to parse (304, or a body identical to the last one)."""
-        values: dict[str, Any] = {
-            "etag": etag,
-            "last_modified": last_modified,
-            "last_success_at": now,
-            "last_error": None,
-            "failures": 0,
-        }
-        if body_hash is not None:
-            values["body_hash"] = body_hash
-        with self.engine.begin() as conn:
-            self._upsert_feed(conn, name, url, now, **values)
-
-    def record_error(self, name: str, url: str, now: datetime, error: str) -> None:
-        with self.engine.begin() as conn:
-            stmt = self._insert(feeds).values(
-                name=name,
-                url=url,
-                created_at=now,
-                last_poll_at=now,
-                last_error=error,
-                last_error_at=now,
-                failures=1,
+        Returns how many alerts (notices included) were queued; one already queued
+        for the same item and notifier is not queued again.
+        """
+        now = record.now
+        values: dict[str, Any] = {"url": record.url, "last_poll_at": now}
+        if record.error is None:
+            values.update(
+                etag=record.etag,
+                last_modified=record.last_modified,
+                last_success_at=now,
+                last_error=None,
+                failures=0,
+                failing_since=None,
+                next_poll_at=None,
+                disabled_reason=None,
+                disabled_url=None,
             )
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[feeds.c.name],
-                    set_={
-                        "last_poll_at": now,
-                        "last_error": error,
-                        "last_error_at": now,
-                        "failures": feeds.c.failures + 1,
-                    },
+            if record.body_hash is not None:
+                values["body_hash"] = record.body_hash
+            if record.baselined:
+                values["baselined"] = True
+            if record.seen:
+                size = len(record.seen)
+                values["max_items"] = case(
+                    (feeds.c.max_items < size, size), else_=feeds.c.max_items
                 )
+        else:
+            values.update(
+                last_error=record.error,
+                last_error_at=now,
+                failures=feeds.c.failures + 1,
+                failing_since=func.coalesce(feeds.c.failing_since, now),
+                next_poll_at=record.retry_at,
             )
+            if record.disabled_url is not None:
+                values.update(disabled_reason=record.error, disabled_url=record.disabled_url)
+        if record.moved_to is not None:
+            values.update(moved_from=record.url, moved_to=record.moved_to)
+        if record.health_notice is not KEEP:
+            values["health_notice"] = record.health_notice
+        with self.engine.begin() as conn:
+            insert_values = {k: v for k, v in values.items() if not isinstance(v, ClauseElement)}
+            if record.error is not None:
+                insert_values.update(failures=1, failing_since=now)
+            if record.seen:
+                insert_values["max_items"] = len(record.seen)
+            stmt = self._insert(feeds).values(name=record.feed, created_at=now, **insert_values)
+            conn.execute(stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values))
+            if record.seen:
+                self._mark_seen(conn, record.feed, record.seen, now)
+            return self._queue(conn, [*record.alerts, *record.notices], now)
+
+    def _mark_seen(self, conn: Connection, feed: str, seen: Sequence[Item], now: datetime) -> None:
+        rows = [
+            {
+                "feed": feed,
+                "item_id": item.id,
+                "title": item.title[:1000],
+                "link": item.link,
+                "published": item.published,
+                "first_seen_at": now,
+                "last_seen_at": now,
+            }
+            for item in seen
+        ]
+        conn.execute(self._insert(items).on_conflict_do_nothing(), rows)
+        for chunk in _chunks([item.id for item in seen]):
+            conn.execute(
+                update(items)
+                .where(items.c.feed == feed, items.c.item_id.in_(chunk))
+                .values(last_seen_at=now)
+            )
+
+    def _queue(self, conn: Connection, to_queue: Sequence[Alert], now: datetime) -> int:
+        queued = 0
+        for alert in to_queue:
+            result = conn.execute(
+                self._insert(alerts)
+                .values(
+                    feed=alert.feed,
+                    item_id=alert.item_id,
+                    notifier=alert.notifier,
+                    rules=json.dumps(list(alert.rules)),
+                    title=alert.title,
+                    body=alert.body,
+                    link=alert.link,
+                    created_at=now,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=now,
+                )
+                .on_conflict_do_nothing()
+            )
+            queued += result.rowcount or 0
+        return queued
 
     def feed_statuses(self) -> list[FeedStatus]:
         counts = select(items.c.feed, func.count().label("n")).group_by(items.c.feed).subquery()
@@ -175,6 +274,10 @@ class Store:
                     last_success_at=r.last_success_at,
                     last_error=r.last_error,
                     failures=r.failures,
+                    failing_since=r.failing_since,
+                    next_poll_at=r.next_poll_at,
+                    disabled_reason=r.disabled_reason,
+                    moved_to=r.moved_to if r.moved_from == r.url else None,
                     items=r.n,
                 )
                 for r in conn.execute(query)
@@ -198,77 +301,31 @@ class Store:
                 )
         return [item for item in pending if item.id not in known]
 
-    def commit_poll(
-        self,
-        feed: str,
-        url: str,
-        now: datetime,
-        *,
-        seen: Sequence[Item],
-        alerts_to_queue: Sequence[Alert],
-        etag: str | None,
-        last_modified: str | None,
-        body_hash: str | None,
-    ) -> int:
-        """ONE transaction: the feed's state, every item seen, and the alerts queued.
+    def prune_items(self, now: datetime, *, keep_days: float = 90) -> int:
+        """Forget items unseen for ``keep_days``, but never a feed's 2 x largest-size newest.
 
-        Returns how many alerts were queued (an alert already queued is not again).
+        That is how an item that drops out of a feed and comes back is still known.
         """
+        cutoff = now - timedelta(days=keep_days)
+        removed = 0
         with self.engine.begin() as conn:
-            self._upsert_feed(
-                conn,
-                feed,
-                url,
-                now,
-                etag=etag,
-                last_modified=last_modified,
-                body_hash=body_hash,
-                baselined=True,
-                last_success_at=now,
-                last_error=None,
-                failures=0,
-            )
-            if seen:
-                rows = [
-                    {
-                        "feed": feed,
-                        "item_id": item.id,
-                        "title": item.title[:1000],
-                        "link": item.link,
-                        "published": item.published,
-                        "first_seen_at": now,
-                        "last_seen_at": now,
-                    }
-                    for item in seen
-                ]
-                conn.execute(self._insert(items).on_conflict_do_nothing(), rows)
-                for chunk in _chunks([item.id for item in seen]):
-                    conn.execute(
-                        update(items)
-                        .where(items.c.feed == feed, items.c.item_id.in_(chunk))
-                        .values(last_seen_at=now)
-                    )
-            queued = 0
-            for alert in alerts_to_queue:
-                result = conn.execute(
-                    self._insert(alerts)
-                    .values(
-                        feed=alert.feed,
-                        item_id=alert.item_id,
-                        notifier=alert.notifier,
-                        rules=json.dumps(list(alert.rules)),
-                        title=alert.title,
-                        body=alert.body,
-                        link=alert.link,
-                        created_at=now,
-                        status="pending",
-                        attempts=0,
-                        next_attempt_at=now,
-                    )
-                    .on_conflict_do_nothing()
+            for name, max_items in conn.execute(select(feeds.c.name, feeds.c.max_items)).all():
+                newest = (
+                    select(items.c.item_id)
+                    .where(items.c.feed == name)
+                    .order_by(items.c.last_seen_at.desc())
+                    .limit(2 * max_items)
+                    .scalar_subquery()
                 )
-                queued += result.rowcount or 0
-        return queued
+                result = conn.execute(
+                    delete(items).where(
+                        items.c.feed == name,
+                        items.c.last_seen_at < cutoff,
+                        items.c.item_id.not_in(newest),
+                    )
+                )
+                removed += result.rowcount or 0
+        return removed
 
     # -- the outbox -------------------------------------------------------------
 
@@ -320,4 +377,4 @@ class Store:
             return {status: count for status, count in rows}
 
 
-__all__ = ["FeedStatus", "Store"]
+__all__ = ["KEEP", "FeedStatus", "PollRecord", "Store"]

@@ -72,6 +72,14 @@ feeds = Table(
     Column("last_error", Text),
     Column("last_error_at", UTCDateTime),
     Column("failures", Integer, nullable=False, default=0),
+    Column("failing_since", UTCDateTime),
+    Column("next_poll_at", UTCDateTime),  # set while backing off; NULL: the normal schedule
+    Column("disabled_reason", Text),  # set when the server said 410 Gone
+    Column("disabled_url", Text),  # the URL that was gone; a new URL in the config re-enables
+    Column("moved_from", Text),  # a permanent redirect: the config URL it applies to...
+    Column("moved_to", Text),  # ...and where the feed lives now
+    Column("max_items", Integer, nullable=False, default=0),  # most items one document had
+    Column("health_notice", String(16)),  # "failing" once that notice was queued
 )
 
 items = Table(
