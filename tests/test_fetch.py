@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import gzip
 import socket
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler
 
+import brotli
 import httpx
 import pytest
 from support import FeedServer, Route, rss
 
 from watcher import __version__
-from watcher.exceptions import FetchError
-from watcher.fetch import FetchPolicy, fetch, make_client
+from watcher.exceptions import FeedGone, FetchError
+from watcher.fetch import Fetcher, FetchPolicy, fetch, make_client, parse_retry_after
 from watcher.models import FeedState, FetchResult, NotModified
 
 BODY = rss([{"title": "Hello", "guid": "1"}])
@@ -147,3 +155,371 @@ def test_connection_refused_is_reported() -> None:
         port = s.getsockname()[1]
     with make_client(policy=LOOPBACK) as client, pytest.raises(FetchError, match="cannot connect"):
         fetch(client, "down", f"http://127.0.0.1:{port}/")
+
+
+# -- the address policy --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "localhost",
+        "2130706433",
+        "0x7f.1",
+        "127.1",
+        "0177.0.0.1",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+    ],
+)
+def test_public_only_client_refuses_loopback_in_every_disguise(
+    feed_server: FeedServer, host: str
+) -> None:
+    feed_server.routes["/f"] = Route(BODY)
+    with make_client() as client, pytest.raises(FetchError) as info:
+        fetch(client, "sneaky", f"http://{host}:{feed_server.port}/f")
+    reason = str(info.value)
+    assert "refusing to connect" in reason or "invalid URL" in reason
+    assert feed_server.requests == []  # nothing reached the server
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("10.1.2.3", "private"),
+        ("192.168.0.10", "private"),
+        ("172.16.5.4", "private"),
+        ("100.64.0.1", "carrier-grade NAT"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("fd00:ec2::254", "private"),
+        ("fe80::1", "link-local"),
+    ],
+)
+def test_private_ranges_are_refused_before_any_packet_is_sent(address: str, kind: str) -> None:
+    # The check runs before connect(): no traffic ever goes to these addresses.
+    host = f"[{address}]" if ":" in address else address
+    with make_client() as client, pytest.raises(FetchError, match=kind):
+        fetch(client, "internal", f"http://{host}/latest/meta-data/")
+
+
+def test_public_addresses_pass_the_policy() -> None:
+    from ipaddress import ip_address
+
+    from watcher.fetch import address_problem
+
+    assert address_problem(ip_address("93.184.216.34")) is None
+    assert address_problem(ip_address("2606:4700::1111")) is None
+    assert address_problem(ip_address("::ffff:127.0.0.1")) == "a loopback address"
+
+
+def test_every_redirect_hop_is_rechecked(feed_server: FeedServer) -> None:
+    # 127.0.0.1 is trusted (as a proxy would be); "localhost" is not, though it is the same box.
+    feed_server.routes["/f"] = Route(
+        status=302, headers={"Location": f"http://localhost:{feed_server.port}/g"}
+    )
+    feed_server.routes["/g"] = Route(BODY)
+    with (
+        make_client(trusted_hosts=["127.0.0.1"]) as client,
+        pytest.raises(FetchError, match="refusing to connect to localhost"),
+    ):
+        fetch(client, "f", feed_server.url("/f"))
+    assert feed_server.hits("/g") == 0
+
+
+# -- bodies: compression, caps, lies ----------------------------------------------------
+
+
+def _encoded(encoding: str, body: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        data = brotli.compress(body) if encoding == "br" else zlib.compress(body)
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.send_header("Content-Encoding", encoding)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    return handler
+
+
+@pytest.mark.parametrize("encoding", ["br", "deflate"])
+def test_brotli_and_deflate_bodies(
+    feed_server: FeedServer, client: httpx.Client, encoding: str
+) -> None:
+    feed_server.routes["/f"] = Route(handler=_encoded(encoding, BODY))
+    result = fetch(client, "f", feed_server.url("/f"))
+    assert isinstance(result, FetchResult) and result.body == BODY
+    assert "br" in feed_server.requests[0][1]["Accept-Encoding"]
+
+
+def _endless_chunked(h: BaseHTTPRequestHandler) -> None:
+    h.send_response(200)
+    h.send_header("Content-Type", "application/rss+xml")
+    h.send_header("Transfer-Encoding", "chunked")
+    h.end_headers()
+    chunk = b"x" * 65536
+    try:
+        for _ in range(16384):  # 1 GiB, if anyone read it all
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    except OSError:
+        pass
+
+
+def test_chunked_body_without_length_stops_at_the_cap(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/big"] = Route(handler=_endless_chunked)
+    with pytest.raises(FetchError, match="larger than 2097152 bytes"):
+        fetch(
+            client,
+            "f",
+            feed_server.url("/big"),
+            policy=replace(LOOPBACK, max_bytes=2 * 1024 * 1024),
+        )
+
+
+def _lying_length(declared: int, sent: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.send_header("Content-Length", str(declared))
+        h.send_header("Connection", "close")
+        h.end_headers()
+        h.wfile.write(sent)
+        h.close_connection = True
+
+    return handler
+
+
+def test_false_content_length_is_a_clear_error(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/short"] = Route(handler=_lying_length(100_000, b"<rss>"))
+    with pytest.raises(FetchError, match="broken HTTP response"):
+        fetch(client, "f", feed_server.url("/short"))
+    feed_server.routes["/huge"] = Route(handler=_lying_length(50 * 1024 * 1024 * 1024, b"<rss>"))
+    with pytest.raises(FetchError, match="Content-Length"):
+        fetch(client, "f", feed_server.url("/huge"))
+
+
+def _header_drip(h: BaseHTTPRequestHandler) -> None:
+    try:
+        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        for _ in range(100):
+            h.wfile.write(b"X-Slow: a\r\n")
+            h.wfile.flush()
+            time.sleep(0.2)
+    except OSError:
+        pass
+
+
+def test_dripping_headers_are_cut_off_by_the_deadline(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/slow-headers"] = Route(handler=_header_drip)
+    with pytest.raises(FetchError, match="overall deadline of 1 s"):
+        fetch(
+            client, "slow", feed_server.url("/slow-headers"), policy=replace(LOOPBACK, deadline=1.0)
+        )
+
+
+# -- statuses ------------------------------------------------------------------------
+
+
+def test_retry_after_is_read_from_429_and_503(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/busy"] = Route(status=429, headers={"Retry-After": "120"})
+    with pytest.raises(FetchError) as info:
+        fetch(client, "f", feed_server.url("/busy"))
+    assert info.value.retry_after == 120
+    when = datetime.now(UTC) + timedelta(minutes=10)
+    feed_server.routes["/down"] = Route(
+        status=503, headers={"Retry-After": format_datetime(when, usegmt=True)}
+    )
+    with pytest.raises(FetchError) as info:
+        fetch(client, "f", feed_server.url("/down"))
+    assert info.value.retry_after is not None and 590 <= info.value.retry_after <= 600
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("5") == 5
+    assert parse_retry_after("999999999") == 86400  # capped at a day
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_410_is_feed_gone(feed_server: FeedServer, client: httpx.Client) -> None:
+    feed_server.routes["/gone"] = Route(status=410)
+    with pytest.raises(FeedGone, match="410 Gone"):
+        fetch(client, "f", feed_server.url("/gone"))
+
+
+def test_only_all_permanent_redirects_report_a_move(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/a"] = Route(status=301, headers={"Location": "/b"})
+    feed_server.routes["/b"] = Route(status=308, headers={"Location": "/c"})
+    feed_server.routes["/c"] = Route(BODY)
+    feed_server.routes["/t"] = Route(status=302, headers={"Location": "/b"})
+    moved = fetch(client, "f", feed_server.url("/a"))
+    assert isinstance(moved, FetchResult) and moved.moved_to == feed_server.url("/c")
+    temporary = fetch(client, "f", feed_server.url("/t"))
+    assert isinstance(temporary, FetchResult) and temporary.moved_to is None
+
+
+def test_headers_and_basic_auth_go_to_the_feed_origin_only(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/private"] = Route(
+        status=302, headers={"Location": f"http://localhost:{feed_server.port}/elsewhere"}
+    )
+    feed_server.routes["/elsewhere"] = Route(BODY)
+    fetch(client, "f", feed_server.url("/private"), headers={"X-Api-Key": "k1"}, auth=("u", "pw"))
+    (_, first), (_, second) = feed_server.requests
+    assert first["X-Api-Key"] == "k1"
+    assert first["Authorization"] == "Basic dTpwdw=="
+    assert "X-Api-Key" not in second and "Authorization" not in second
+
+
+# -- limits shared by all polls ------------------------------------------------------------
+
+
+class _Concurrency:
+    def __init__(self) -> None:
+        self.now = self.peak = 0
+        self.lock = threading.Lock()
+
+    def handler(self, h: BaseHTTPRequestHandler) -> None:
+        with self.lock:
+            self.now += 1
+            self.peak = max(self.peak, self.now)
+        time.sleep(0.3)
+        with self.lock:
+            self.now -= 1
+        h.send_response(200)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.send_header("Content-Length", str(len(BODY)))
+        h.end_headers()
+        h.wfile.write(BODY)
+
+
+def test_per_host_limit(feed_server: FeedServer) -> None:
+    counter = _Concurrency()
+    feed_server.routes["/f"] = Route(handler=counter.handler)
+    with (
+        Fetcher(LOOPBACK, max_connections=20, max_per_host=2) as fetcher,
+        ThreadPoolExecutor(6) as pool,
+    ):
+        results = list(
+            pool.map(
+                lambda i: fetcher.fetch(f"f{i}", feed_server.url("/f"), allow_private=True),
+                range(6),
+            )
+        )
+    assert all(isinstance(r, FetchResult) for r in results)
+    assert counter.peak == 2
+
+
+def test_global_limit_and_a_hung_host_never_blocks_another(feed_server: FeedServer) -> None:
+    counter = _Concurrency()
+    feed_server.routes["/f"] = Route(handler=counter.handler)
+    hosts = ["127.0.0.1", "localhost"]  # two hosts (one box): 4 slots, the global limit is 3
+    with (
+        Fetcher(LOOPBACK, max_connections=3, max_per_host=2) as fetcher,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        urls = [f"http://{hosts[i % 2]}:{feed_server.port}/f" for i in range(8)]
+        list(pool.map(lambda u: fetcher.fetch("f", u, allow_private=True), urls))
+    assert counter.peak == 3
+
+    with socket.socket() as hung:  # accepts, never answers
+        hung.bind(("127.0.0.5", 0))
+        hung.listen()
+        slow = replace(LOOPBACK, read_timeout=3.0)
+        with (
+            Fetcher(slow, max_connections=4, max_per_host=1) as fetcher,
+            ThreadPoolExecutor(2) as pool,
+        ):
+            stuck = pool.submit(
+                fetcher.fetch,
+                "hung",
+                f"http://127.0.0.5:{hung.getsockname()[1]}/",
+                allow_private=True,
+            )
+            time.sleep(0.2)
+            started = time.monotonic()
+            fine = fetcher.fetch("ok", feed_server.url("/f"), allow_private=True)
+            assert isinstance(fine, FetchResult)
+            assert time.monotonic() - started < 2.5  # did not wait for the hung host
+            with pytest.raises(FetchError):
+                stuck.result()
+
+
+def test_public_and_private_feeds_never_share_a_connection(feed_server: FeedServer) -> None:
+    feed_server.routes["/f"] = Route(BODY)
+    with Fetcher() as fetcher:
+        assert isinstance(
+            fetcher.fetch("intranet", feed_server.url("/f"), allow_private=True), FetchResult
+        )
+        # The pooled keep-alive connection to 127.0.0.1 must not serve a public-only feed.
+        with pytest.raises(FetchError, match="refusing to connect"):
+            fetcher.fetch("public", feed_server.url("/f"), allow_private=False)
+
+
+def test_proxy_from_the_environment(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loopback server plays an HTTP proxy: it receives the absolute URL as the path.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{feed_server.port}")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    feed_server.routes["http://feeds.invalid/rss"] = Route(BODY)
+    with make_client() as client:  # public-only: the proxy itself is trusted
+        result = fetch(client, "proxied", "http://feeds.invalid/rss")
+    assert isinstance(result, FetchResult) and result.body == BODY
+
+
+# -- memory stays bounded ------------------------------------------------------------------
+
+_MEMORY_PROBE = """
+import resource, sys
+from watcher.fetch import Fetcher, FetchPolicy
+from watcher.exceptions import FetchError
+limit = int(sys.argv[2]) * 1024 * 1024
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+with Fetcher(FetchPolicy(allow_private=True)) as f:
+    try:
+        f.fetch("big", sys.argv[1], allow_private=True)
+    except FetchError as exc:
+        print(exc)
+"""
+
+
+@pytest.mark.parametrize("path", ["/big", "/bomb"])
+def test_huge_bodies_are_refused_within_bounded_memory(feed_server: FeedServer, path: str) -> None:
+    feed_server.routes["/big"] = Route(handler=_endless_chunked)  # 1 GiB, chunked
+    feed_server.routes["/bomb"] = Route(b"<rss>" + b"\0" * (200 * 1024 * 1024), gzip=True)
+    # Address space: the interpreter and its libraries, plus 10 MiB of body and slack.
+    limit_mib = _baseline_vm_mib() + 200
+    proc = subprocess.run(
+        [sys.executable, "-c", _MEMORY_PROBE, feed_server.url(path), str(limit_mib)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "larger than 10485760 bytes" in proc.stdout
+
+
+def _baseline_vm_mib() -> int:
+    code = (
+        "import threading, watcher.fetch\n"
+        "f = watcher.fetch.Fetcher()\n"
+        "print(int(open('/proc/self/statm').read().split()[0]) * 4096 // 2**20)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())

@@ -1,6 +1,8 @@
 """watcher: a feed monitoring and alerting daemon.
 
 The public surface is what this module re-exports; every other name may change.
+(Functions are not re-exported under the name of their module, so ``watcher.fetch``
+and ``watcher.parse`` stay the modules.)
 """
 
 from watcher._version import __version__
@@ -17,9 +19,8 @@ from watcher.exceptions import (
     StoreError,
     WatcherError,
 )
-from watcher.fetch import fetch, make_client
+from watcher.fetch import Fetcher, FetchPolicy
 from watcher.models import Alert, FeedState, FetchResult, Hit, Item, Match, NotModified, ParsedFeed
-from watcher.parse import parse
 from watcher.pipeline import PollOutcome, deliver_pending, poll_feed
 from watcher.rules import RuleSet, parse_query
 from watcher.store import Store
@@ -34,7 +35,9 @@ __all__ = [
     "FeedError",
     "FeedState",
     "FetchError",
+    "FetchPolicy",
     "FetchResult",
+    "Fetcher",
     "Hit",
     "Item",
     "Match",
@@ -51,10 +54,7 @@ __all__ = [
     "WatcherError",
     "__version__",
     "deliver_pending",
-    "fetch",
     "load_config",
-    "make_client",
-    "parse",
     "parse_config",
     "parse_query",
     "plan",

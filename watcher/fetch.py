@@ -186,12 +186,16 @@ def _proxy_hosts() -> list[str]:
 
 
 def make_client(
-    *, policy: FetchPolicy = DEFAULT_POLICY, transport: httpx.BaseTransport | None = None
+    *,
+    policy: FetchPolicy = DEFAULT_POLICY,
+    transport: httpx.BaseTransport | None = None,
+    trusted_hosts: Iterable[str] = (),
 ) -> httpx.Client:
     """A client whose connections obey ``policy``'s address rule and deadlines.
 
     Proxies come from the environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, NO_PROXY);
-    a proxy is trusted to reach what it reaches, the policy applies to direct connections.
+    a proxy is trusted to reach what it reaches, the policy applies to direct
+    connections. ``trusted_hosts`` are host names exempt from the address policy.
     """
     timeout = httpx.Timeout(
         connect=policy.connect_timeout,
@@ -213,7 +217,8 @@ def make_client(
         # httpx has no public hook for httpcore's network backend; its transports (the
         # direct one and one per environment proxy) each keep an httpcore pool that does.
         # tests/test_fetch.py's address-policy tests fail loudly if this ever stops working.
-        backend = _GuardedBackend(allow_private=policy.allow_private, trusted_hosts=_proxy_hosts())
+        trusted = [*_proxy_hosts(), *trusted_hosts]
+        backend = _GuardedBackend(allow_private=policy.allow_private, trusted_hosts=trusted)
         for t in [client._transport, *client._mounts.values()]:
             pool = getattr(t, "_pool", None)
             if pool is not None:

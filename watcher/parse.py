@@ -22,7 +22,7 @@ import feedparser
 
 from watcher.exceptions import ParseError
 from watcher.models import FetchResult, Item, ParsedFeed
-from watcher.text import html_to_text
+from watcher.text import html_to_text, plain_text
 
 MAX_FIELD_CHARS = 65536
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
@@ -70,7 +70,7 @@ def _detail_text(detail: Mapping[str, Any] | None, fallback: str = "") -> str:
         return _cap(html_to_text(fallback))
     value = str(detail.get("value") or "")
     if detail.get("type") == "text/plain":
-        return _cap(value.strip())
+        return _cap(plain_text(value))
     return _cap(html_to_text(value))
 
 
@@ -103,6 +103,36 @@ def _declares_entities(body: bytes) -> bool:
     return False
 
 
+_XML_DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*encoding=["']([A-Za-z0-9._-]+)["']""")
+_CHARSET = re.compile(r"charset=[\"']?([A-Za-z0-9._-]+)")
+
+
+def _repair_utf8(body: bytes, content_type: str) -> bytes:
+    """A UTF-8 document with a few bad bytes, with those bytes replaced.
+
+    Given invalid UTF-8, feedparser re-decodes the *whole* document as windows-1252,
+    which turns every Cyrillic or accented letter into mojibake. One bad byte should
+    cost one character, not the feed.
+    """
+    try:
+        body.decode("utf-8")
+        return body
+    except UnicodeDecodeError:
+        pass
+    names: list[str] = []
+    if declared := _XML_DECL_ENCODING.match(body):
+        names.append(declared.group(1).decode("ascii"))
+    if header := _CHARSET.search(content_type):
+        names.append(header.group(1))
+    if any(n.lower().replace("_", "-") not in ("utf-8", "utf8") for n in names):
+        return body  # a declared legacy encoding: feedparser decodes it
+    text = body.decode("utf-8", errors="replace")
+    non_ascii = sum(1 for byte in body if byte >= 0x80)
+    if text.count("\ufffd") * 4 > non_ascii:
+        return body  # mostly not UTF-8 at all: let feedparser detect what it is
+    return text.encode("utf-8")
+
+
 def _ascii_views(body: bytes) -> Iterator[bytes]:
     yield body
     if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00<\x00" in body[:16] or b"<\x00" in body[:4]:
@@ -124,6 +154,7 @@ def parse(feed: str, result: FetchResult) -> ParsedFeed:
         return _parse_json_feed(feed, body)
     if _declares_entities(body):
         raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
+    body = _repair_utf8(body, content_type)
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers=dict(result.headers),
@@ -167,7 +198,7 @@ def _entry_to_item(feed: str, entry: Mapping[str, Any]) -> Item:
         summary=summary,
         content=_cap(content),
         published=published,
-        author=_cap(str(entry.get("author") or "")),
+        author=_cap(plain_text(str(entry.get("author") or ""))),
         tags=tags,
     )
 
@@ -206,8 +237,8 @@ def _json_item(feed: str, raw: Mapping[str, Any]) -> Item:
     if raw.get("content_html"):
         content = _cap(html_to_text(str(raw["content_html"])))
     else:
-        content = _cap(str(raw.get("content_text") or "").strip())
-    summary = _cap(str(raw.get("summary") or "").strip())
+        content = _cap(plain_text(str(raw.get("content_text") or "")))
+    summary = _cap(plain_text(str(raw.get("summary") or "")))
     link = str(raw.get("url") or raw.get("external_url") or "")
     authors = raw.get("authors") or ([raw["author"]] if isinstance(raw.get("author"), dict) else [])
     author = ", ".join(str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name"))

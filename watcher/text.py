@@ -69,10 +69,18 @@ def html_to_text(markup: str) -> str:
         text = "".join(parser.parts)
     else:
         text = html.unescape(markup)
-    text = text.replace("\x00", "")
+    text = _CONTROL.sub("", text)
     text = _SPACES.sub(" ", text)
     text = _NEWLINES.sub("\n", text)
     return unicodedata.normalize("NFC", text.strip())
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def plain_text(text: str) -> str:
+    """Text that was never HTML, cleaned the same way: no control characters, NFC."""
+    return unicodedata.normalize("NFC", _CONTROL.sub("", text).strip())
 
 
 _APOSTROPHES = frozenset("'\u2018\u2019\u201b\u02bc\u02b9\u00b4\u2032\uff07")
