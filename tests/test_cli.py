@@ -13,6 +13,10 @@ from support import FeedServer, Route, Story
 
 from watcher import __version__
 from watcher.cli import cli
+from watcher.config import load_config
+from watcher.fetch import Fetcher
+from watcher.pipeline import poll_feed
+from watcher.rules import RuleSet
 from watcher.store import Store
 
 ROOT = Path(__file__).parent.parent
@@ -163,3 +167,41 @@ def test_invalid_config_exits_2_for_every_command(tmp_path: Path) -> None:
         result = invoke(command, "-c", str(config))
         assert result.exit_code == 2, command
         assert f"{config}:1: feeds: Input should be a valid tuple" in result.stderr
+
+
+def test_feeds_lists_health_without_creating_state(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    result = invoke("feeds", "-c", str(config))
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "LAST", "SUCCESS", "NEXT", "POLL", "ITEMS", "URL"]
+    assert "never polled" in lines[1]
+    assert not (config.parent / "state").exists()
+
+
+def test_feeds_shows_failing_feeds_with_their_error(served: tuple[FeedServer, Path]) -> None:
+    server, config = served
+    server.routes["/status"] = Route(status=503)
+    loaded = load_config(config)
+    store = Store.open(loaded.state_path)
+    with Fetcher() as fetcher:
+        for feed in loaded.feeds:
+            poll_feed(
+                feed,
+                config=loaded,
+                fetcher=fetcher,
+                store=store,
+                ruleset=RuleSet.from_config(loaded),
+            )
+    store.close()
+    result = invoke("feeds", "-c", str(config), "--failing")
+    assert result.exit_code == 0
+    out = result.stdout
+    assert "status" in out and "failing since" in out and "(1x)" in out
+    assert "last error: HTTP 503" in out
+    assert "news " not in out  # healthy feeds are filtered out
+    everything = invoke("feeds", "-c", str(config)).stdout
+    assert any(
+        line.startswith("news") and " ok " in line and " 3 " in line
+        for line in everything.splitlines()
+    )

@@ -7,12 +7,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import FeedServer, Receiver, Route, Story
+from support import FeedServer, Receiver, Route, Story, rss
 
 from watcher.config import Config, parse_config
 from watcher.fetch import Fetcher
 from watcher.notify import build_notifiers
-from watcher.pipeline import deliver_pending, poll_feed
+from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import Store
 
@@ -153,3 +153,258 @@ def test_a_failing_notifier_delays_but_never_drops(
         "[kharkiv] Kharkiv two",
     ]
     assert store.alert_counts() == {"sent": 2}
+
+
+# -- issue 3: failures, backoff, moves, floods, health --------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+def health_config(feed_server: FeedServer, receiver: Receiver, extra: str = "") -> Config:
+    return parse_config(
+        f"""
+allow_private_networks: true
+feed_health:
+  notify: [hook]
+  failures: 3
+{extra}
+feeds:
+  - name: news
+    url: {feed_server.url("/news")}
+    interval: 10m
+rules:
+  - name: kharkiv
+    keywords: [Kharkiv]
+notifiers:
+  hook: "{receiver.url}"
+"""
+    )
+
+
+def run(
+    config: Config, fetcher: Fetcher, store: Store, clock: Clock
+) -> tuple[str, datetime | None]:
+    outcome = poll_feed(
+        config.feed("news"),
+        config=config,
+        fetcher=fetcher,
+        store=store,
+        ruleset=RuleSet.from_config(config),
+        now=clock,
+    )
+    return outcome.status, outcome.next_poll_at
+
+
+def test_backoff_doubles_skips_polls_and_resets_on_success(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = route = Route(status=500)
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+
+    status, first = run(config, client, store, clock)
+    assert status == "error" and first is not None
+    assert timedelta(minutes=9) <= first - clock.now <= timedelta(minutes=11)
+    clock.advance(minutes=1)
+    assert run(config, client, store, clock)[0] == "backoff"
+    assert feed_server.hits("/news") == 1  # skipped without a request
+
+    clock.now = first
+    status, second = run(config, client, store, clock)
+    assert second is not None and timedelta(minutes=18) <= second - clock.now <= timedelta(
+        minutes=22
+    )
+
+    route.status, route.body = 200, Story().body()
+    clock.now = second
+    assert run(config, client, store, clock) == ("baseline", None)
+    assert store.feed_state("news").failures == 0
+
+
+def test_backoff_is_capped_at_a_day() -> None:
+    assert backoff_delay(30, 3600) <= timedelta(hours=24)
+    assert backoff_delay(1, 60, retry_after=7200) >= timedelta(hours=2)
+
+
+def test_retry_after_is_honoured(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = Route(status=429, headers={"Retry-After": "7200"})
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    status, until = run(config, client, store, clock)
+    assert status == "error" and until is not None and until - clock.now >= timedelta(hours=2)
+
+
+def test_410_disables_the_feed_until_its_url_changes(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = Route(status=410)
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    assert run(config, client, store, clock)[0] == "error"
+    clock.advance(days=3)
+    assert run(config, client, store, clock)[0] == "disabled"
+    assert feed_server.hits("/news") == 1
+    (status,) = store.feed_statuses()
+    assert status.disabled_reason is not None and "410" in status.disabled_reason
+    deliver_pending(store, build_notifiers(config.notifiers), now=clock)
+    assert [m["title"] for m in receiver.messages] == ["[watcher] feed news disabled"]
+
+    feed_server.routes["/news2"] = Route(Story().body())
+    moved = parse_config(
+        config.model_dump_json().replace("/news", "/news2")  # the user edits the URL
+    )
+    assert run(moved, client, store, clock)[0] == "baseline"
+
+
+def test_permanent_redirect_is_remembered(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = Route(status=301, headers={"Location": "/new-home"})
+    feed_server.routes["/new-home"] = Route(Story().body())
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    assert run(config, client, store, clock)[0] == "baseline"
+    clock.advance(hours=1)
+    assert run(config, client, store, clock)[0] == "unchanged"
+    assert (feed_server.hits("/news"), feed_server.hits("/new-home")) == (1, 2)
+    (status,) = store.feed_statuses()
+    assert status.moved_to == feed_server.url("/new-home")
+
+
+def renumbered(count: int, prefix: str) -> bytes:
+    story = Story()
+    for n in range(count):
+        story.items.append({"title": f"Kharkiv story {n}", "guid": f"{prefix}-{n}"})
+    return story.body()
+
+
+def test_guid_churn_sends_one_notice_instead_of_a_flood(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = route = Route(renumbered(20, "old"))
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    assert run(config, client, store, clock)[0] == "baseline"
+    route.body = renumbered(20, "new")  # every item matches, every id is new
+    assert run(config, client, store, clock)[0] == "renumbered"
+    deliver_pending(store, build_notifiers(config.notifiers), now=clock)
+    assert [m["title"] for m in receiver.messages] == ["[watcher] feed news renumbered its items"]
+    route.body = renumbered(20, "new")
+    assert run(config, client, store, clock)[0] == "unchanged"
+
+
+def test_a_few_new_items_are_not_churn(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = route = Route(renumbered(5, "a"))
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    run(config, client, store, clock)
+    route.body = renumbered(5, "b")  # all new, but fewer than 10: ordinary news
+    assert run(config, client, store, clock)[0] == "new"
+    assert store.alert_counts() == {"pending": 5}
+
+
+def test_churn_without_health_notifiers_is_only_logged(
+    feed_server: FeedServer,
+    receiver: Receiver,
+    client: Fetcher,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    feed_server.routes["/news"] = route = Route(renumbered(12, "x"))
+    config = make_config(feed_server, receiver, "/news")
+    store = Store.open(tmp_path / "w.db")
+    poll(config, "news", client, store)
+    route.body = renumbered(12, "y")
+    assert poll(config, "news", client, store).startswith("renumbered")
+    assert store.alert_counts() == {}
+    assert "feed health feed=news notice=renumbered" in caplog.text
+
+
+def test_one_failing_notice_and_one_recovery_notice(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = route = Route(status=503)
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    for _ in range(6):
+        status, until = run(config, client, store, clock)
+        assert status == "error" and until is not None
+        clock.now = until
+    notifiers = build_notifiers(config.notifiers)
+    deliver_pending(store, notifiers, now=clock)
+    assert [m["title"] for m in receiver.messages] == ["[watcher] feed news is failing"]
+    assert "failed 3 times in a row" in receiver.messages[0]["message"]
+
+    route.status, route.body = 200, Story().body()
+    assert run(config, client, store, clock)[0] == "baseline"
+    clock.advance(hours=1)
+    run(config, client, store, clock)
+    deliver_pending(store, notifiers, now=clock)
+    assert [m["title"] for m in receiver.messages][1:] == ["[watcher] feed news recovered"]
+
+
+def test_an_item_that_vanishes_and_returns_is_not_new(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    story = Story()
+    story.add(1, "Kharkiv one")
+    story.add(2, "Kharkiv two")
+    feed_server.routes["/news"] = route = Route(story.body())
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    run(config, client, store, clock)
+    route.body = rss(story.items[:1])  # item 1 drops out
+    run(config, client, store, clock)
+    clock.advance(days=200)
+    assert store.prune_items(clock.now) == 0  # within twice the feed's largest size
+    route.body = story.body()  # and comes back
+    assert run(config, client, store, clock)[0] == "new"
+    assert store.alert_counts() == {}
+
+
+def test_an_html_page_after_the_baseline_touches_no_seen_state(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    story = Story()
+    story.add(1, "Kharkiv old")
+    feed_server.routes["/news"] = route = Route(story.body())
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    run(config, client, store, clock)
+    route.body, route.content_type = b"<html><body>Maintenance</body></html>", "text/html"
+    clock.advance(hours=1)
+    assert run(config, client, store, clock)[0] == "error"
+    story.add(2, "Kharkiv new")
+    route.body, route.content_type = story.body(), "application/rss+xml"
+    clock.advance(hours=1)
+    assert run(config, client, store, clock)[0] == "new"
+    assert store.alert_counts() == {"pending": 1}  # only the really new item
+
+
+def test_a_feed_added_later_gets_its_own_silent_baseline(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    story = Story()
+    story.add(1, "Kharkiv")
+    feed_server.routes["/a"] = Route(story.body())
+    feed_server.routes["/b"] = Route(story.body())
+    store = Store.open(tmp_path / "w.db")
+    first = make_config(feed_server, receiver, "/a")
+    assert poll(first, "a", client, store).startswith("baseline")
+    both = make_config(feed_server, receiver, "/a", "/b")
+    assert poll(both, "b", client, store).startswith("baseline")
+    assert poll(both, "a", client, store).startswith("unchanged")
+    assert store.alert_counts() == {}

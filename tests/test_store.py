@@ -126,3 +126,14 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(StoreError, match="cannot create the state directory"):
         Store.open(blocker / "sub" / "w.db")
+
+
+def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    for n in range(6):  # one item per poll: the feed's largest size is 1
+        at = NOW - timedelta(days=200 - n)
+        store.record_poll(PollRecord("f", "u", at, baselined=True, seen=items(str(n))))
+    store.record_poll(PollRecord("f", "u", NOW, baselined=True, seen=items("fresh")))
+    assert store.prune_items(NOW, keep_days=90) == 5  # keeps the 2 newest: "fresh" and "5"
+    assert [i.id for i in store.new_items("f", items("0", "4", "5", "fresh"))] == ["0", "4"]
+    assert store.prune_items(NOW, keep_days=90) == 0

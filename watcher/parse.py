@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import html.entities
 import io
 import json
 import re
@@ -133,6 +134,26 @@ def _repair_utf8(body: bytes, content_type: str) -> bytes:
     return text.encode("utf-8")
 
 
+_NAMED_ENTITY = re.compile(rb"&([A-Za-z][A-Za-z0-9]{1,31});")
+_XML_ENTITIES = frozenset((b"amp", b"lt", b"gt", b"quot", b"apos"))
+
+
+def _numeric_entities(body: bytes) -> bytes:
+    """HTML named entities (``&eacute;``) as numeric references, which any XML parser reads.
+
+    Old feeds use them freely; feedparser drops them when the document has a DOCTYPE.
+    """
+
+    def repl(m: re.Match[bytes]) -> bytes:
+        name = m.group(1)
+        if name in _XML_ENTITIES:
+            return m.group(0)
+        codepoint = html.entities.name2codepoint.get(name.decode("ascii"))
+        return b"&#%d;" % codepoint if codepoint is not None else m.group(0)
+
+    return _NAMED_ENTITY.sub(repl, body) if b"&" in body else body
+
+
 def _ascii_views(body: bytes) -> Iterator[bytes]:
     yield body
     if body[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00<\x00" in body[:16] or b"<\x00" in body[:4]:
@@ -154,7 +175,7 @@ def parse(feed: str, result: FetchResult) -> ParsedFeed:
         return _parse_json_feed(feed, body)
     if _declares_entities(body):
         raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
-    body = _repair_utf8(body, content_type)
+    body = _numeric_entities(_repair_utf8(body, content_type))
     parsed = feedparser.parse(
         io.BytesIO(body),
         response_headers=dict(result.headers),
