@@ -111,7 +111,7 @@ notifiers:
         "expected a term, found the end of the query at position 24"
     )
     assert found[3].endswith("ceasefire AND (Russia OR\n" + " " * 28 + "^")
-    assert found[4] == "FILE:17: rules.3: rule 'r4' needs keywords, query or entities"
+    assert found[4] == "FILE:17: rules.3: rule 'r4' needs keywords, query, entities or regex"
     assert found[5].startswith(
         "FILE:20: notifiers.bad: not a valid apprise URL (scheme 'notaservice')"
     )

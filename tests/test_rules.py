@@ -130,7 +130,7 @@ def test_a_rule_set_without_literals_matches_nothing() -> None:
     [
         ("", 0, "the query is empty"),
         ("ceasefire AND", 13, "expected a term, found the end of the query"),
-        ('"peace talks', 0, "unterminated quote"),
+        ('"peace talks', 0, 'unterminated quote: expected a closing "'),
         ("(a OR b", 7, "expected ')' to close the '(' at position 0"),
         ("a OR OR b", 5, "expected a term, found operator OR"),
         ("a ) b", 2, "unexpected ')' with no matching '('"),

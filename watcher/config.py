@@ -17,8 +17,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
 from watcher.exceptions import ConfigError, ConfigIssue, QuerySyntaxError
-from watcher.rules.query import entity_refs, parse_query
-from watcher.text import fold
+from watcher.rules.query import FIELDS, entity_refs, parse_query
+from watcher.rules.terms import regex_problem, term_problem
 
 _DURATION_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -111,7 +111,11 @@ class FeedConfig(_Model):
 
 
 class EntityConfig(_Model):
-    aliases: tuple[NonEmpty, ...] = Field(min_length=1)
+    aliases: tuple[NonEmpty, ...] = Field(min_length=1)  # a trailing * matches inflected forms
+    type: NonEmpty | None = None  # person, place, organisation, ...: shown in alerts
+    transliterate: bool = False  # a Cyrillic or Greek mention matches a Latin alias, and back
+    min_mentions: int = Field(default=1, ge=1)  # a passing mention below this does not count
+    case_sensitive: tuple[NonEmpty, ...] = ()  # these aliases match only in this exact case
 
 
 class RuleConfig(_Model):
@@ -119,9 +123,12 @@ class RuleConfig(_Model):
     keywords: tuple[NonEmpty, ...] = ()
     query: str | None = None
     entities: tuple[NonEmpty, ...] = ()
+    regex: str | None = None  # Python re syntax, case-insensitive unless it says (?-i)
     exclude: tuple[NonEmpty, ...] = ()
+    fields: tuple[NonEmpty, ...] = ("title", "summary", "content")
     feeds: tuple[NonEmpty, ...] = ()
     notify: tuple[NonEmpty, ...] = ()
+    min_score: float = Field(default=0.0, ge=0)  # a title hit weighs 3, any other field 1
 
 
 class FetchSettings(_Model):
@@ -321,8 +328,14 @@ def _cross_check(config: Config, located: _Located) -> None:
 
     for name, entity in config.entities.items():
         for j, alias in enumerate(entity.aliases):
-            if not fold(alias).strip():
-                located.issue(("entities", name, "aliases", j), "alias is blank")
+            problem = term_problem(alias)
+            if problem:
+                located.issue(("entities", name, "aliases", j), problem)
+        for j, alias in enumerate(entity.case_sensitive):
+            if alias not in entity.aliases:
+                located.issue(
+                    ("entities", name, "case_sensitive", j), f"{alias!r} is not one of the aliases"
+                )
 
     rule_names: set[str] = set()
     for i, rule in enumerate(config.rules):
@@ -330,12 +343,22 @@ def _cross_check(config: Config, located: _Located) -> None:
         if rule.name in rule_names:
             located.issue((*where, "name"), f"duplicate rule name {rule.name!r}")
         rule_names.add(rule.name)
-        if not (rule.keywords or rule.query or rule.entities):
-            located.issue(where, f"rule {rule.name!r} needs keywords, query or entities")
+        if not (rule.keywords or rule.query or rule.entities or rule.regex):
+            located.issue(where, f"rule {rule.name!r} needs keywords, query, entities or regex")
         for key in ("keywords", "exclude"):
             for j, term in enumerate(getattr(rule, key)):
-                if not fold(term).strip():
-                    located.issue((*where, key, j), "term is blank")
+                problem = term_problem(term)
+                if problem:
+                    located.issue((*where, key, j), problem)
+        for j, name in enumerate(rule.fields):
+            if name not in FIELDS:
+                located.issue(
+                    (*where, "fields", j), f"unknown field {name!r}: use {', '.join(FIELDS)}"
+                )
+        if rule.regex is not None:
+            problem = regex_problem(rule.regex)
+            if problem:
+                located.issue((*where, "regex"), f"invalid regex in rule {rule.name!r}: {problem}")
         for j, ref in enumerate(rule.entities):
             if ref not in config.entities:
                 located.issue((*where, "entities", j), f"unknown entity {ref!r}")

@@ -110,12 +110,29 @@ class Hit:
 
 @dataclass(frozen=True)
 class Match:
-    """Why one rule fired on one item."""
+    """Why one rule fired on one item.
+
+    ``marks`` are the spans of ``snippet`` that are hits; ``entities`` are the
+    (id, type) of the entities mentioned; ``score`` weighs title hits 3, others 1.
+    """
 
     rule: str
     terms: tuple[str, ...]
     hits: tuple[Hit, ...]
     snippet: str = ""
+    score: float = 0.0
+    entities: tuple[tuple[str, str | None], ...] = ()
+    marks: tuple[tuple[int, int], ...] = ()
+
+    def marked_snippet(self, before: str = "«", after: str = "»") -> str:
+        """The snippet with every hit wrapped in ``before`` and ``after``."""
+        out, last = [], 0
+        for start, end in self.marks:
+            if start < last:
+                continue
+            out += [self.snippet[last:start], before, self.snippet[start:end], after]
+            last = end
+        return "".join(out) + self.snippet[last:]
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
-from functools import lru_cache
+from collections.abc import Callable
 from html.parser import HTMLParser
+
+from anyascii import anyascii
 
 _BLOCK_TAGS = frozenset(
     {
@@ -90,8 +92,8 @@ _KEEP_MARKS_SCRIPTS = ("CYRILLIC",)
 _SPECIAL = {"ё": "е", "ß": "ss", "ø": "o", "đ": "d", "ł": "l", "æ": "ae", "œ": "oe", "ı": "i"}
 
 
-@lru_cache(maxsize=65536)
 def _fold_char(ch: str) -> str:
+    """The folded form of one character (possibly empty, possibly several characters)."""
     if ch in _APOSTROPHES:
         return "'"
     if ch in _DASHES:
@@ -110,34 +112,133 @@ def _fold_char(ch: str) -> str:
             continue
         out.append(_SPECIAL.get(part, part))
     result = unicodedata.normalize("NFC", "".join(out))
-    return "".join(_SPECIAL.get(c, c) for c in result)
+    return "".join(_SPECIAL.get(c, c) for c in result).replace("\t", " ")
 
 
-_WS_RUN = re.compile(r"\s+")
+class _LazyTable(dict[int, str]):
+    """A str.translate table that computes each character's entry the first time it is met.
+
+    translate() runs in C, so folding costs about as much as copying the string, and
+    because it is per character by construction, offsets can always be mapped back.
+    """
+
+    def __init__(self, fn: Callable[[str], str]) -> None:
+        super().__init__()
+        self._fn = fn
+
+    def __missing__(self, codepoint: int) -> str:
+        value = self._fn(chr(codepoint))
+        self[codepoint] = value
+        return value
+
+
+_FOLD = _LazyTable(_fold_char)
+
+# fold() is the hot path of matching (every field of every item), so it avoids touching
+# characters one by one in Python. Its result is defined to equal folding each character
+# with _fold_char (what fold_with_map does); tests/test_text.py checks that for every
+# character of the Basic Multilingual Plane, alone and inside ASCII and Cyrillic text.
+_ASCII_BYTES = bytes(range(128))
+_ASCII_SPACES = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+_ASCII_SPACE_TABLE = str.maketrans(dict.fromkeys(_ASCII_SPACES, " "))
+_NOT_CYRILLIC = bytes(0 if b == 0x04 else 1 for b in range(256))  # UTF-16 high byte 0x04
+_SPACE_RUN = re.compile(" {2,}")
+
+
+def _distinct_non_ascii(text: str) -> set[str]:
+    """The distinct non-ASCII characters of ``text`` outside the Cyrillic block, plus ё/Ё:
+    the only ones whose fold may differ from their lower case.
+
+    Cyrillic text is mostly Cyrillic letters, which never need the table; in UTF-16 they
+    all have the high byte 0x04, so byte operations (C speed) find the few others.
+    """
+    chars = (
+        text.encode("utf-8", "surrogatepass")
+        .translate(None, _ASCII_BYTES)
+        .decode("utf-8", "surrogatepass")
+    )
+    found = {c for c in "ёЁ" if c in chars}
+    while chars:
+        wide = chars.encode("utf-16-le", "surrogatepass")
+        if len(wide) != 2 * len(chars) or len(found) > 32:
+            return found | set(chars)  # beyond the BMP, or not Cyrillic text at all
+        i = wide[1::2].translate(_NOT_CYRILLIC).find(1)
+        if i == -1:
+            break
+        found.add(chars[i])
+        chars = chars.replace(chars[i], "")
+    return found
 
 
 def fold(text: str) -> str:
     """Case-, accent- and punctuation-folded text with whitespace runs collapsed to one space."""
     if text.isascii():
-        return _WS_RUN.sub(" ", text.lower())
-    return fold_with_map(text)[0]
+        low = text.lower().translate(_ASCII_SPACE_TABLE)
+    else:
+        low = text
+        for ch in _distinct_non_ascii(text):
+            folded = _FOLD[ord(ch)]
+            if folded != ch:
+                low = low.replace(ch, folded)
+        low = low.lower()
+        for space in _ASCII_SPACES:
+            if space in low:
+                low = low.replace(space, " ")
+    return _SPACE_RUN.sub(" ", low) if "  " in low else low
 
 
 def fold_with_map(text: str) -> tuple[str, list[int]]:
     """Folded text plus, for each folded character, the offset of its source character."""
+    return _with_map(text, _FOLD)
+
+
+def _with_map(text: str, table: _LazyTable) -> tuple[str, list[int]]:
     out: list[str] = []
     index: list[int] = []
     last_space = False
     for pos, ch in enumerate(text):
-        for piece in _fold_char(ch):
-            if piece == " " or piece.isspace():
+        for piece in table[ord(ch)]:
+            if piece == " ":
                 if last_space:
                     continue
                 last_space = True
-                out.append(" ")
             else:
                 last_space = False
-                out.append(piece)
+            out.append(piece)
+            index.append(pos)
+    return "".join(out), index
+
+
+_SIGNS = {"ь": "", "ъ": "", "Ь": "", "Ъ": ""}
+
+
+def _translit_char(ch: str) -> str:
+    """Latin letters for one already-folded character (anyascii), signs dropped."""
+    if ch.isascii():
+        return ch
+    if ch in _SIGNS:
+        return _SIGNS[ch]
+    latin = anyascii(ch)
+    return fold(latin).replace("'", "").replace(" ", "") if latin else ch
+
+
+_TRANSLIT = _LazyTable(_translit_char)
+
+
+def transliterate(folded: str) -> str:
+    """Folded text in Latin letters (Харьков -> kharkov), for transliterating entities."""
+    if folded.isascii():
+        return folded
+    return folded.translate(_TRANSLIT)
+
+
+def transliterate_with_map(folded: str) -> tuple[str, list[int]]:
+    """Transliterated text plus, per character, its offset in ``folded``."""
+    out: list[str] = []
+    index: list[int] = []
+    for pos, ch in enumerate(folded):
+        for piece in _TRANSLIT[ord(ch)]:
+            out.append(piece)
             index.append(pos)
     return "".join(out), index
 
@@ -147,10 +248,8 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-def snippet(text: str, start: int, end: int, *, width: int = 160) -> str:
+def snippet_window(text: str, start: int, end: int, *, width: int = 160) -> tuple[int, int]:
     """About ``width`` characters of ``text`` around ``[start, end)``, cut at word edges."""
-    if not text:
-        return ""
     half = max(0, (width - (end - start)) // 2)
     lo = max(0, start - half)
     hi = min(len(text), end + half)
@@ -160,5 +259,12 @@ def snippet(text: str, start: int, end: int, *, width: int = 160) -> str:
     if hi < len(text):
         space = text.rfind(" ", end, hi)
         hi = space if space != -1 else hi
-    piece = " ".join(text[lo:hi].split())
-    return ("…" if lo > 0 else "") + piece + ("…" if hi < len(text) else "")
+    return lo, hi
+
+
+def snippet(text: str, start: int, end: int, *, width: int = 160) -> str:
+    """The text of :func:`snippet_window`, with ellipses where it was cut."""
+    if not text:
+        return ""
+    lo, hi = snippet_window(text, start, end, width=width)
+    return ("…" if lo > 0 else "") + text[lo:hi] + ("…" if hi < len(text) else "")

@@ -1,83 +1,229 @@
-"""Rule compilation and matching.
+"""Rule compilation, matching and explanation.
 
 Every literal of every rule (keywords, excludes, query terms, entity aliases) is
-folded and put into one Aho-Corasick automaton; an item's fields are folded once
-and scanned once, and a hit counts only when it stands as a whole word. Rules are
-then decided from the set of literals that hit, so the cost of a scan does not
-grow with the number of rules, only with the text.
+folded and put into one Aho-Corasick automaton; an item's fields are folded once and
+scanned once, and a hit counts only where it stands as a whole word (a trailing *
+lets the word go on). Entities that transliterate also put their aliases, in Latin
+letters, into a second automaton that scans the transliterated text. Rules are then
+decided from the hits, so a scan costs the same for 10 rules or 10,000: only rules
+that some hit could make true are evaluated at all.
 """
 
 from __future__ import annotations
 
+import bisect
+import difflib
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import ahocorasick
+import regex
 
 from watcher.models import Hit, Item, Match
-from watcher.rules.query import EntityRef, Node, Term, evaluate, parse_query, walk
-from watcher.text import fold, fold_with_map, is_word_char, snippet
+from watcher.rules.query import (
+    And,
+    EntityRef,
+    Leaf,
+    Node,
+    evaluate,
+    parse_query,
+    to_text,
+    walk,
+)
+from watcher.rules.terms import (
+    REGEX_TIMEOUT,
+    Literal,
+    compile_regex,
+    literal,
+    translit_literal,
+)
+from watcher.text import (
+    fold,
+    fold_with_map,
+    is_word_char,
+    snippet_window,
+    transliterate,
+    transliterate_with_map,
+)
 
 if TYPE_CHECKING:
     from watcher.config import Config, EntityConfig, RuleConfig
 
 DEFAULT_FIELDS: tuple[str, ...] = ("title", "summary", "content")
+FIELD_WEIGHTS = {"title": 3.0}  # every other field weighs 1
+_WORDS = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
-class _CompiledRule:
+class _Entity:
+    id: str
+    type: str | None
+    literals: tuple[Literal, ...]
+    min_mentions: int
+
+
+@dataclass(frozen=True)
+class _Near:
+    """Words that must all occur within ``distance`` words of each other."""
+
+    words: tuple[Literal, ...]
+    distance: int
+
+
+Resolved = Literal | _Near | _Entity
+
+
+@dataclass(frozen=True)
+class _Rule:
     name: str
-    keywords: tuple[str, ...]
-    entity_aliases: tuple[str, ...]  # folded aliases of every entity the rule names
+    keywords: tuple[Literal, ...]
+    entities: tuple[_Entity, ...]
     query: Node | None
-    leaves: Mapping[Term | EntityRef, tuple[str, ...]]  # query leaf -> the literals it stands for
-    exclude: tuple[str, ...]
+    leaves: Mapping[Leaf, Resolved]
+    pattern: regex.Pattern[str] | None
+    exclude: tuple[Literal, ...]
+    fields: tuple[str, ...]
     scope: frozenset[str]
     notify: tuple[str, ...]
-    positive: frozenset[str]  # literals whose hit can make the rule fire
-    needs_hit: bool  # False only for a query that holds on an empty text
+    min_score: float
+    positive: frozenset[Literal]  # literals whose hit can make the rule fire
+    needs_hit: bool  # False for a regex rule, or a query that holds on an empty text
 
 
 @dataclass(frozen=True)
-class _FieldHit:
-    literal: str
+class _Hit:
+    """A hit in the coordinates of the text it was found in (folded or transliterated)."""
+
+    literal: Literal
     field: str
-    start: int  # offsets into the folded field text
+    start: int
     end: int
 
 
-class RuleSet:
-    """All rules of a config, compiled once, matched many times."""
+@dataclass(frozen=True)
+class Clause:
+    """One part of a rule and whether it held, in words."""
 
-    def __init__(
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why a rule fired on an item, or which of its clauses failed."""
+
+    rule: str
+    matched: bool
+    clauses: tuple[Clause, ...]
+    match: Match | None = None
+
+
+class _Scan:
+    """One item's fields, folded and scanned once; offset maps computed only when needed."""
+
+    def __init__(self, ruleset: RuleSet, item: Item) -> None:
+        self.ruleset = ruleset
+        self.texts = {name: item.field_text(name) for name in ruleset.fields}
+        self.folded = {name: fold(text) for name, text in self.texts.items() if text}
+        self.translit: dict[str, str] = {}
+        self.hits: dict[Literal, list[_Hit]] = {}
+        self._fold_maps: dict[str, list[int]] = {}
+        self._translit_maps: dict[str, list[int]] = {}
+        self._word_starts: dict[tuple[str, bool], list[int]] = {}
+        for name, folded in self.folded.items():
+            if ruleset._plain is not None:
+                self._scan(ruleset._plain, ruleset._plain_keys, folded, name, translit=False)
+            if ruleset._latin is not None:
+                latin = transliterate(folded)
+                self.translit[name] = latin
+                self._scan(ruleset._latin, ruleset._latin_keys, latin, name, translit=True)
+
+    def _scan(
         self,
-        rules: Sequence[RuleConfig],
-        entities: Mapping[str, EntityConfig],
+        automaton: ahocorasick.Automaton,
+        keys: Mapping[str, tuple[Literal, ...]],
+        text: str,
+        name: str,
         *,
-        fields: Sequence[str] = DEFAULT_FIELDS,
+        translit: bool,
     ) -> None:
-        self.fields = tuple(fields)
-        self._display: dict[str, str] = {}
-        aliases = {
-            name: tuple(self._literal(a) for a in entity.aliases)
-            for name, entity in entities.items()
-        }
-        self._rules = tuple(self._compile(rule, aliases) for rule in rules)
-        self._by_literal: dict[str, list[int]] = {}
+        size = len(text)
+        for end_index, key in automaton.iter(text):
+            start = end_index - len(key) + 1
+            end = end_index + 1
+            if start > 0 and is_word_char(key[0]) and is_word_char(text[start - 1]):
+                continue
+            whole = end >= size or not (is_word_char(key[-1]) and is_word_char(text[end]))
+            for lit in keys[key]:
+                if lit.prefix:
+                    word_end = end
+                    while word_end < size and is_word_char(text[word_end]):
+                        word_end += 1
+                    self.hits.setdefault(lit, []).append(_Hit(lit, name, start, word_end))
+                elif whole and (lit.exact is None or self._exact(name, start, end, lit.exact)):
+                    self.hits.setdefault(lit, []).append(_Hit(lit, name, start, end))
+
+    def _exact(self, name: str, start: int, end: int, spelling: str) -> bool:
+        lo, hi = self.original_span(name, start, end, translit=False)
+        return self.texts[name][lo:hi] == spelling
+
+    def original_span(self, name: str, start: int, end: int, *, translit: bool) -> tuple[int, int]:
+        """Offsets in the field's original text of a span of its folded (or translit) text."""
+        if translit:
+            if name not in self._translit_maps:
+                self._translit_maps[name] = transliterate_with_map(self.folded[name])[1]
+            back = self._translit_maps[name]
+            start, end = back[start], back[end - 1] + 1
+        if name not in self._fold_maps:
+            self._fold_maps[name] = fold_with_map(self.texts[name])[1]
+        index = self._fold_maps[name]
+        return index[start], index[end - 1] + 1
+
+    def word_index(self, name: str, offset: int, *, translit: bool) -> int:
+        key = (name, translit)
+        if key not in self._word_starts:
+            text = self.translit[name] if translit else self.folded[name]
+            self._word_starts[key] = [m.start() for m in _WORDS.finditer(text)]
+        return bisect.bisect_right(self._word_starts[key], offset) - 1
+
+    def in_fields(self, lit: Literal, fields: Iterable[str]) -> list[_Hit]:
+        wanted = set(fields)
+        return [h for h in self.hits.get(lit, ()) if h.field in wanted]
+
+
+class RuleSet:
+    """All rules of a config, compiled once (and again on reload), matched many times."""
+
+    def __init__(self, rules: Sequence[RuleConfig], entities: Mapping[str, EntityConfig]) -> None:
+        self._entities = {name: self._entity(name, e) for name, e in entities.items()}
+        self._rules = tuple(self._compile(rule) for rule in rules)
+        fields: set[str] = set()
+        for rule in self._rules:
+            fields.update(rule.fields)
+            if rule.query is not None:
+                fields.update(f for _, _, f in walk(rule.query) if f)
+        self.fields = tuple(sorted(fields, key=lambda f: (f not in DEFAULT_FIELDS, f)))
+        plain: dict[str, list[Literal]] = {}
+        latin: dict[str, list[Literal]] = {}
+        self._by_literal: dict[Literal, list[int]] = {}
         self._always: list[int] = []
         for index, rule in enumerate(self._rules):
             if not rule.needs_hit:
                 self._always.append(index)
-            for literal in rule.positive:
-                self._by_literal.setdefault(literal, []).append(index)
-        self._automaton: ahocorasick.Automaton | None = None
-        if self._display:
-            automaton = ahocorasick.Automaton()
-            for literal in self._display:
-                automaton.add_word(literal, literal)
-            automaton.make_automaton()
-            self._automaton = automaton
+            for lit in rule.positive:
+                self._by_literal.setdefault(lit, []).append(index)
+            for lit in self._literals_of(rule):
+                table = latin if lit.translit else plain
+                group = table.setdefault(lit.key, [])
+                if lit not in group:
+                    group.append(lit)
+        self._plain_keys = {k: tuple(v) for k, v in plain.items()}
+        self._latin_keys = {k: tuple(v) for k, v in latin.items()}
+        self._plain = _automaton(self._plain_keys)
+        self._latin = _automaton(self._latin_keys)
 
     @classmethod
     def from_config(cls, config: Config) -> RuleSet:
@@ -89,122 +235,363 @@ class RuleSet:
 
     def notifiers_of(self, rule: str) -> tuple[str, ...]:
         """The notifiers a rule names; empty means every notifier."""
+        return self._rule(rule).notify
+
+    def _rule(self, name: str) -> _Rule:
         for compiled in self._rules:
-            if compiled.name == rule:
-                return compiled.notify
-        raise KeyError(rule)
+            if compiled.name == name:
+                return compiled
+        raise KeyError(name)
 
-    def _literal(self, term: str) -> str:
-        literal = fold(term).strip()
-        self._display.setdefault(literal, term)
-        return literal
+    # -- compilation ------------------------------------------------------------
 
-    def _compile(self, rule: RuleConfig, aliases: Mapping[str, tuple[str, ...]]) -> _CompiledRule:
-        keywords = tuple(self._literal(k) for k in rule.keywords)
-        exclude = tuple(self._literal(x) for x in rule.exclude)
-        entity_aliases = tuple(a for e in rule.entities for a in aliases[e])
+    @staticmethod
+    def _entity(name: str, entity: EntityConfig) -> _Entity:
+        exact = set(entity.case_sensitive)
+        literals = [literal(a, case_sensitive=a in exact) for a in entity.aliases]
+        if entity.transliterate:
+            literals += [translit_literal(a) for a in entity.aliases if a not in exact]
+        return _Entity(name, entity.type, tuple(dict.fromkeys(literals)), entity.min_mentions)
+
+    def _compile(self, rule: RuleConfig) -> _Rule:
+        keywords = tuple(literal(k) for k in rule.keywords)
+        exclude = tuple(literal(x) for x in rule.exclude)
+        entities = tuple(self._entities[e] for e in rule.entities)
         query = parse_query(rule.query) if rule.query is not None else None
-        positive: set[str] = {*keywords, *entity_aliases}
-        leaves: dict[Term | EntityRef, tuple[str, ...]] = {}
+        positive: set[Literal] = set(keywords)
+        for entity in entities:
+            positive.update(entity.literals)
+        leaves: dict[Leaf, Resolved] = {}
         if query is not None:
-            for leaf, negated in walk(query):
-                if isinstance(leaf, Term):
-                    leaves[leaf] = (self._literal(leaf.text),)
-                else:
-                    leaves[leaf] = aliases[leaf.name]
+            for leaf, negated, _field in walk(query):
+                resolved = self._resolve(leaf)
+                leaves[leaf] = resolved
                 if not negated:
-                    positive.update(leaves[leaf])
-        needs_hit = bool(keywords or entity_aliases) or (
-            query is not None and not evaluate(query, lambda _leaf: False)
+                    positive.update(_literals(resolved))
+        pattern = compile_regex(rule.regex) if rule.regex is not None else None
+        needs_hit = pattern is None and (
+            bool(keywords or entities)
+            or (query is not None and not evaluate(query, lambda _leaf, _field: False))
         )
-        return _CompiledRule(
+        return _Rule(
             name=rule.name,
             keywords=keywords,
-            entity_aliases=entity_aliases,
+            entities=entities,
             query=query,
             leaves=leaves,
+            pattern=pattern,
             exclude=exclude,
+            fields=tuple(rule.fields),
             scope=frozenset(rule.feeds),
             notify=tuple(rule.notify),
+            min_score=rule.min_score,
             positive=frozenset(positive),
             needs_hit=needs_hit,
         )
 
-    # -- matching ---------------------------------------------------------------
-
-    def _scan(self, folded: str, field: str) -> Iterable[_FieldHit]:
-        assert self._automaton is not None
-        for end_index, literal in self._automaton.iter(folded):
-            start = end_index - len(literal) + 1
-            end = end_index + 1
-            if start > 0 and is_word_char(literal[0]) and is_word_char(folded[start - 1]):
-                continue
-            if end < len(folded) and is_word_char(literal[-1]) and is_word_char(folded[end]):
-                continue
-            yield _FieldHit(literal, field, start, end)
-
-    def match(self, item: Item, *, tags: Iterable[str] = ()) -> list[Match]:
-        """The rules an item satisfies, each with the terms that hit and a snippet."""
-        texts = {name: item.field_text(name) for name in self.fields}
-        hits: dict[str, list[_FieldHit]] = {}
-        if self._automaton is not None:
-            for name, text in texts.items():
-                if not text:
-                    continue
-                for hit in self._scan(fold(text), name):
-                    hits.setdefault(hit.literal, []).append(hit)
-
-        candidates = set(self._always)
-        for literal in hits:
-            candidates.update(self._by_literal.get(literal, ()))
-        if not candidates:
-            return []
-        scope_keys = {item.feed, *tags}
-        maps: dict[str, list[int]] = {}
-        matches: list[Match] = []
-        for index in sorted(candidates):
-            rule = self._rules[index]
-            if rule.scope and not (rule.scope & scope_keys):
-                continue
-            if not self._holds(rule, hits):
-                continue
-            matches.append(self._explain(rule, hits, texts, maps))
-        return matches
+    def _resolve(self, leaf: Leaf) -> Resolved:
+        if isinstance(leaf, EntityRef):
+            return self._entities[leaf.name]
+        if leaf.near is not None:
+            return _Near(tuple(literal(w) for w in leaf.words), leaf.near)
+        return literal(leaf.text + ("*" if leaf.prefix else ""))
 
     @staticmethod
-    def _holds(rule: _CompiledRule, hits: Mapping[str, object]) -> bool:
-        if any(x in hits for x in rule.exclude):
-            return False
-        if rule.keywords and not any(k in hits for k in rule.keywords):
-            return False
-        if rule.entity_aliases and not any(a in hits for a in rule.entity_aliases):
-            return False
-        return rule.query is None or evaluate(
-            rule.query, lambda leaf: any(lit in hits for lit in rule.leaves[leaf])
+    def _literals_of(rule: _Rule) -> set[Literal]:
+        found = set(rule.positive) | set(rule.exclude)
+        for resolved in rule.leaves.values():
+            found.update(_literals(resolved))
+        return found
+
+    # -- deciding ---------------------------------------------------------------
+
+    def _mentions(self, entity: _Entity, scan: _Scan, fields: Iterable[str]) -> int:
+        """Distinct places the entity is mentioned (counted in the plain or the Latin text)."""
+        plain: set[tuple[str, int]] = set()
+        latin: set[tuple[str, int]] = set()
+        for lit in entity.literals:
+            for h in scan.in_fields(lit, fields):
+                (latin if lit.translit else plain).add((h.field, h.start))
+        return max(len(plain), len(latin))
+
+    def _near(self, near: _Near, scan: _Scan, fields: Iterable[str]) -> bool:
+        for name in fields:
+            positions: list[tuple[int, int]] = []
+            for k, lit in enumerate(near.words):
+                hits = [h for h in scan.hits.get(lit, ()) if h.field == name]
+                if not hits:
+                    break
+                positions += [(scan.word_index(name, h.start, translit=False), k) for h in hits]
+            else:
+                if _window(positions, len(near.words), near.distance + len(near.words) - 2):
+                    return True
+        return False
+
+    def _leaf_holds(self, resolved: Resolved, scan: _Scan, fields: Sequence[str]) -> bool:
+        if isinstance(resolved, Literal):
+            return bool(scan.in_fields(resolved, fields))
+        if isinstance(resolved, _Near):
+            return self._near(resolved, scan, fields)
+        return self._mentions(resolved, scan, fields) >= resolved.min_mentions
+
+    def _query_holds(self, rule: _Rule, node: Node, scan: _Scan) -> bool:
+        def holds(leaf: Leaf, scoped: str | None) -> bool:
+            fields = (scoped,) if scoped else rule.fields
+            return self._leaf_holds(rule.leaves[leaf], scan, fields)
+
+        return evaluate(node, holds)
+
+    def _regex_hits(self, rule: _Rule, scan: _Scan) -> list[Hit] | None:
+        """Hits of the rule's regex; None when it timed out somewhere."""
+        assert rule.pattern is not None
+        found: list[Hit] = []
+        for name in rule.fields:
+            text = scan.texts.get(name, "")
+            if not text:
+                continue
+            try:
+                for m in rule.pattern.finditer(text, timeout=REGEX_TIMEOUT):
+                    if m.end() > m.start():
+                        found.append(Hit(m.group(), name, m.start(), m.end()))
+            except TimeoutError:
+                return None
+        return found
+
+    def _clauses(self, rule: _Rule, scan: _Scan, *, explain: bool) -> tuple[list[Clause], bool]:
+        """Each clause of the rule, evaluated; stops at the first failure unless explaining."""
+        clauses: list[Clause] = []
+        ok = True
+
+        def add(name: str, held: bool, detail: Iterable[str] | str = "") -> bool:
+            nonlocal ok
+            ok = ok and held
+            if explain:
+                text = detail if isinstance(detail, str) else "".join(detail)
+                clauses.append(Clause(name, held, text))
+            return held or explain
+
+        vetoes = [h for lit in rule.exclude for h in scan.in_fields(lit, rule.fields)]
+        if not add("exclude", not vetoes, self._veto_detail(rule, vetoes)):
+            return clauses, False
+        if rule.keywords:
+            found = [lit for lit in rule.keywords if scan.in_fields(lit, rule.fields)]
+            detail = (
+                f"found {_names(found)}"
+                if found
+                else f"none of {_names(rule.keywords)} found; "
+                + _near_miss(rule.keywords, scan, rule.fields)
+            )
+            if not add("keywords", bool(found), detail if explain else ""):
+                return clauses, False
+        if rule.entities:
+            counts = {e.id: self._mentions(e, scan, rule.fields) for e in rule.entities}
+            held = any(counts[e.id] >= e.min_mentions for e in rule.entities)
+            detail = "; ".join(
+                self._entity_detail(e, counts[e.id], scan, rule) for e in rule.entities
+            )
+            if not add("entities", held, detail if explain else ""):
+                return clauses, False
+        if rule.query is not None:
+            held = self._query_holds(rule, rule.query, scan)
+            detail = "holds" if held else self._query_detail(rule, scan) if explain else ""
+            if not add("query", held, detail):
+                return clauses, False
+        if rule.pattern is not None:
+            hits = self._regex_hits(rule, scan)
+            if hits is None:
+                add("regex", False, f"timed out after {REGEX_TIMEOUT:g} s")
+                return clauses, False
+            detail = (
+                f"matched {hits[0].term!r} in {hits[0].field}"
+                if hits
+                else f"no match in {', '.join(rule.fields)}"
+            )
+            if not add("regex", bool(hits), detail):
+                return clauses, False
+        return clauses, ok
+
+    def _veto_detail(self, rule: _Rule, vetoes: Sequence[_Hit]) -> str:
+        if vetoes:
+            return f"vetoed by {vetoes[0].literal.display!r} in {vetoes[0].field}"
+        return f"none of {_names(rule.exclude)} present" if rule.exclude else "nothing to exclude"
+
+    def _entity_detail(self, entity: _Entity, count: int, scan: _Scan, rule: _Rule) -> str:
+        label = f"{entity.id}" + (f" ({entity.type})" if entity.type else "")
+        if count >= entity.min_mentions:
+            hits = sorted(
+                {
+                    h.literal.display
+                    for lit in entity.literals
+                    for h in scan.in_fields(lit, rule.fields)
+                }
+            )
+            return f"{label} mentioned {count}x ({', '.join(hits)})"
+        if count:
+            return f"{label} mentioned {count}x, needs {entity.min_mentions}"
+        return f"{label} not mentioned; " + _near_miss(entity.literals, scan, rule.fields)
+
+    def _query_detail(self, rule: _Rule, scan: _Scan) -> str:
+        assert rule.query is not None
+        parts = rule.query.children if isinstance(rule.query, And) else (rule.query,)
+        failing = [p for p in parts if not self._query_holds(rule, p, scan)]
+        return "fails at " + "; ".join(to_text(p) for p in failing)
+
+    # -- matching ---------------------------------------------------------------
+
+    def match(self, item: Item, *, tags: Iterable[str] = ()) -> list[Match]:
+        """The rules an item satisfies, each with the terms that hit, a score and a snippet."""
+        scan = _Scan(self, item)
+        candidates = set(self._always)
+        for lit in scan.hits:
+            candidates.update(self._by_literal.get(lit, ()))
+        if not candidates:
+            return []
+        scope = {item.feed, *tags}
+        matches = []
+        for index in sorted(candidates):
+            rule = self._rules[index]
+            if rule.scope and not (rule.scope & scope):
+                continue
+            _, ok = self._clauses(rule, scan, explain=False)
+            if ok:
+                found = self._build_match(rule, scan)
+                if found.score >= rule.min_score:
+                    matches.append(found)
+        return matches
+
+    def explain(
+        self, item: Item, *, rules: Iterable[str] | None = None, tags: Iterable[str] = ()
+    ) -> list[Explanation]:
+        """For each rule (or the named ones), whether it fires on the item and why, or why not."""
+        scan = _Scan(self, item)
+        wanted = set(rules) if rules is not None else None
+        scope = {item.feed, *tags}
+        explanations = []
+        for rule in self._rules:
+            if wanted is not None and rule.name not in wanted:
+                continue
+            clauses, ok = self._clauses(rule, scan, explain=True)
+            if rule.scope:
+                in_scope = bool(rule.scope & scope)
+                clauses.append(
+                    Clause("feeds", in_scope, f"applies to {', '.join(sorted(rule.scope))}")
+                )
+                ok = ok and in_scope
+            found = self._build_match(rule, scan) if ok else None
+            if found is not None and rule.min_score:
+                enough = found.score >= rule.min_score
+                clauses.append(
+                    Clause("min_score", enough, f"score {found.score:g}, needs {rule.min_score:g}")
+                )
+                if not enough:
+                    ok, found = False, None
+            explanations.append(Explanation(rule.name, ok, tuple(clauses), found))
+        return explanations
+
+    def _build_match(self, rule: _Rule, scan: _Scan) -> Match:
+        order = {name: i for i, name in enumerate(self.fields)}
+        raw = [h for lit in rule.positive for h in scan.hits.get(lit, ()) if h.field in rule.fields]
+        located: dict[tuple[str, int], Hit] = {}
+        for h in raw:
+            start, end = scan.original_span(h.field, h.start, h.end, translit=h.literal.translit)
+            term = scan.texts[h.field][start:end] if h.literal.prefix else h.literal.display
+            key = (h.field, start)
+            if key not in located or end - start > located[key].end - located[key].start:
+                located[key] = Hit(term, h.field, start, end)
+        if rule.pattern is not None:
+            for hit in self._regex_hits(rule, scan) or ():
+                located.setdefault((hit.field, hit.start), hit)
+        hits = sorted(located.values(), key=lambda h: (order.get(h.field, 99), h.start))
+        terms = tuple(dict.fromkeys(h.term for h in hits))
+        distinct = {(h.term.casefold(), h.field) for h in hits}
+        score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
+        entities = tuple((e.id, e.type) for e in self._mentioned(rule, scan))
+        text = ""
+        marks: tuple[tuple[int, int], ...] = ()
+        if hits:
+            first = hits[0]
+            source = scan.texts[first.field]
+            lo, hi = snippet_window(source, first.start, first.end)
+            inside = [h for h in hits if h.field == first.field and h.start >= lo and h.end <= hi]
+            prefix = "…" if lo > 0 else ""
+            text = prefix + source[lo:hi] + ("…" if hi < len(source) else "")
+            marks = tuple((h.start - lo + len(prefix), h.end - lo + len(prefix)) for h in inside)
+        return Match(
+            rule=rule.name,
+            terms=terms,
+            hits=tuple(hits),
+            snippet=text,
+            score=score,
+            entities=entities,
+            marks=marks,
         )
 
-    def _explain(
-        self,
-        rule: _CompiledRule,
-        hits: Mapping[str, list[_FieldHit]],
-        texts: Mapping[str, str],
-        maps: dict[str, list[int]],
-    ) -> Match:
-        fired = [h for literal in rule.positive if literal in hits for h in hits[literal]]
-        order = {name: i for i, name in enumerate(self.fields)}
-        fired.sort(key=lambda h: (order[h.field], h.start))
-        terms: list[str] = []
-        located: list[Hit] = []
-        for h in fired:
-            display = self._display[h.literal]
-            if display not in terms:
-                terms.append(display)
-            if h.field not in maps:
-                maps[h.field] = fold_with_map(texts[h.field])[1]
-            index = maps[h.field]
-            located.append(Hit(display, h.field, index[h.start], index[h.end - 1] + 1))
-        text = ""
-        if located:
-            first = located[0]
-            text = snippet(texts[first.field], first.start, first.end)
-        return Match(rule=rule.name, terms=tuple(terms), hits=tuple(located), snippet=text)
+    def _mentioned(self, rule: _Rule, scan: _Scan) -> list[_Entity]:
+        candidates = list(rule.entities) + [
+            r for r in rule.leaves.values() if isinstance(r, _Entity) and r not in rule.entities
+        ]
+        return [e for e in candidates if self._mentions(e, scan, rule.fields) >= e.min_mentions]
+
+
+def _automaton(keys: Mapping[str, object]) -> ahocorasick.Automaton | None:
+    if not keys:
+        return None
+    automaton = ahocorasick.Automaton()
+    for key in keys:
+        automaton.add_word(key, key)
+    automaton.make_automaton()
+    return automaton
+
+
+def _literals(resolved: Resolved) -> tuple[Literal, ...]:
+    if isinstance(resolved, Literal):
+        return (resolved,)
+    if isinstance(resolved, _Near):
+        return resolved.words
+    return resolved.literals
+
+
+def _names(literals: Iterable[Literal]) -> str:
+    return ", ".join(repr(lit.display) for lit in literals)
+
+
+def _window(positions: list[tuple[int, int]], kinds: int, span: int) -> bool:
+    """Whether some window of at most ``span`` words holds every one of ``kinds`` words."""
+    positions.sort()
+    counts: dict[int, int] = {}
+    lo = 0
+    for pos, kind in positions:
+        counts[kind] = counts.get(kind, 0) + 1
+        while positions[lo][0] < pos - span:
+            old = positions[lo][1]
+            counts[old] -= 1
+            if not counts[old]:
+                del counts[old]
+            lo += 1
+        if len(counts) == kinds:
+            return True
+    return False
+
+
+def _near_miss(literals: Iterable[Literal], scan: _Scan, fields: Iterable[str]) -> str:
+    """The closest thing in the text to any of the literals, for explanations."""
+    best: tuple[float, str] = (0.0, "")
+    for lit in literals:
+        for name in fields:
+            text = (scan.translit if lit.translit else scan.folded).get(name, "")
+            if not text:
+                continue
+            if lit.key in text:
+                word = next((w for w in _WORDS.findall(text) if lit.key in w), lit.key)
+                return f"{lit.display!r} appears only inside the word {word!r} in {name}"
+            for word in set(_WORDS.findall(text)):
+                ratio = difflib.SequenceMatcher(None, lit.key, word).ratio()
+                if ratio > best[0]:
+                    best = (
+                        ratio,
+                        f"closest word: {word!r} (to {lit.display!r}, {ratio:.0%} alike)",
+                    )
+    return best[1] if best[0] >= 0.6 else "nothing similar in the text"
+
+
+__all__ = ["DEFAULT_FIELDS", "Clause", "Explanation", "RuleSet"]
