@@ -22,8 +22,8 @@ from watcher.store import Store
 ROOT = Path(__file__).parent.parent
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args))
+def invoke(*args: str, input: str | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), input=input)
 
 
 @pytest.fixture
@@ -205,3 +205,38 @@ def test_feeds_shows_failing_feeds_with_their_error(served: tuple[FeedServer, Pa
         line.startswith("news") and " ok " in line and " 3 " in line
         for line in everything.splitlines()
     )
+
+
+def test_match_explains_rule_by_rule(served: tuple[FeedServer, Path]) -> None:
+    _, config = served
+    result = invoke("match", "-c", str(config), "Shelling in Kharkovsky street, ceasefire talk")
+    assert result.exit_code == 1  # nothing matched
+    out = result.stdout
+    assert "rule kharkiv: no match" in out
+    assert (
+        "FAIL entities: kharkiv not mentioned; 'Kharkov' appears only inside the word 'kharkovsky'"
+        in out
+    )
+    assert "FAIL query: fails at Russia OR Ukraine" in out
+
+    result = invoke("match", "-c", str(config), "--rule", "kharkiv", "-", input="Вибухи у Харків.")
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "rule kharkiv: MATCH (score 1)",
+        "  ok   exclude: nothing to exclude",
+        "  ok   entities: kharkiv mentioned 1x: 'Харків'",
+        "  terms: Харків",
+        "  snippet: Вибухи у «Харків».",
+    ]
+
+
+def test_match_reads_a_file_and_rejects_unknown_rules(
+    served: tuple[FeedServer, Path], tmp_path: Path
+) -> None:
+    _, config = served
+    page = tmp_path / "article.html"
+    page.write_text('<p>Kharkov <a href="/tags/x">link</a></p>', encoding="utf-8")
+    result = invoke("match", "-c", str(config), "--rule", "kharkiv", "--file", str(page))
+    assert result.exit_code == 0 and "snippet: «Kharkov» link" in result.stdout
+    assert invoke("match", "-c", str(config), "--rule", "nope", "x").exit_code == 2
+    assert invoke("match", "-c", str(config)).exit_code == 2

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from pathlib import Path
+from typing import Any
 
-from watcher.config import EntityConfig, RuleConfig
-from watcher.exceptions import QuerySyntaxError
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watcher.config import EntityConfig, RuleConfig, parse_config
+from watcher.exceptions import ConfigError, QuerySyntaxError
 from watcher.models import Item
 from watcher.rules import RuleSet, parse_query
-from watcher.text import html_to_text
+from watcher.rules.query import to_text
+from watcher.text import fold, html_to_text
 
 ENTITIES = {"kharkiv": EntityConfig(aliases=("Kharkiv", "Kharkov", "Харків", "Харьков"))}
 
@@ -149,3 +157,223 @@ def test_lowercase_operators_are_words() -> None:
     rs = rules({"name": "r", "query": "salt and pepper"})
     assert fired(rs, "Salt and pepper") == ["r"]
     assert fired(rs, "salt pepper") == []
+
+
+# -- golden cases: tests/data/rules/*.yaml ------------------------------------------------
+
+RULES_DATA = Path(__file__).parent / "data" / "rules"
+
+
+def _golden_cases() -> list[Any]:
+    cases = []
+    for path in sorted(RULES_DATA.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for i, case in enumerate(doc["cases"]):
+            cases.append(pytest.param(path, doc["config"], case, id=f"{path.stem}-{i}"))
+    return cases
+
+
+@pytest.mark.parametrize(("path", "config", "case"), _golden_cases())
+def test_golden_rule_case(path: Path, config: dict[str, Any], case: dict[str, Any]) -> None:
+    parsed = parse_config(yaml.safe_dump(config, allow_unicode=True), file=str(path))
+    ruleset = RuleSet.from_config(parsed)
+    item = Item(
+        feed="golden",
+        id="1",
+        title=html_to_text(case.get("title", "")),
+        summary=html_to_text(case.get("summary", "")),
+        content=html_to_text(case.get("text", "")),
+        author=case.get("author", ""),
+    )
+    matches = ruleset.match(item)
+    assert [m.rule for m in matches] == case["fires"], case
+    for rule, terms in case.get("terms", {}).items():
+        assert list(next(m for m in matches if m.rule == rule).terms) == terms
+
+
+# -- new query syntax and its errors ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "position", "reason"),
+    [
+        ("*attack", 0, "only a trailing * is supported"),
+        ("att*ck", 3, "only a trailing * is supported"),
+        ("a*", 1, "a wildcard needs at least two letters before the *"),
+        ('"peace talk*"', 11, "wildcards do not work inside quotes"),
+        (
+            "titel:war",
+            0,
+            "unknown field 'titel': expected one of title, summary, content, author, tags, link",
+        ),
+        ('"kharkiv"~5', 9, "proximity (~N) needs a phrase of two or more words"),
+        ('"kharkiv offensive"~', 20, "expected a number of words after ~"),
+        ("kharkiv~2", 7, "fuzzy matching (word~) is not supported"),
+        ("ceasefire title:", 16, "expected a term or '(' after title:"),
+        ("title:)", 6, "expected a term or '(' after title:"),
+        ("@ kharkiv", 1, "expected an entity name after @"),
+    ],
+)
+def test_extended_query_errors(query: str, position: int, reason: str) -> None:
+    with pytest.raises(QuerySyntaxError) as info:
+        parse_query(query)
+    assert (info.value.position, info.value.reason) == (position, reason)
+
+
+def test_query_round_trips_to_text() -> None:
+    query = 'title:(ceasefire OR truce) -football "kharkiv offensive"~5 attack* @kharkiv'
+    assert to_text(parse_query(query)) == (
+        'title:(ceasefire OR truce) AND NOT football AND "kharkiv offensive"~5 AND attack* AND @kharkiv'
+    )
+
+
+# -- config validation of the rule keys -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        (
+            "rules:\n  - {name: r, regex: '(unclosed'}",
+            "invalid regex in rule 'r': missing ), unterminated subpattern",
+        ),
+        ("rules:\n  - {name: r, regex: '(a+)+$'}", "catastrophic backtracking"),
+        ("rules:\n  - {name: r, regex: '(\\\\w*\\\\s?)*x'}", "catastrophic backtracking"),
+        ("rules:\n  - {name: r, keywords: [x], fields: [body]}", "unknown field 'body'"),
+        ("rules:\n  - {name: r, keywords: ['*x']}", "only a trailing * is supported"),
+        ("entities:\n  e: {aliases: [A], case_sensitive: [B]}", "'B' is not one of the aliases"),
+        ("entities:\n  e: {aliases: [A], min_mentions: 0}", "greater than or equal to 1"),
+    ],
+)
+def test_rule_config_errors(snippet: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(snippet)
+    assert message in str(info.value)
+
+
+def test_a_pathological_regex_that_slips_past_the_check_is_cut_off() -> None:
+    rs = rules({"name": "slow", "regex": "(a|aa)+$"})
+    text = "a" * 60 + "!"
+    assert fired(rs, text) == []
+    (report,) = rs.explain(Item(feed="f", id="1", content=text))
+    assert not report.matched
+    assert report.clauses[-1].detail.startswith("timed out")
+
+
+def test_match_reports_score_entities_and_marked_snippet() -> None:
+    rs = RuleSet(
+        [RuleConfig(name="k", entities=("kharkiv",))],
+        {"kharkiv": EntityConfig(aliases=("Kharkiv",), type="place")},
+    )
+    (m,) = rs.match(Item(feed="f", id="1", title="Kharkiv today", summary="More on Kharkiv."))
+    assert m.score == 4  # title 3 + summary 1
+    assert m.entities == (("kharkiv", "place"),)
+    assert m.marked_snippet() == "«Kharkiv» today"
+
+
+def test_explain_names_the_failing_clause_and_the_closest_word() -> None:
+    rs = RuleSet(
+        [
+            RuleConfig(name="k", entities=("kharkiv",)),
+            RuleConfig(name="q", query="ceasefire AND (Russia OR Ukraine)"),
+        ],
+        ENTITIES,
+    )
+    item = Item(feed="f", id="1", content="Kharkiw and a ceasefire in Georgia")
+    k, q = rs.explain(item)
+    assert not k.matched and k.clauses[-1].name == "entities"
+    assert "closest word: 'kharkiw'" in k.clauses[-1].detail
+    assert not q.matched and q.clauses[-1].detail == "fails at Russia OR Ukraine"
+
+
+# -- properties (hypothesis) -------------------------------------------------------------------
+
+VOCABULARY = [
+    "kharkiv",
+    "kyiv",
+    "peace",
+    "talks",
+    "ceasefire",
+    "drone",
+    "drones",
+    "attack",
+    "харків",
+    "мир",
+]
+ACCENTED = {"a": "á", "e": "é", "i": "ï", "o": "ö", "u": "ü"}
+word_lists = st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=12)
+
+
+@st.composite
+def rule_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    terms = st.sampled_from([*VOCABULARY, "peace talks", "drone*", "kharkiv*", "atta*"])
+    spec: dict[str, Any] = {"name": name, "keywords": draw(st.lists(terms, min_size=1, max_size=3))}
+    if draw(st.booleans()):
+        spec["exclude"] = draw(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=2))
+    return spec
+
+
+def reference_fires(spec: dict[str, Any], text: str) -> bool:
+    """A slow, obviously right matcher: one regex per term over the folded text."""
+    folded = fold(text)
+
+    def present(term: str) -> bool:
+        key, prefix = (term[:-1], True) if term.endswith("*") else (term, False)
+        pattern = r"(?<!\w)" + re.escape(fold(key)) + ("" if prefix else r"(?!\w)")
+        return re.search(pattern, folded) is not None
+
+    return any(present(k) for k in spec["keywords"]) and not any(
+        present(x) for x in spec.get("exclude", ())
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    words=word_lists,
+    specs=st.lists(rule_specs("r"), min_size=1, max_size=6),
+    seps=st.lists(st.sampled_from([" ", ", ", ". ", "-", "’s "]), min_size=12, max_size=12),
+)
+def test_automaton_agrees_with_a_reference_matcher(
+    words: list[str], specs: list[dict[str, Any]], seps: list[str]
+) -> None:
+    specs = [{**spec, "name": f"r{i}"} for i, spec in enumerate(specs)]
+    text = "".join(w + seps[i] for i, w in enumerate(words))
+    ruleset = RuleSet([RuleConfig.model_validate(s) for s in specs], {})
+    got = {m.rule for m in ruleset.match(Item(feed="f", id="1", content=text))}
+    assert got == {s["name"] for s in specs if reference_fires(s, text)}
+
+
+@settings(max_examples=150, deadline=None)
+@given(words=word_lists, spec=rule_specs("r"), data=st.data())
+def test_a_match_survives_case_whitespace_and_accents(
+    words: list[str], spec: dict[str, Any], data: st.DataObject
+) -> None:
+    text = " ".join(words)
+    ruleset = RuleSet([RuleConfig.model_validate(spec)], {})
+    before = [m.rule for m in ruleset.match(Item(feed="f", id="1", content=text))]
+    changed = []
+    for ch in text:
+        if ch == " ":
+            changed.append(data.draw(st.sampled_from([" ", "  ", "\n", "\t ", "\u00a0"])))
+        elif ch in ACCENTED and data.draw(st.booleans()):
+            changed.append(ACCENTED[ch])
+        else:
+            changed.append(ch.upper() if data.draw(st.booleans()) else ch)
+    variant = "".join(changed)
+    assert [m.rule for m in ruleset.match(Item(feed="f", id="1", content=variant))] == before
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    words=word_lists,
+    specs=st.lists(rule_specs("r"), min_size=1, max_size=5),
+    extra=rule_specs("extra"),
+)
+def test_adding_a_rule_never_removes_another_rules_match(
+    words: list[str], specs: list[dict[str, Any]], extra: dict[str, Any]
+) -> None:
+    specs = [{**spec, "name": f"r{i}"} for i, spec in enumerate(specs)]
+    item = Item(feed="f", id="1", content=" ".join(words))
+    alone = {m.rule for m in RuleSet([RuleConfig.model_validate(s) for s in specs], {}).match(item)}
+    grown = RuleSet([RuleConfig.model_validate(s) for s in [*specs, extra]], {}).match(item)
+    assert alone <= {m.rule for m in grown}

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.text import fold, fold_with_map, html_to_text, snippet
+from watcher.text import (
+    _fold_char,
+    fold,
+    fold_with_map,
+    html_to_text,
+    snippet,
+    transliterate,
+    transliterate_with_map,
+)
 
 
 def test_html_to_text_drops_tags_and_attribute_values() -> None:
@@ -64,3 +72,33 @@ def test_snippet_cuts_at_word_edges_with_ellipses() -> None:
     assert piece.startswith("…") and piece.endswith("…")
     assert len(piece) <= 42
     assert snippet("short text", 0, 5) == "short text"
+
+
+def test_fast_fold_equals_per_character_folding_for_every_bmp_character() -> None:
+    # fold() takes shortcuts (C-level lower(), replacing only the characters that need it);
+    # it must give exactly what folding character by character gives, or offsets drift.
+    contexts = ("{}", "abc {} def", "Харків {} Київ", "x{}y", "Kyïv’s {}—")
+    for codepoint in range(0x10000):
+        if 0xD800 <= codepoint <= 0xDFFF:
+            continue
+        ch = chr(codepoint)
+        for context in contexts:
+            text = context.format(ch)
+            assert fold(text) == fold_with_map(text)[0], (hex(codepoint), context)
+
+
+def test_folding_is_idempotent() -> None:
+    # fold() substitutes characters in set order; that is only safe if every character of
+    # a fold folds to itself.
+    for codepoint in range(0x10000):
+        if 0xD800 <= codepoint <= 0xDFFF:
+            continue
+        for ch in _fold_char(chr(codepoint)):
+            assert _fold_char(ch) == ch, hex(codepoint)
+
+
+def test_transliteration_maps_back() -> None:
+    folded = fold("Харьков, Київ and Θεσσαλονίκη")
+    latin, index = transliterate_with_map(folded)
+    assert latin == transliterate(folded) == "kharkov, kiiv and thessaloniki"
+    assert len(index) == len(latin)

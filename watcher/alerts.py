@@ -28,9 +28,14 @@ def render(item: Item, matches: Sequence[Match]) -> tuple[str, str]:
         lines.append(f"Published: {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
     matched = "; ".join(f"{m.rule}: {', '.join(m.terms)}" if m.terms else m.rule for m in matches)
     lines.append(f"Matched: {matched}")
-    first = next((m.snippet for m in matches if m.snippet), "")
-    if first:
-        lines.extend(("", first))
+    entities = dict.fromkeys(
+        f"{entity} ({kind})" if kind else entity for m in matches for entity, kind in m.entities
+    )
+    if entities:
+        lines.append(f"Entities: {', '.join(entities)}")
+    first = next((m for m in matches if m.snippet), None)
+    if first is not None:
+        lines.extend(("", first.marked_snippet()))
     return title, "\n".join(lines)
 
 

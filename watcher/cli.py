@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TextIO
 
 import click
 
@@ -26,6 +27,7 @@ from watcher.parse import parse
 from watcher.pipeline import fetch_feed, match_items
 from watcher.rules import RuleSet
 from watcher.store import FeedStatus, Store
+from watcher.text import html_to_text
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -174,6 +176,69 @@ def test_run(config_path: Path | None, feed_names: Sequence[str], as_json: bool)
             else:
                 _print_human(report)
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
+
+
+@cli.command()
+@config_option
+@click.option("--rule", "rule_names", multiple=True, help="Only this rule (repeatable).")
+@click.option("--file", "path", type=click.File("r", encoding="utf-8"), help="Read the text here.")
+@click.option("--title", default="", help="A title for the text (title-only rules look here).")
+@click.option("--feed", "feed_name", default="", help="Pretend the text came from this feed.")
+@click.argument("text", required=False)
+def match(
+    config_path: Path | None,
+    rule_names: Sequence[str],
+    path: TextIO | None,
+    title: str,
+    feed_name: str,
+    text: str | None,
+) -> None:
+    """Explain, rule by rule, why a text matches or why not.
+
+    TEXT is the item's content; use - to read it from standard input, or --file.
+    Exit status: 0 when a rule matched, 1 when none did.
+
+    Example: watcher match -c config.yaml --rule kharkiv "Shelling in Kharkov overnight"
+    """
+    config = _load(config_path)
+    known = {rule.name for rule in config.rules}
+    unknown = [name for name in rule_names if name not in known]
+    if unknown:
+        raise click.UsageError(f"no rule named {', '.join(map(repr, unknown))} in the config")
+    if path is not None:
+        body = path.read()
+    elif text == "-":
+        body = sys.stdin.read()
+    elif text is not None:
+        body = text
+    else:
+        raise click.UsageError("give the TEXT, - for standard input, or --file PATH")
+    tags: tuple[str, ...] = ()
+    if feed_name:
+        try:
+            tags = config.feed(feed_name).tags
+        except KeyError:
+            raise click.UsageError(f"no feed named {feed_name!r} in the config") from None
+    item = Item(
+        feed=feed_name or "(text)",
+        id="(text)",
+        title=html_to_text(title),
+        content=html_to_text(body),
+    )
+    ruleset = RuleSet.from_config(config)
+    matched = False
+    for report in ruleset.explain(item, rules=rule_names or None, tags=tags):
+        found = report.match
+        verdict = f"MATCH (score {found.score:g})" if found else "no match"
+        click.echo(f"rule {report.rule}: {verdict}")
+        for clause in report.clauses:
+            click.echo(f"  {'ok  ' if clause.ok else 'FAIL'} {clause.name}: {clause.detail}")
+        if found is not None:
+            matched = True
+            click.echo(f"  terms: {', '.join(found.terms)}")
+            if found.snippet:
+                click.echo(f"  snippet: {found.marked_snippet()}")
+    raise SystemExit(EXIT_OK if matched else EXIT_FEED_FAILED)
 
 
 def _when(value: datetime | None) -> str:

@@ -93,7 +93,18 @@ _SPECIAL = {"ё": "е", "ß": "ss", "ø": "o", "đ": "d", "ł": "l", "æ": "ae",
 
 
 def _fold_char(ch: str) -> str:
-    """The folded form of one character (possibly empty, possibly several characters)."""
+    """The folded form of one character (possibly empty, possibly several characters).
+
+    Idempotent: every character of the result folds to itself, so fold() may substitute
+    characters in any order.
+    """
+    folded = _fold_once(ch)
+    if len(folded) == 1 and folded == ch:
+        return folded
+    return "".join(_fold_once(c) for c in folded)
+
+
+def _fold_once(ch: str) -> str:
     if ch in _APOSTROPHES:
         return "'"
     if ch in _DASHES:
@@ -106,13 +117,15 @@ def _fold_char(ch: str) -> str:
     out: list[str] = []
     for part in unicodedata.normalize("NFD", folded):
         if unicodedata.combining(part):
-            base = out[-1] if out else ""
+            base = out[-1][-1:] if out else ""
             if base and any(s in unicodedata.name(base, "") for s in _KEEP_MARKS_SCRIPTS):
                 out.append(part)
             continue
         out.append(_SPECIAL.get(part, part))
     result = unicodedata.normalize("NFC", "".join(out))
-    return "".join(_SPECIAL.get(c, c) for c in result).replace("\t", " ")
+    # .lower() last: fold() lower-cases after substituting, so entries must be stable under
+    # it (casefold maps Cherokee to upper case, lower() back).
+    return "".join(_SPECIAL.get(c, c) for c in result).lower()
 
 
 class _LazyTable(dict[int, str]):
@@ -143,11 +156,16 @@ _ASCII_SPACES = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _ASCII_SPACE_TABLE = str.maketrans(dict.fromkeys(_ASCII_SPACES, " "))
 _NOT_CYRILLIC = bytes(0 if b == 0x04 else 1 for b in range(256))  # UTF-16 high byte 0x04
 _SPACE_RUN = re.compile(" {2,}")
+# The Cyrillic-block characters whose fold is not their lower case (ё, combining titlo...).
+_CYRILLIC_EXCEPTIONS = "".join(
+    c for c in map(chr, range(0x400, 0x500)) if _fold_char(c) != c.lower()
+)
 
 
 def _distinct_non_ascii(text: str) -> set[str]:
-    """The distinct non-ASCII characters of ``text`` outside the Cyrillic block, plus ё/Ё:
-    the only ones whose fold may differ from their lower case.
+    """The distinct non-ASCII characters of ``text`` outside the Cyrillic block, plus the
+    block's few exceptions (ё, combining marks): the only ones whose fold may differ
+    from their lower case.
 
     Cyrillic text is mostly Cyrillic letters, which never need the table; in UTF-16 they
     all have the high byte 0x04, so byte operations (C speed) find the few others.
@@ -157,7 +175,7 @@ def _distinct_non_ascii(text: str) -> set[str]:
         .translate(None, _ASCII_BYTES)
         .decode("utf-8", "surrogatepass")
     )
-    found = {c for c in "ёЁ" if c in chars}
+    found = {c for c in _CYRILLIC_EXCEPTIONS if c in chars}
     while chars:
         wide = chars.encode("utf-16-le", "surrogatepass")
         if len(wide) != 2 * len(chars) or len(found) > 32:

@@ -182,6 +182,12 @@ class _Scan:
         index = self._fold_maps[name]
         return index[start], index[end - 1] + 1
 
+    def original_text(self, hit: _Hit) -> str:
+        start, end = self.original_span(
+            hit.field, hit.start, hit.end, translit=hit.literal.translit
+        )
+        return self.texts[hit.field][start:end]
+
     def word_index(self, name: str, offset: int, *, translit: bool) -> int:
         key = (name, translit)
         if key not in self._word_starts:
@@ -205,7 +211,8 @@ class RuleSet:
             fields.update(rule.fields)
             if rule.query is not None:
                 fields.update(f for _, _, f in walk(rule.query) if f)
-        self.fields = tuple(sorted(fields, key=lambda f: (f not in DEFAULT_FIELDS, f)))
+        order = {name: i for i, name in enumerate(DEFAULT_FIELDS)}
+        self.fields = tuple(sorted(fields, key=lambda f: (order.get(f, len(order)), f)))
         plain: dict[str, list[Literal]] = {}
         latin: dict[str, list[Literal]] = {}
         self._by_literal: dict[Literal, list[int]] = {}
@@ -250,7 +257,13 @@ class RuleSet:
         exact = set(entity.case_sensitive)
         literals = [literal(a, case_sensitive=a in exact) for a in entity.aliases]
         if entity.transliterate:
-            literals += [translit_literal(a) for a in entity.aliases if a not in exact]
+            # Not wildcards: "Харков*" is a Cyrillic inflection pattern; in Latin letters
+            # it would match "Kharkovsky Street", the very thing aliases must not match.
+            literals += [
+                translit_literal(a)
+                for a in entity.aliases
+                if a not in exact and not a.rstrip().endswith("*")
+            ]
         return _Entity(name, entity.type, tuple(dict.fromkeys(literals)), entity.min_mentions)
 
     def _compile(self, rule: RuleConfig) -> _Rule:
@@ -418,14 +431,12 @@ class RuleSet:
     def _entity_detail(self, entity: _Entity, count: int, scan: _Scan, rule: _Rule) -> str:
         label = f"{entity.id}" + (f" ({entity.type})" if entity.type else "")
         if count >= entity.min_mentions:
-            hits = sorted(
-                {
-                    h.literal.display
-                    for lit in entity.literals
-                    for h in scan.in_fields(lit, rule.fields)
-                }
+            seen = dict.fromkeys(
+                scan.original_text(h)
+                for lit in entity.literals
+                for h in scan.in_fields(lit, rule.fields)
             )
-            return f"{label} mentioned {count}x ({', '.join(hits)})"
+            return f"{label} mentioned {count}x: {', '.join(map(repr, seen))}"
         if count:
             return f"{label} mentioned {count}x, needs {entity.min_mentions}"
         return f"{label} not mentioned; " + _near_miss(entity.literals, scan, rule.fields)
@@ -583,6 +594,8 @@ def _near_miss(literals: Iterable[Literal], scan: _Scan, fields: Iterable[str]) 
                 continue
             if lit.key in text:
                 word = next((w for w in _WORDS.findall(text) if lit.key in w), lit.key)
+                if lit.exact is not None and word == lit.key:
+                    return f"{lit.display!r} matches only in exactly that case, not as {word!r}"
                 return f"{lit.display!r} appears only inside the word {word!r} in {name}"
             for word in set(_WORDS.findall(text)):
                 ratio = difflib.SequenceMatcher(None, lit.key, word).ratio()

@@ -135,7 +135,9 @@ def _tokenize(query: str) -> list[_Token]:
             pos = m.end()
         else:
             field = _FIELD.match(query, pos)
-            if field and field.group(1).lower() in FIELDS and field.end() < len(query):
+            if field and field.group(1).lower() in FIELDS:
+                if not query[field.end() :].strip():
+                    raise _fail(f"expected a term or '(' after {field.group(0)}", query, len(query))
                 tokens.append(_Token("FIELD", field.group(1).lower(), pos))
                 pos = field.end()
                 continue
