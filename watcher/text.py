@@ -9,6 +9,7 @@ the original text: that is how snippets quote the feed's own words.
 
 from __future__ import annotations
 
+import bisect
 import html
 import re
 import unicodedata
@@ -156,6 +157,7 @@ _ASCII_SPACES = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _ASCII_SPACE_TABLE = str.maketrans(dict.fromkeys(_ASCII_SPACES, " "))
 _NOT_CYRILLIC = bytes(0 if b == 0x04 else 1 for b in range(256))  # UTF-16 high byte 0x04
 _SPACE_RUN = re.compile(" {2,}")
+_WHITESPACE_RUN = re.compile(r"\s{2,}")
 # The Cyrillic-block characters whose fold is not their lower case (ё, combining titlo...).
 _CYRILLIC_EXCEPTIONS = "".join(
     c for c in map(chr, range(0x400, 0x500)) if _fold_char(c) != c.lower()
@@ -203,6 +205,38 @@ def fold(text: str) -> str:
             if space in low:
                 low = low.replace(space, " ")
     return _SPACE_RUN.sub(" ", low) if "  " in low else low
+
+
+class OffsetMap:
+    """Maps offsets of ``fold(text)`` back to offsets of ``text``.
+
+    Usually every character folds to exactly one character and only whitespace runs
+    (collapsed to one space) shift offsets, so a list of runs is enough; otherwise
+    (ß, ligatures, combining marks...) the full per-character map is built.
+    """
+
+    def __init__(self, text: str, folded: str | None = None) -> None:
+        self._index: list[int] | None = None
+        self._starts: list[int] = []  # folded offset just after each collapsed run
+        self._shifts: list[int] = []  # characters dropped up to and including that run
+        specials = () if text.isascii() else _distinct_non_ascii(text)
+        if any(len(_FOLD[ord(c)]) != 1 for c in specials):
+            self._index = fold_with_map(text)[1]
+            return
+        if len(fold(text) if folded is None else folded) == len(text):
+            return  # one character for one, and no whitespace run collapsed: identity
+        spaced = text if text.isascii() else text.translate(_FOLD)
+        dropped = 0
+        for m in _WHITESPACE_RUN.finditer(spaced):
+            dropped += m.end() - m.start() - 1
+            self._starts.append(m.end() - dropped)
+            self._shifts.append(dropped)
+
+    def __call__(self, offset: int) -> int:
+        if self._index is not None:
+            return self._index[offset]
+        i = bisect.bisect_right(self._starts, offset)
+        return offset + (self._shifts[i - 1] if i else 0)
 
 
 def fold_with_map(text: str) -> tuple[str, list[int]]:
@@ -259,6 +293,36 @@ def transliterate_with_map(folded: str) -> tuple[str, list[int]]:
             out.append(piece)
             index.append(pos)
     return "".join(out), index
+
+
+class TranslitMap:
+    """Maps offsets of ``transliterate(folded)`` back to offsets of ``folded``.
+
+    Checkpoints every ``step`` characters (each chunk transliterated in C) mean a lookup
+    walks at most one chunk in Python, instead of building a map of the whole text.
+    """
+
+    def __init__(self, folded: str, *, step: int = 128) -> None:
+        self._folded = folded
+        self._step = step
+        self._ascii = folded.isascii()
+        self._marks = [0]  # transliterated length of folded[: k * step]
+        if not self._ascii:
+            for start in range(0, len(folded), step):
+                chunk = folded[start : start + step]
+                self._marks.append(self._marks[-1] + len(chunk.translate(_TRANSLIT)))
+
+    def __call__(self, offset: int) -> int:
+        if self._ascii:
+            return offset
+        k = bisect.bisect_right(self._marks, offset) - 1
+        pos, length = k * self._step, self._marks[k]
+        while pos < len(self._folded):
+            length += len(_TRANSLIT[ord(self._folded[pos])])
+            if length > offset:
+                return pos
+            pos += 1
+        return len(self._folded) - 1
 
 
 def is_word_char(ch: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,12 +40,12 @@ from watcher.rules.terms import (
     translit_literal,
 )
 from watcher.text import (
+    OffsetMap,
+    TranslitMap,
     fold,
-    fold_with_map,
     is_word_char,
     snippet_window,
     transliterate,
-    transliterate_with_map,
 )
 
 if TYPE_CHECKING:
@@ -84,11 +84,12 @@ class _Rule:
     leaves: Mapping[Leaf, Resolved]
     pattern: regex.Pattern[str] | None
     exclude: tuple[Literal, ...]
-    fields: tuple[str, ...]
+    fields: frozenset[str]
     scope: frozenset[str]
     notify: tuple[str, ...]
     min_score: float
     positive: frozenset[Literal]  # literals whose hit can make the rule fire
+    mentionable: frozenset[_Entity]  # entities named by the rule or its query
     needs_hit: bool  # False for a regex rule, or a query that holds on an empty text
 
 
@@ -130,8 +131,8 @@ class _Scan:
         self.folded = {name: fold(text) for name, text in self.texts.items() if text}
         self.translit: dict[str, str] = {}
         self.hits: dict[Literal, list[_Hit]] = {}
-        self._fold_maps: dict[str, list[int]] = {}
-        self._translit_maps: dict[str, list[int]] = {}
+        self._fold_maps: dict[str, OffsetMap] = {}
+        self._translit_maps: dict[str, TranslitMap] = {}
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
         for name, folded in self.folded.items():
             if ruleset._plain is not None:
@@ -154,9 +155,16 @@ class _Scan:
         for end_index, key in automaton.iter(text):
             start = end_index - len(key) + 1
             end = end_index + 1
-            if start > 0 and is_word_char(key[0]) and is_word_char(text[start - 1]):
-                continue
-            whole = end >= size or not (is_word_char(key[-1]) and is_word_char(text[end]))
+            # is_word_char, inlined: this loop runs for every hit of every item.
+            if start > 0:
+                before = text[start - 1]
+                if (before.isalnum() or before == "_") and (key[0].isalnum() or key[0] == "_"):
+                    continue
+            whole = True
+            if end < size:
+                after = text[end]
+                if (after.isalnum() or after == "_") and (key[-1].isalnum() or key[-1] == "_"):
+                    whole = False
             for lit in keys[key]:
                 if lit.prefix:
                     word_end = end
@@ -174,13 +182,13 @@ class _Scan:
         """Offsets in the field's original text of a span of its folded (or translit) text."""
         if translit:
             if name not in self._translit_maps:
-                self._translit_maps[name] = transliterate_with_map(self.folded[name])[1]
+                self._translit_maps[name] = TranslitMap(self.folded[name])
             back = self._translit_maps[name]
-            start, end = back[start], back[end - 1] + 1
+            start, end = back(start), back(end - 1) + 1
         if name not in self._fold_maps:
-            self._fold_maps[name] = fold_with_map(self.texts[name])[1]
-        index = self._fold_maps[name]
-        return index[start], index[end - 1] + 1
+            self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
+        to_original = self._fold_maps[name]
+        return to_original(start), to_original(end - 1) + 1
 
     def original_text(self, hit: _Hit) -> str:
         start, end = self.original_span(
@@ -196,8 +204,10 @@ class _Scan:
         return bisect.bisect_right(self._word_starts[key], offset) - 1
 
     def in_fields(self, lit: Literal, fields: Iterable[str]) -> list[_Hit]:
-        wanted = set(fields)
-        return [h for h in self.hits.get(lit, ()) if h.field in wanted]
+        hits = self.hits.get(lit)
+        if not hits:
+            return []
+        return [h for h in hits if h.field in fields]
 
 
 class RuleSet:
@@ -205,6 +215,10 @@ class RuleSet:
 
     def __init__(self, rules: Sequence[RuleConfig], entities: Mapping[str, EntityConfig]) -> None:
         self._entities = {name: self._entity(name, e) for name, e in entities.items()}
+        self._entities_of: dict[Literal, list[_Entity]] = {}
+        for entity in self._entities.values():
+            for lit in entity.literals:
+                self._entities_of.setdefault(lit, []).append(entity)
         self._rules = tuple(self._compile(rule) for rule in rules)
         fields: set[str] = set()
         for rule in self._rules:
@@ -213,6 +227,7 @@ class RuleSet:
                 fields.update(f for _, _, f in walk(rule.query) if f)
         order = {name: i for i, name in enumerate(DEFAULT_FIELDS)}
         self.fields = tuple(sorted(fields, key=lambda f: (order.get(f, len(order)), f)))
+        self._field_rank = {name: i for i, name in enumerate(self.fields)}
         plain: dict[str, list[Literal]] = {}
         latin: dict[str, list[Literal]] = {}
         self._by_literal: dict[Literal, list[int]] = {}
@@ -231,6 +246,10 @@ class RuleSet:
         self._latin_keys = {k: tuple(v) for k, v in latin.items()}
         self._plain = _automaton(self._plain_keys)
         self._latin = _automaton(self._latin_keys)
+
+    def _ordered(self, fields: Iterable[str]) -> list[str]:
+        """Fields in display order (title, summary, content, then the rest)."""
+        return sorted(fields, key=self._field_rank.__getitem__)
 
     @classmethod
     def from_config(cls, config: Config) -> RuleSet:
@@ -294,11 +313,14 @@ class RuleSet:
             leaves=leaves,
             pattern=pattern,
             exclude=exclude,
-            fields=tuple(rule.fields),
+            fields=frozenset(rule.fields),
             scope=frozenset(rule.feeds),
             notify=tuple(rule.notify),
             min_score=rule.min_score,
             positive=frozenset(positive),
+            mentionable=frozenset(
+                [*entities, *(r for r in leaves.values() if isinstance(r, _Entity))]
+            ),
             needs_hit=needs_hit,
         )
 
@@ -340,7 +362,7 @@ class RuleSet:
                     return True
         return False
 
-    def _leaf_holds(self, resolved: Resolved, scan: _Scan, fields: Sequence[str]) -> bool:
+    def _leaf_holds(self, resolved: Resolved, scan: _Scan, fields: frozenset[str]) -> bool:
         if isinstance(resolved, Literal):
             return bool(scan.in_fields(resolved, fields))
         if isinstance(resolved, _Near):
@@ -349,7 +371,7 @@ class RuleSet:
 
     def _query_holds(self, rule: _Rule, node: Node, scan: _Scan) -> bool:
         def holds(leaf: Leaf, scoped: str | None) -> bool:
-            fields = (scoped,) if scoped else rule.fields
+            fields = frozenset((scoped,)) if scoped else rule.fields
             return self._leaf_holds(rule.leaves[leaf], scan, fields)
 
         return evaluate(node, holds)
@@ -358,7 +380,7 @@ class RuleSet:
         """Hits of the rule's regex; None when it timed out somewhere."""
         assert rule.pattern is not None
         found: list[Hit] = []
-        for name in rule.fields:
+        for name in self._ordered(rule.fields):
             text = scan.texts.get(name, "")
             if not text:
                 continue
@@ -371,55 +393,63 @@ class RuleSet:
         return found
 
     def _clauses(self, rule: _Rule, scan: _Scan, *, explain: bool) -> tuple[list[Clause], bool]:
-        """Each clause of the rule, evaluated; stops at the first failure unless explaining."""
+        """Each clause of the rule, evaluated; stops at the first failure unless explaining.
+
+        Details (words for `watcher match`) are only worked out when explaining: they
+        need offset maps and near-miss searches that matching never pays for.
+        """
         clauses: list[Clause] = []
         ok = True
 
-        def add(name: str, held: bool, detail: Iterable[str] | str = "") -> bool:
+        def add(name: str, held: bool, detail: Callable[[], str]) -> bool:
             nonlocal ok
             ok = ok and held
             if explain:
-                text = detail if isinstance(detail, str) else "".join(detail)
-                clauses.append(Clause(name, held, text))
+                clauses.append(Clause(name, held, detail()))
             return held or explain
 
         vetoes = [h for lit in rule.exclude for h in scan.in_fields(lit, rule.fields)]
-        if not add("exclude", not vetoes, self._veto_detail(rule, vetoes)):
+        if not add("exclude", not vetoes, lambda: self._veto_detail(rule, vetoes)):
             return clauses, False
         if rule.keywords:
             found = [lit for lit in rule.keywords if scan.in_fields(lit, rule.fields)]
-            detail = (
-                f"found {_names(found)}"
-                if found
-                else f"none of {_names(rule.keywords)} found; "
-                + _near_miss(rule.keywords, scan, rule.fields)
-            )
-            if not add("keywords", bool(found), detail if explain else ""):
+
+            def keywords_detail() -> str:
+                if found:
+                    return f"found {_names(found)}"
+                missing = f"none of {_names(rule.keywords)} found; "
+                return missing + _near_miss(rule.keywords, scan, rule.fields)
+
+            if not add("keywords", bool(found), keywords_detail):
                 return clauses, False
         if rule.entities:
             counts = {e.id: self._mentions(e, scan, rule.fields) for e in rule.entities}
             held = any(counts[e.id] >= e.min_mentions for e in rule.entities)
-            detail = "; ".join(
-                self._entity_detail(e, counts[e.id], scan, rule) for e in rule.entities
-            )
-            if not add("entities", held, detail if explain else ""):
+
+            def entities_detail() -> str:
+                return "; ".join(
+                    self._entity_detail(e, counts[e.id], scan, rule) for e in rule.entities
+                )
+
+            if not add("entities", held, entities_detail):
                 return clauses, False
         if rule.query is not None:
             held = self._query_holds(rule, rule.query, scan)
-            detail = "holds" if held else self._query_detail(rule, scan) if explain else ""
-            if not add("query", held, detail):
+            if not add("query", held, lambda: "holds" if held else self._query_detail(rule, scan)):
                 return clauses, False
         if rule.pattern is not None:
             hits = self._regex_hits(rule, scan)
             if hits is None:
-                add("regex", False, f"timed out after {REGEX_TIMEOUT:g} s")
+                add("regex", False, lambda: f"timed out after {REGEX_TIMEOUT:g} s")
                 return clauses, False
-            detail = (
-                f"matched {hits[0].term!r} in {hits[0].field}"
-                if hits
-                else f"no match in {', '.join(rule.fields)}"
-            )
-            if not add("regex", bool(hits), detail):
+
+            def regex_detail() -> str:
+                assert hits is not None
+                if hits:
+                    return f"matched {hits[0].term!r} in {hits[0].field}"
+                return f"no match in {', '.join(self._ordered(rule.fields))}"
+
+            if not add("regex", bool(hits), regex_detail):
                 return clauses, False
         return clauses, ok
 
@@ -500,23 +530,36 @@ class RuleSet:
         return explanations
 
     def _build_match(self, rule: _Rule, scan: _Scan) -> Match:
-        order = {name: i for i, name in enumerate(self.fields)}
-        raw = [h for lit in rule.positive for h in scan.hits.get(lit, ()) if h.field in rule.fields]
+        rank = self._field_rank
         located: dict[tuple[str, int], Hit] = {}
-        for h in raw:
-            start, end = scan.original_span(h.field, h.start, h.end, translit=h.literal.translit)
-            term = scan.texts[h.field][start:end] if h.literal.prefix else h.literal.display
-            key = (h.field, start)
-            if key not in located or end - start > located[key].end - located[key].start:
-                located[key] = Hit(term, h.field, start, end)
+        mentioned: list[_Entity] = []
+        # An item hits a handful of literals; a rule may have hundreds: walk the hits.
+        for lit, found in scan.hits.items():
+            if lit not in rule.positive:
+                continue
+            for entity in self._entities_of.get(lit, ()):
+                if entity not in mentioned and entity in rule.mentionable:
+                    mentioned.append(entity)
+            for h in found:
+                if h.field not in rule.fields:
+                    continue
+                start, end = scan.original_span(h.field, h.start, h.end, translit=lit.translit)
+                term = scan.texts[h.field][start:end] if lit.prefix else lit.display
+                key = (h.field, start)
+                if key not in located or end - start > located[key].end - located[key].start:
+                    located[key] = Hit(term, h.field, start, end)
         if rule.pattern is not None:
             for hit in self._regex_hits(rule, scan) or ():
                 located.setdefault((hit.field, hit.start), hit)
-        hits = sorted(located.values(), key=lambda h: (order.get(h.field, 99), h.start))
+        hits = sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start))
         terms = tuple(dict.fromkeys(h.term for h in hits))
         distinct = {(h.term.casefold(), h.field) for h in hits}
         score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
-        entities = tuple((e.id, e.type) for e in self._mentioned(rule, scan))
+        entities = tuple(
+            (e.id, e.type)
+            for e in mentioned
+            if e.min_mentions == 1 or self._mentions(e, scan, rule.fields) >= e.min_mentions
+        )
         text = ""
         marks: tuple[tuple[int, int], ...] = ()
         if hits:
@@ -536,12 +579,6 @@ class RuleSet:
             entities=entities,
             marks=marks,
         )
-
-    def _mentioned(self, rule: _Rule, scan: _Scan) -> list[_Entity]:
-        candidates = list(rule.entities) + [
-            r for r in rule.leaves.values() if isinstance(r, _Entity) and r not in rule.entities
-        ]
-        return [e for e in candidates if self._mentions(e, scan, rule.fields) >= e.min_mentions]
 
 
 def _automaton(keys: Mapping[str, object]) -> ahocorasick.Automaton | None:

@@ -29,6 +29,15 @@ class Literal:
     exact: str | None = None
     translit: bool = False
 
+    def __post_init__(self) -> None:
+        # Literals are dictionary keys on the matching hot path: hash once, not per lookup.
+        object.__setattr__(
+            self, "_hash", hash((self.key, self.display, self.prefix, self.exact, self.translit))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
+
 
 def split_wildcard(term: str) -> tuple[str, bool]:
     """``"Харков*"`` -> ``("Харков", True)``."""
