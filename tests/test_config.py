@@ -55,7 +55,7 @@ def test_the_documented_shape_is_accepted() -> None:
     assert config.feeds[0].tags == ("ukraine",)
     assert config.entities["kharkiv"].aliases[2] == "Харків"
     assert config.rules[2].notify == ("ops",)
-    assert config.notifiers == {"ops": "json://hooks.example.org/watcher"}
+    assert config.notifiers["ops"].url == "json://hooks.example.org/watcher"
     assert config.summary() == "2 feeds, 3 rules, 1 entity, 1 notifier"
 
 
@@ -128,7 +128,7 @@ def test_missing_environment_variable_is_named(
     ]
     monkeypatch.setenv("WATCHER_TEST_TOKEN", "s3cret")
     config = parse_config(text)
-    assert config.notifiers["ops"] == "json://hooks.example.org/s3cret"
+    assert config.notifiers["ops"].url == "json://hooks.example.org/s3cret"
 
 
 def test_env_default_and_dollar_escape(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -137,7 +137,7 @@ def test_env_default_and_dollar_escape(monkeypatch: pytest.MonkeyPatch) -> None:
         'notifiers:\n  a: "${WATCHER_UNSET:-json://localhost/x}"\n'
         "rules:\n  - name: r\n    keywords: ['$$100']\n"
     )
-    assert config.notifiers["a"] == "json://localhost/x"
+    assert config.notifiers["a"].url == "json://localhost/x"
     assert config.rules[0].keywords == ("$100",)
 
 

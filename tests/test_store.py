@@ -98,8 +98,8 @@ def test_outbox_pending_sent_and_retry(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "w.db")
     commit(store, items("a", "b"), [alert("a"), alert("b")])
     first, second = store.pending_alerts(NOW)
-    store.mark_sent(first.id, NOW)
-    store.mark_failed(second.id, NOW, "HTTP 500", retry_at=NOW + timedelta(minutes=1))
+    store.mark_sent([first.id], NOW)
+    store.mark_failed([second.id], NOW, "HTTP 500", retry_at=NOW + timedelta(minutes=1))
     assert store.pending_alerts(NOW) == []
     (retry,) = store.pending_alerts(NOW + timedelta(minutes=2))
     assert retry.id == second.id and retry.attempts == 1

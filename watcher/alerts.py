@@ -1,42 +1,233 @@
 """Planning and rendering alerts. Pure: decides and formats, never sends.
 
 One item that matches several rules gives one message per notifier, naming every
-rule that notifier is meant to hear about.
+rule that notifier is meant to hear about. Messages are rendered with sandboxed
+Jinja2 templates (the notifier's own, or the defaults here) for plain text, Markdown
+or HTML. Feed text is only ever *data* in a template, escaped for the target format,
+so a feed cannot inject markup, links or template code.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup, escape
 
 from watcher.models import Alert, Item, Match
 
 MAX_TITLE = 250
+FORMATS = ("text", "markdown", "html")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~<])")
 
 
-def render(item: Item, matches: Sequence[Match]) -> tuple[str, str]:
-    """Title ``[rule, ...] item title`` and a short plain-text body."""
-    rules = ", ".join(m.rule for m in matches)
-    headline = item.title or item.link or item.id
-    title = f"[{rules}] {headline}"
-    if len(title) > MAX_TITLE:
-        title = title[: MAX_TITLE - 1] + "…"
-    lines = [headline]
-    if item.link:
-        lines.append(item.link)
-    lines.append(f"Feed: {item.feed}")
-    if item.published is not None:
-        lines.append(f"Published: {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
-    matched = "; ".join(f"{m.rule}: {', '.join(m.terms)}" if m.terms else m.rule for m in matches)
-    lines.append(f"Matched: {matched}")
-    entities = dict.fromkeys(
-        f"{entity} ({kind})" if kind else entity for m in matches for entity, kind in m.entities
+def markdown_escape(text: str) -> str:
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def safe_link(link: str) -> str:
+    """The link if it is http(s), else nothing: a feed must not hand out javascript: links."""
+    return link if urlsplit(link.strip()).scheme in ("http", "https") else ""
+
+
+def _finalize(fmt: str) -> Callable[[Any], Any]:
+    def finalize(value: Any) -> Any:
+        if value is None:
+            return ""
+        if isinstance(value, Markup) or fmt == "text":
+            return value
+        return Markup(markdown_escape(str(value))) if fmt == "markdown" else escape(value)
+
+    return finalize
+
+
+_ENVIRONMENTS = {
+    fmt: ImmutableSandboxedEnvironment(
+        autoescape=fmt == "html", finalize=_finalize(fmt), keep_trailing_newline=False
     )
-    if entities:
-        lines.append(f"Entities: {', '.join(entities)}")
+    for fmt in FORMATS
+}
+_PLAIN = ImmutableSandboxedEnvironment(autoescape=False)
+
+DEFAULT_TITLE = "[{{ rules|join(', ') }}] {{ item.title }}"
+DEFAULT_BODY = {
+    "text": (
+        "{{ item.title }}\n"
+        "{% if item.link %}{{ item.link }}\n{% endif %}"
+        "Feed: {{ item.feed }}\n"
+        "{% if item.published %}Published: {{ item.published }}\n{% endif %}"
+        "Matched: {% for m in matches %}{{ m.rule }}{% if m.terms %}: {{ m.terms|join(', ') }}"
+        "{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}"
+        "{% if entities %}\nEntities: {{ entities|join(', ') }}{% endif %}"
+        "{% if snippet %}\n\n{{ snippet }}{% endif %}"
+    ),
+    "markdown": (
+        "{% if item.link %}**[{{ item.title }}]({{ link_md }})**{% else %}**{{ item.title }}**"
+        "{% endif %}\n"
+        "{{ item.feed }}{% if item.published %} · {{ item.published }}{% endif %}\n"
+        "{% for m in matches %}*{{ m.rule }}*{% if m.terms %}: {{ m.terms|join(', ') }}{% endif %}"
+        "{% if not loop.last %}; {% endif %}{% endfor %}"
+        "{% if entities %}\n{{ entities|join(', ') }}{% endif %}"
+        "{% if snippet %}\n\n{{ snippet }}{% endif %}"
+    ),
+    "html": (
+        '<p><b>{% if item.link %}<a href="{{ item.link }}">{{ item.title }}</a>'
+        "{% else %}{{ item.title }}{% endif %}</b><br>"
+        "{{ item.feed }}{% if item.published %} · {{ item.published }}{% endif %}<br>"
+        "{% for m in matches %}<i>{{ m.rule }}</i>{% if m.terms %}: {{ m.terms|join(', ') }}"
+        "{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}"
+        "{% if entities %}<br>{{ entities|join(', ') }}{% endif %}</p>"
+        "{% if snippet %}<p>{{ snippet }}</p>{% endif %}"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one notifier's messages look: its format and (optional) templates."""
+
+    format: str = "text"
+    title: str | None = None
+    body: str | None = None
+
+
+def template_problem(source: str) -> str | None:
+    """Why a notifier template does not compile, or None."""
+    try:
+        _ENVIRONMENTS["text"].from_string(source)
+    except TemplateError as exc:
+        return str(exc)
+    return None
+
+
+def _marked(match: Match, fmt: str) -> Markup | str:
+    """The snippet with hits marked, escaped for the format."""
+    if fmt == "text":
+        return match.marked_snippet()
+    if fmt == "markdown":
+        out, last = [], 0
+        for start, end in match.marks:
+            if start < last:
+                continue
+            out += [
+                markdown_escape(match.snippet[last:start]),
+                "**",
+                markdown_escape(match.snippet[start:end]),
+                "**",
+            ]
+            last = end
+        return Markup("".join(out) + markdown_escape(match.snippet[last:]))
+    # Mark with control characters (feed text never contains them), escape, then swap in tags.
+    marked = str(escape(match.marked_snippet("\x00", "\x01")))
+    return Markup(marked.replace("\x00", "<b>").replace("\x01", "</b>"))
+
+
+def context(item: Item, matches: Sequence[Match], fmt: str) -> dict[str, Any]:
+    """What a template sees. Strings are plain data; the environment escapes them."""
+    link = safe_link(item.link)
+    published = item.published.strftime("%Y-%m-%d %H:%M UTC") if item.published else ""
     first = next((m for m in matches if m.snippet), None)
-    if first is not None:
-        lines.extend(("", first.marked_snippet()))
-    return title, "\n".join(lines)
+    entities = list(
+        dict.fromkeys(
+            f"{entity} ({kind})" if kind else entity for m in matches for entity, kind in m.entities
+        )
+    )
+    return {
+        "item": {
+            "title": item.title or link or item.id,
+            "link": link,
+            "feed": item.feed,
+            "published": published,
+            "author": item.author,
+            "id": item.id,
+        },
+        "rules": [m.rule for m in matches],
+        "matches": [
+            {"rule": m.rule, "terms": list(m.terms), "score": m.score, "snippet": m.snippet}
+            for m in matches
+        ],
+        "entities": entities,
+        "snippet": _marked(first, fmt) if first is not None else "",
+        "link_md": quote(link, safe=":/?&=%#+,;@~!$'*"),
+    }
+
+
+def _title(source: str, ctx: Mapping[str, Any]) -> str:
+    title = " ".join(_PLAIN.from_string(source).render(ctx).split())
+    return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
+
+
+def render(item: Item, matches: Sequence[Match], style: Style | None = None) -> tuple[str, str]:
+    """Title and body of the message about one item, in the notifier's format."""
+    style = style or Style()
+    ctx = context(item, matches, style.format)
+    title = _title(style.title or DEFAULT_TITLE, ctx)
+    body = _ENVIRONMENTS[style.format].from_string(style.body or DEFAULT_BODY[style.format])
+    return title, body.render(ctx).strip()
+
+
+def payload(item: Item, matches: Sequence[Match]) -> dict[str, Any]:
+    """What a digest needs to list an alert later: plain data, stored with the alert."""
+    return {
+        "title": item.title or item.link or item.id,
+        "link": safe_link(item.link),
+        "feed": item.feed,
+        "rules": [m.rule for m in matches],
+        "terms": list(dict.fromkeys(t for m in matches for t in m.terms)),
+    }
+
+
+def render_digest(
+    entries: Sequence[Mapping[str, Any]], style: Style | None = None
+) -> tuple[str, str]:
+    """One message listing many alerts, grouped by rule."""
+    fmt = (style or Style()).format
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for entry in entries:
+        rules = entry.get("rules") or ["feed health"]
+        groups.setdefault(", ".join(rules), []).append(entry)
+    lines: list[str] = []
+    for rule, group in groups.items():
+        lines.append(_esc(f"{rule} ({len(group)})", fmt, heading=True))
+        for entry in group:
+            lines.append(_digest_line(entry, fmt))
+        lines.append("")
+    title = f"[watcher] {len(entries)} alerts"
+    joiner = "<br>\n" if fmt == "html" else "\n"
+    return title, joiner.join(lines).strip()
+
+
+def _esc(text: str, fmt: str, *, heading: bool = False) -> str:
+    if fmt == "markdown":
+        return f"**{markdown_escape(text)}**" if heading else markdown_escape(text)
+    if fmt == "html":
+        return f"<b>{escape(text)}</b>" if heading else str(escape(text))
+    return text
+
+
+def _digest_line(entry: Mapping[str, Any], fmt: str) -> str:
+    title, link, feed = (
+        str(entry.get("title", "")),
+        str(entry.get("link", "")),
+        str(entry.get("feed", "")),
+    )
+    if fmt == "markdown":
+        shown = (
+            f"[{markdown_escape(title)}]({quote(link, safe=':/?&=%#+,;@~!$*')})"
+            if link
+            else markdown_escape(title)
+        )
+        return f"• {shown} ({markdown_escape(feed)})"
+    if fmt == "html":
+        shown = f'<a href="{escape(link)}">{escape(title)}</a>' if link else str(escape(title))
+        return f"• {shown} ({escape(feed)})"
+    return f"• {title} ({feed})" + (f"\n  {link}" if link else "")
 
 
 def plan(
@@ -44,35 +235,81 @@ def plan(
     *,
     notifiers_of: Callable[[str], Sequence[str]],
     notifiers: Sequence[str],
+    styles: Mapping[str, Style] | None = None,
+    flood_threshold: int | None = None,
 ) -> list[Alert]:
     """The alerts to queue: per item, one per notifier, naming the rules routed to it.
 
     ``notifiers_of(rule)`` gives the notifiers a rule names; an empty answer means all.
+    When one poll yields more than ``flood_threshold`` alerts for a notifier, that
+    notifier gets one summary instead (the flood guard).
     """
-    planned: list[Alert] = []
+    styles = styles or {}
+    per_target: dict[str, list[tuple[Item, list[Match]]]] = {}
     for item, matches in item_matches:
-        if not matches:
-            continue
         routed: dict[str, list[Match]] = {}
         for match in matches:
             for target in notifiers_of(match.rule) or notifiers:
                 routed.setdefault(target, []).append(match)
         for target in notifiers:
-            if target not in routed:
-                continue
-            title, body = render(item, routed[target])
+            if target in routed:
+                per_target.setdefault(target, []).append((item, routed[target]))
+    planned: list[Alert] = []
+    for target in notifiers:
+        found = per_target.get(target, [])
+        style = styles.get(target, Style())
+        if flood_threshold is not None and len(found) > flood_threshold:
+            planned.append(_flood_summary(target, found, style))
+            continue
+        for item, matches in found:
+            title, body = render(item, matches, style)
             planned.append(
                 Alert(
                     feed=item.feed,
                     item_id=item.id,
                     notifier=target,
-                    rules=tuple(m.rule for m in routed[target]),
+                    rules=tuple(m.rule for m in matches),
                     title=title,
                     body=body,
                     link=item.link,
+                    payload=payload(item, matches),
                 )
             )
     return planned
+
+
+def _flood_summary(
+    target: str, found: Sequence[tuple[Item, Sequence[Match]]], style: Style
+) -> Alert:
+    feed = found[0][0].feed
+    entries = [payload(item, matches) for item, matches in found]
+    _, listing = render_digest(entries, style)
+    ids = hashlib.sha256("\n".join(sorted(item.id for item, _ in found)).encode()).hexdigest()[:16]
+    rules = tuple(dict.fromkeys(m.rule for _, matches in found for m in matches))
+    note = (
+        f"One poll of {feed} matched {len(found)} items; "
+        "they are listed here instead of one message each."
+    )
+    body = (
+        f"{_esc(note, style.format)}\n\n{listing}"
+        if style.format != "html"
+        else f"<p>{escape(note)}</p>\n{listing}"
+    )
+    return Alert(
+        feed=feed,
+        item_id=f"flood:{ids}",
+        notifier=target,
+        rules=rules,
+        title=f"[watcher] {feed}: {len(found)} matching items",
+        body=body,
+        payload={
+            "title": f"{len(found)} matching items",
+            "link": "",
+            "feed": feed,
+            "rules": list(rules),
+            "terms": [],
+        },
+    )
 
 
 def notices(
@@ -87,6 +324,7 @@ def notices(
             rules=(),
             title=title,
             body=body,
+            payload={"title": title, "link": "", "feed": feed, "rules": [], "terms": []},
         )
         for target in notifiers
     ]
@@ -103,4 +341,6 @@ def match_json(item: Item, match: Match) -> Mapping[str, object]:
         "published": item.published.isoformat() if item.published else None,
         "matched": list(match.terms),
         "snippet": match.snippet,
+        "score": match.score,
+        "entities": [entity for entity, _ in match.entities],
     }

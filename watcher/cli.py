@@ -19,7 +19,7 @@ import click
 
 from watcher._version import __version__
 from watcher.alerts import match_json
-from watcher.config import Config, FeedConfig, default_config_path, load_config
+from watcher.config import Config, FeedConfig, default_config_path, load_config, parse_duration
 from watcher.exceptions import ConfigError, FeedError, StoreError
 from watcher.fetch import Fetcher, make_fetcher
 from watcher.models import Item, Match, NotModified
@@ -70,9 +70,17 @@ config_option = click.option(
     default="info",
     show_default=True,
 )
-def cli(log_level: str) -> None:
+@click.option(
+    "--debug-notifiers",
+    is_flag=True,
+    help="Let apprise log at DEBUG. Its debug output can contain tokens: use with care.",
+)
+def cli(log_level: str, debug_notifiers: bool) -> None:
     """watcher: poll feeds, match tracked topics, send alerts."""
     _setup_logging(log_level)
+    from watcher.notify import debug_notifiers as set_debug
+
+    set_debug(debug_notifiers)
 
 
 @cli.command()
@@ -239,6 +247,71 @@ def match(
             if found.snippet:
                 click.echo(f"  snippet: {found.marked_snippet()}")
     raise SystemExit(EXIT_OK if matched else EXIT_FEED_FAILED)
+
+
+@cli.command("notify-test")
+@config_option
+@click.argument("name")
+def notify_test(config_path: Path | None, name: str) -> None:
+    """Send a test message to one notifier and say whether it arrived.
+
+    Example: watcher notify-test -c config.yaml ops
+    """
+    from watcher.notify import Notifier
+
+    config = _load(config_path)
+    if name not in config.notifiers:
+        known = ", ".join(config.notifiers) or "none"
+        raise click.UsageError(f"no notifier named {name!r} (configured: {known})")
+    notifier = Notifier(name, config.notifiers[name])
+    result = notifier.send(
+        "[watcher] test message",
+        f"This is a test from watcher {__version__}: notifier {name!r} works.",
+    )
+    if result.ok:
+        click.echo(f"sent: {name} ({notifier.redacted_url})")
+        raise SystemExit(EXIT_OK)
+    click.echo(f"failed: {name} ({notifier.redacted_url}): {result.error}", err=True)
+    raise SystemExit(EXIT_FEED_FAILED)
+
+
+@cli.command()
+@config_option
+@click.option("--pending", "status", flag_value="pending", help="Only alerts waiting to go out.")
+@click.option("--failed", "status", flag_value="failed", help="Only alerts that failed for good.")
+@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 1h, 1d, 30d.")
+def alerts(config_path: Path | None, status: str | None, since: str) -> None:
+    """What was sent, what waits, what failed. Works while the daemon runs.
+
+    Example: watcher alerts -c config.yaml --failed --since 1d
+    """
+    config = _load(config_path)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.UsageError(f"--since: {exc}") from None
+    if not config.state_path.exists():
+        click.echo("no alerts yet (no state database)")
+        return
+    store = Store.open(config.state_path)
+    try:
+        records = store.list_alerts(
+            status=status, since=datetime.now(UTC) - timedelta(seconds=window)
+        )
+    finally:
+        store.close()
+    for record in reversed(records):
+        when = _when(record.sent_at if record.status == "sent" else record.created_at)
+        line = f"{record.id:>6}  {record.status:<7}  {when}  {record.notifier:<12}  {record.title}"
+        click.echo(line)
+        if record.status == "pending":
+            click.echo(
+                f"        next attempt {_when(record.next_attempt_at)}, attempts {record.attempts}"
+            )
+        if record.last_error and record.status != "sent":
+            click.echo(f"        last error: {record.last_error}")
+    if not records:
+        click.echo("no alerts in that window")
 
 
 def _when(value: datetime | None) -> str:

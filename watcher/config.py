@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -141,6 +143,78 @@ class FetchSettings(_Model):
     max_per_host: int = Field(default=2, ge=1, le=100)
 
 
+_QUIET = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})(?:\s+(\S+))?\s*$")
+
+
+class QuietHours:
+    """A daily window (may cross midnight) in a time zone, e.g. 22:00-07:00 Europe/Kyiv."""
+
+    __slots__ = ("end", "start", "zone")
+
+    def __init__(self, start: time, end: time, zone: ZoneInfo | timezone) -> None:
+        self.start, self.end, self.zone = start, end, zone
+
+    def __repr__(self) -> str:
+        return f"QuietHours({self.start:%H:%M}-{self.end:%H:%M} {self.zone})"
+
+    def window_end(self, now: datetime) -> datetime | None:
+        """When the quiet window containing ``now`` ends, or None when ``now`` is not quiet."""
+        local = now.astimezone(self.zone)
+        start = local.replace(
+            hour=self.start.hour, minute=self.start.minute, second=0, microsecond=0
+        )
+        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0, microsecond=0)
+        if self.start <= self.end:
+            inside = start <= local < end
+        else:  # crosses midnight
+            inside = local >= start or local < end
+            if local >= start:
+                end += timedelta(days=1)
+        return end.astimezone(UTC) if inside else None
+
+
+def parse_quiet_hours(value: object) -> QuietHours:
+    if isinstance(value, QuietHours):
+        return value
+    m = _QUIET.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ValueError("use HH:MM-HH:MM with an optional time zone, e.g. 22:00-07:00 Europe/Kyiv")
+    h1, m1, h2, m2 = (int(g) for g in m.groups()[:4])
+    if h1 > 23 or h2 > 23 or m1 > 59 or m2 > 59:
+        raise ValueError(f"invalid time in {value!r}")
+    zone: ZoneInfo | timezone = UTC
+    if m.group(5):
+        try:
+            zone = ZoneInfo(m.group(5))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {m.group(5)!r}") from None
+    return QuietHours(time(h1, m1), time(h2, m2), zone)
+
+
+class NotifierConfig(_Model):
+    """A notifier: an apprise URL, how its messages look, and how many it may get."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    url: NonEmpty
+    format: Literal["text", "markdown", "html"] = "text"
+    title: str | None = None  # Jinja2 template; default: [rules] item title
+    body: str | None = None  # Jinja2 template; default: see alerts.py
+    digest: Duration | None = None  # batch alerts into one message per window
+    max_per_hour: int | None = Field(default=None, ge=1)  # beyond this, fold into a digest
+    quiet_hours: Annotated[QuietHours, BeforeValidator(parse_quiet_hours)] | None = None
+    timeout: Duration = 30.0  # hard limit on one delivery
+
+
+def _notifier(value: object) -> object:
+    return {"url": value} if isinstance(value, str) else value
+
+
+class DeliverySettings(_Model):
+    max_age: Duration = 86400.0  # an alert undelivered this long is marked failed
+    flood_threshold: int = Field(default=10, ge=1)  # alerts from one poll of one feed
+
+
 class FeedHealthSettings(_Model):
     """Notices about feeds (failing, recovered, renumbered) and when to send them."""
 
@@ -155,10 +229,13 @@ class Config(_Model):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     allow_private_networks: bool = False
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     feeds: tuple[FeedConfig, ...] = ()
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()
-    notifiers: dict[str, NonEmpty] = Field(default_factory=dict)
+    notifiers: dict[str, Annotated[NotifierConfig, BeforeValidator(_notifier)]] = Field(
+        default_factory=dict
+    )
 
     @property
     def state_path(self) -> Path:
@@ -386,12 +463,22 @@ def _cross_check(config: Config, located: _Located) -> None:
         if target not in config.notifiers:
             located.issue(("feed_health", "notify", j), f"unknown notifier {target!r}")
 
+    from watcher.alerts import template_problem
     from watcher.notify import validate_url  # apprise is heavy: import only when needed
 
-    for name, url in config.notifiers.items():
-        problem = validate_url(url)
+    for name, notifier in config.notifiers.items():
+        problem = validate_url(notifier.url)
         if problem:
-            located.issue(("notifiers", name), problem)
+            where = (
+                ("notifiers", name, "url")
+                if ("notifiers", name, "url") in located.lines
+                else ("notifiers", name)
+            )
+            located.issue(where, problem)
+        for key in ("title", "body"):
+            source = getattr(notifier, key)
+            if source is not None and (problem := template_problem(source)):
+                located.issue(("notifiers", name, key), f"invalid template: {problem}")
 
 
 def _resolve_state(config: Config, base: Path) -> Config:

@@ -76,7 +76,7 @@ class Daemon:
         if not self._deliver_lock.acquire(blocking=False):
             return
         try:
-            deliver_pending(self.store, self.notifiers)
+            deliver_pending(self.store, self.notifiers, max_age=self.config.delivery.max_age)
         except Exception:
             log.exception("delivery pass crashed; pending alerts stay queued")
         finally:

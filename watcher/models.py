@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,10 @@ class Match:
 
 @dataclass(frozen=True)
 class Alert:
-    """One message for one notifier about one item; may name several rules."""
+    """One message for one notifier about one item; may name several rules.
+
+    ``payload`` is what a digest needs to list the alert later (title, link, feed...).
+    """
 
     feed: str
     item_id: str
@@ -146,6 +150,7 @@ class Alert:
     title: str
     body: str
     link: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -158,3 +163,6 @@ class PendingAlert:
     body: str
     attempts: int
     created_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+    held: bool = False  # deferred by quiet hours or a rate limit: goes out in a digest
+    next_attempt_at: datetime | None = None

@@ -8,12 +8,18 @@ that never contain the notifier's URL secrets).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
 
 import apprise
 
+from watcher.alerts import Style
+from watcher.config import NotifierConfig
 from watcher.exceptions import NotifyError
 
 log = logging.getLogger(__name__)
@@ -55,40 +61,85 @@ class DeliveryResult:
     error: str = ""
 
 
-class Notifier:
-    """One named apprise target."""
+# Sends run here so that a hung one can be abandoned: apprise has no overall timeout.
+# A send that never returns keeps its worker until apprise's own socket timeouts fire.
+_SENDERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="watcher-send")
+_BODY_FORMATS = {
+    "text": apprise.NotifyFormat.TEXT,
+    "markdown": apprise.NotifyFormat.MARKDOWN,
+    "html": apprise.NotifyFormat.HTML,
+}
+_URL_PIECES = re.compile(r"[/:@?&=,+]+")
 
-    def __init__(self, name: str, url: str) -> None:
-        plugin = _instantiate(url)
+
+def _secrets(plugin: apprise.NotifyBase, url: str) -> frozenset[str]:
+    """The parts of a URL that its privacy form hides: passwords, tokens, keys."""
+    full = unquote(str(plugin.url(privacy=False)))  # type: ignore[no-untyped-call]
+    private = unquote(str(plugin.url(privacy=True)))  # type: ignore[no-untyped-call]
+    hidden = set(_URL_PIECES.split(full)) - set(_URL_PIECES.split(private))
+    password = urlsplit(url).password
+    if password:
+        hidden.add(unquote(password))
+    return frozenset(piece for piece in hidden if len(piece) >= 4)
+
+
+class Notifier:
+    """One named apprise target with its message style and volume settings."""
+
+    def __init__(self, name: str, settings: NotifierConfig | str) -> None:
+        if isinstance(settings, str):
+            settings = NotifierConfig(url=settings)
+        plugin = _instantiate(settings.url)
         if plugin is None:
             raise NotifyError(f"notifier {name!r}: not a valid apprise URL")
         self.name = name
+        self.settings = settings
+        self.style = Style(settings.format, settings.title, settings.body)
         self._plugin = plugin
         self._apprise = apprise.Apprise()
         self._apprise.add(plugin)
+        self._secrets = _secrets(plugin, settings.url)
 
     @property
     def redacted_url(self) -> str:
         """The URL with passwords and tokens masked, safe for logs and output."""
         return str(self._plugin.url(privacy=True))  # type: ignore[no-untyped-call]
 
+    def redact(self, text: str) -> str:
+        """``text`` with this notifier's secrets masked."""
+        for secret in self._secrets:
+            text = text.replace(secret, "****")
+        return text
+
     def send(self, title: str, body: str) -> DeliveryResult:
-        """Deliver one message; never raises for delivery problems."""
+        """Deliver one message within the notifier's timeout; never raises."""
+        future = _SENDERS.submit(self._send, title, body)
+        try:
+            return future.result(timeout=self.settings.timeout)
+        except FutureTimeout:
+            return DeliveryResult(False, f"no answer within {self.settings.timeout:g} s")
+
+    def _send(self, title: str, body: str) -> DeliveryResult:
         with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
             try:
                 ok = bool(
                     self._apprise.notify(
-                        title=title, body=body, body_format=apprise.NotifyFormat.TEXT
+                        title=title, body=body, body_format=_BODY_FORMATS[self.style.format]
                     )
                 )
             except Exception as exc:  # a plugin bug must not kill the delivery loop
-                return DeliveryResult(False, f"{type(exc).__name__} in apprise: {exc}")
+                return DeliveryResult(False, self.redact(f"{type(exc).__name__} in apprise: {exc}"))
             reason = captured.getvalue() if not ok else ""
         if ok:
             return DeliveryResult(True)
         lines = [line.split(" - ", 2)[-1] for line in reason.strip().splitlines() if line]
-        return DeliveryResult(False, "; ".join(lines) or "apprise reported a failure")
+        return DeliveryResult(False, self.redact("; ".join(lines) or "apprise reported a failure"))
 
 
-def build_notifiers(urls: Mapping[str, str]) -> dict[str, Notifier]:
-    return {name: Notifier(name, url) for name, url in urls.items()}
+def build_notifiers(settings: Mapping[str, NotifierConfig | str]) -> dict[str, Notifier]:
+    return {name: Notifier(name, value) for name, value in settings.items()}
+
+
+def debug_notifiers(enabled: bool) -> None:
+    """apprise's DEBUG output includes tokens and payloads: only when asked for."""
+    logging.getLogger("apprise").setLevel(logging.DEBUG if enabled else logging.WARNING)

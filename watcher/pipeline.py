@@ -9,15 +9,16 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watcher.alerts import notices, plan
+from watcher.alerts import Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig, FeedHealthSettings
 from watcher.exceptions import FeedError, FeedGone, FetchError
 from watcher.fetch import Fetcher
-from watcher.models import Alert, FeedState, FetchResult, Item, Match, NotModified
+from watcher.models import Alert, FeedState, FetchResult, Item, Match, NotModified, PendingAlert
 from watcher.notify import Notifier
 from watcher.parse import parse
 from watcher.rules import RuleSet
@@ -177,6 +178,8 @@ def _poll(
             match_items(new, ruleset, tags=feed.tags),
             notifiers_of=ruleset.notifiers_of,
             notifiers=tuple(config.notifiers),
+            styles={name: Style(n.format, n.title, n.body) for name, n in config.notifiers.items()},
+            flood_threshold=config.delivery.flood_threshold,
         )
     queued = store.record_poll(
         PollRecord(
@@ -298,48 +301,180 @@ def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> ti
 
 @dataclass(frozen=True)
 class DeliveryOutcome:
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
+    sent: int = 0  # alerts delivered (a digest counts each alert in it)
+    failed: int = 0  # alerts whose attempt failed (retried later)
+    deferred: int = 0  # alerts held back: quiet hours, digest window, rate limit, backoff
+    given_up: int = 0  # alerts past max_age, now marked failed
+
+    def __add__(self, other: DeliveryOutcome) -> DeliveryOutcome:
+        return DeliveryOutcome(
+            self.sent + other.sent,
+            self.failed + other.failed,
+            self.deferred + other.deferred,
+            self.given_up + other.given_up,
+        )
 
 
 def deliver_pending(
-    store: Store, notifiers: Mapping[str, Notifier], *, now: Clock = utcnow, limit: int = 100
+    store: Store,
+    notifiers: Mapping[str, Notifier],
+    *,
+    now: Clock = utcnow,
+    max_age: float = 86400.0,
 ) -> DeliveryOutcome:
-    """Send what is due. A failure leaves the alert pending with a later retry time.
+    """Send what is due, each notifier on its own so a dead one delays no other.
 
-    A notifier that fails once is not tried again in the same pass, so one dead target
-    costs one timeout per pass, and never holds up the others.
+    A failure leaves alerts pending with a later retry time; an alert that has been
+    failing for longer than ``max_age`` seconds is marked failed, never dropped silently.
     """
-    sent = failed = deferred = 0
-    down: set[str] = set()
-    for alert in store.pending_alerts(now(), limit=limit):
-        if alert.notifier in down:
-            deferred += 1
+    at = now()
+    by_notifier: dict[str, list[PendingAlert]] = {}
+    blocked: set[str] = set()
+    for alert in store.pending_alerts():
+        # In order per notifier: nothing overtakes an earlier alert that is not due yet.
+        if alert.notifier in blocked:
             continue
-        notifier = notifiers.get(alert.notifier)
-        if notifier is None:
-            error = f"notifier {alert.notifier!r} is not configured"
-            ok = False
-        else:
-            result = notifier.send(alert.title, alert.body)
-            ok, error = result.ok, result.error
-        if ok:
-            store.mark_sent(alert.id, now())
-            sent += 1
-            log.info("alert sent alert=%d notifier=%s", alert.id, alert.notifier)
+        if alert.next_attempt_at is not None and alert.next_attempt_at > at:
+            blocked.add(alert.notifier)
             continue
-        failed += 1
-        down.add(alert.notifier)
-        attempts = alert.attempts + 1
-        retry_at = now() + retry_delay(attempts)
-        store.mark_failed(alert.id, now(), error, retry_at=retry_at)
-        log.warning(
-            "alert delivery failed alert=%d notifier=%s attempts=%d retry_at=%s error=%r",
-            alert.id,
-            alert.notifier,
-            attempts,
-            retry_at.isoformat(timespec="seconds"),
-            error,
+        by_notifier.setdefault(alert.notifier, []).append(alert)
+    if not by_notifier:
+        return DeliveryOutcome()
+    with ThreadPoolExecutor(max_workers=min(8, len(by_notifier))) as pool:
+        outcomes = pool.map(
+            lambda entry: _deliver_to(
+                store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age
+            ),
+            by_notifier.items(),
         )
-    return DeliveryOutcome(sent, failed, deferred)
+        return sum(outcomes, DeliveryOutcome())
+
+
+def _deliver_to(
+    store: Store,
+    notifier: Notifier | None,
+    name: str,
+    due: list[PendingAlert],
+    now: Clock,
+    max_age: float,
+) -> DeliveryOutcome:
+    try:
+        return _Delivery(store, notifier, name, now, max_age).run(due)
+    except Exception:
+        log.exception("delivery to notifier=%s crashed; its alerts stay queued", name)
+        return DeliveryOutcome()
+
+
+class _Delivery:
+    """One pass over one notifier's due alerts, in order."""
+
+    def __init__(
+        self, store: Store, notifier: Notifier | None, name: str, now: Clock, max_age: float
+    ) -> None:
+        self.store, self.notifier, self.name, self.now = store, notifier, name, now
+        self.max_age = timedelta(seconds=max_age)
+        self.retry_at: datetime | None = None  # set by a failed attempt
+
+    def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
+        at = self.now()
+        notifier = self.notifier
+        if notifier is None:
+            return self._failed(due, f"notifier {self.name!r} is not configured")
+        settings = notifier.settings
+        if settings.quiet_hours is not None:
+            end = settings.quiet_hours.window_end(at)
+            if end is not None:
+                return self._defer(due, end, "quiet hours")
+        if settings.digest is not None:
+            window_end = min(a.created_at for a in due) + timedelta(seconds=settings.digest)
+            if at < window_end:
+                return self._defer(due, window_end, "digest window")
+            return self._send_digest(due)
+        held = [a for a in due if a.held]
+        fresh = [a for a in due if not a.held]
+        outcome = DeliveryOutcome()
+        if held:
+            outcome += self._send_digest(held) if len(held) > 1 else self._send_one(held[0])
+            if outcome.failed:
+                return outcome + self._after_failure(fresh)
+        if settings.max_per_hour is not None and fresh:
+            sent = self.store.messages_sent_since(self.name, at - timedelta(hours=1))
+            budget = max(0, settings.max_per_hour - len(sent))
+            if len(fresh) > budget:
+                later = fresh[budget:]
+                fresh = fresh[:budget]
+                free_at = (sent[0] if sent else at) + timedelta(hours=1)
+                outcome += self._defer(later, free_at, "max_per_hour", held=True)
+        for index, alert in enumerate(fresh):
+            result = self._send_one(alert)
+            outcome += result
+            if result.failed:
+                return outcome + self._after_failure(fresh[index + 1 :])
+        return outcome
+
+    def _after_failure(self, rest: list[PendingAlert]) -> DeliveryOutcome:
+        """The notifier is down: the rest wait for the failed alert's retry, uncounted."""
+        until = self.retry_at or self.now() + retry_delay(1)
+        return self._defer(rest, until, "notifier failing", held=False)
+
+    def _send_one(self, alert: PendingAlert) -> DeliveryOutcome:
+        assert self.notifier is not None
+        result = self.notifier.send(alert.title, alert.body)
+        if result.ok:
+            self.store.mark_sent([alert.id], self.now())
+            log.info("alert sent alert=%d notifier=%s", alert.id, self.name)
+            return DeliveryOutcome(sent=1)
+        return self._failed([alert], result.error)
+
+    def _send_digest(self, group: list[PendingAlert]) -> DeliveryOutcome:
+        assert self.notifier is not None
+        title, body = render_digest([a.payload for a in group], self.notifier.style)
+        result = self.notifier.send(title, body)
+        ids = [a.id for a in group]
+        if result.ok:
+            self.store.mark_sent(ids, self.now())
+            log.info("digest sent alerts=%d notifier=%s", len(group), self.name)
+            return DeliveryOutcome(sent=len(group))
+        return self._failed(group, result.error)
+
+    def _failed(self, group: list[PendingAlert], error: str) -> DeliveryOutcome:
+        at = self.now()
+        expired = [a for a in group if at - a.created_at > self.max_age]
+        retry = [a for a in group if a not in expired]
+        if expired:
+            reason = f"undelivered for over {self.max_age}: {error}"
+            self.store.give_up([a.id for a in expired], at, reason)
+            log.error(
+                "alerts failed for good alerts=%s notifier=%s error=%r",
+                ",".join(str(a.id) for a in expired),
+                self.name,
+                error,
+            )
+        if retry:
+            attempts = max(a.attempts for a in retry) + 1
+            retry_at = self.retry_at = at + retry_delay(attempts)
+            self.store.mark_failed([a.id for a in retry], at, error, retry_at=retry_at)
+            log.warning(
+                "alert delivery failed alerts=%s notifier=%s attempts=%d retry_at=%s error=%r",
+                ",".join(str(a.id) for a in retry),
+                self.name,
+                attempts,
+                retry_at.isoformat(timespec="seconds"),
+                error,
+            )
+        return DeliveryOutcome(failed=len(retry), given_up=len(expired))
+
+    def _defer(
+        self, group: list[PendingAlert], until: datetime, why: str, *, held: bool = True
+    ) -> DeliveryOutcome:
+        if not group:
+            return DeliveryOutcome()
+        self.store.defer([a.id for a in group], until, held=held)
+        log.debug(
+            "alerts deferred count=%d notifier=%s reason=%s until=%s",
+            len(group),
+            self.name,
+            why,
+            until.isoformat(timespec="seconds"),
+        )
+        return DeliveryOutcome(deferred=len(group))

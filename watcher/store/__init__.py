@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -36,9 +36,10 @@ from watcher.store import schema
 from watcher.store.schema import alerts, feeds, items
 
 _CHUNK = 500
+T = TypeVar("T")
 
 
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+def _chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
     for start in range(0, len(values), _CHUNK):
         yield values[start : start + _CHUNK]
 
@@ -59,6 +60,23 @@ class FeedStatus:
     disabled_reason: str | None
     moved_to: str | None
     items: int
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """An alert as `watcher alerts` shows it."""
+
+    id: int
+    feed: str
+    notifier: str
+    rules: tuple[str, ...]
+    title: str
+    status: str
+    attempts: int
+    created_at: datetime
+    sent_at: datetime | None
+    next_attempt_at: datetime
+    last_error: str | None
 
 
 class _Keep:
@@ -251,6 +269,7 @@ class Store:
                     status="pending",
                     attempts=0,
                     next_attempt_at=now,
+                    payload=json.dumps(dict(alert.payload), ensure_ascii=False, default=str),
                 )
                 .on_conflict_do_nothing()
             )
@@ -329,14 +348,15 @@ class Store:
 
     # -- the outbox -------------------------------------------------------------
 
-    def pending_alerts(self, now: datetime, *, limit: int = 100) -> list[PendingAlert]:
-        """Alerts due for a (re)try, oldest first."""
+    def pending_alerts(
+        self, now: datetime | None = None, *, limit: int = 500
+    ) -> list[PendingAlert]:
+        """Pending alerts, oldest first; only those due by ``now`` when it is given."""
         query = (
-            select(alerts)
-            .where(alerts.c.status == "pending", alerts.c.next_attempt_at <= now)
-            .order_by(alerts.c.id)
-            .limit(limit)
+            select(alerts).where(alerts.c.status == "pending").order_by(alerts.c.id).limit(limit)
         )
+        if now is not None:
+            query = query.where(alerts.c.next_attempt_at <= now)
         with self.engine.connect() as conn:
             return [
                 PendingAlert(
@@ -346,30 +366,83 @@ class Store:
                     body=r.body,
                     attempts=r.attempts,
                     created_at=r.created_at,
+                    payload=json.loads(r.payload or "{}"),
+                    held=bool(r.held),
+                    next_attempt_at=r.next_attempt_at,
                 )
                 for r in conn.execute(query)
             ]
 
-    def mark_sent(self, alert_id: int, now: datetime) -> None:
+    def _update(self, ids: Sequence[int], **values: Any) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                update(alerts)
-                .where(alerts.c.id == alert_id)
-                .values(status="sent", sent_at=now, attempts=alerts.c.attempts + 1, last_error=None)
-            )
+            for chunk in _chunks(list(ids)):
+                conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(**values))
 
-    def mark_failed(self, alert_id: int, now: datetime, error: str, *, retry_at: datetime) -> None:
-        """A failed attempt: the alert stays pending and is retried at ``retry_at``."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(alerts)
-                .where(alerts.c.id == alert_id)
-                .values(
-                    attempts=alerts.c.attempts + 1,
-                    last_error=error,
-                    next_attempt_at=retry_at,
-                )
+    def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
+        """Sent as one message (one alert, or a digest of several)."""
+        self._update(
+            ids,
+            status="sent",
+            sent_at=now,
+            attempts=alerts.c.attempts + 1,
+            last_error=None,
+            batch=min(ids),
+        )
+
+    def mark_failed(
+        self, ids: Sequence[int], now: datetime, error: str, *, retry_at: datetime
+    ) -> None:
+        """A failed attempt: the alerts stay pending and are retried at ``retry_at``."""
+        self._update(
+            ids, attempts=alerts.c.attempts + 1, last_error=error, next_attempt_at=retry_at
+        )
+
+    def give_up(self, ids: Sequence[int], now: datetime, error: str) -> None:
+        """Undeliverable for too long: marked failed, kept, and shown by `watcher alerts`."""
+        self._update(ids, status="failed", last_error=error)
+
+    def defer(self, ids: Sequence[int], until: datetime, *, held: bool) -> None:
+        """Not now (quiet hours, digest window, rate limit); no attempt is counted."""
+        self._update(ids, next_attempt_at=until, held=held)
+
+    def messages_sent_since(self, notifier: str, since: datetime) -> list[datetime]:
+        """When each message (a digest counts once) went to ``notifier`` since ``since``."""
+        query = (
+            select(func.min(alerts.c.sent_at))
+            .where(
+                alerts.c.notifier == notifier, alerts.c.status == "sent", alerts.c.sent_at >= since
             )
+            .group_by(alerts.c.batch)
+            .order_by(func.min(alerts.c.sent_at))
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
+    def list_alerts(
+        self, *, status: str | None = None, since: datetime | None = None, limit: int = 1000
+    ) -> list[AlertRecord]:
+        query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(alerts.c.status == status)
+        if since is not None:
+            query = query.where(alerts.c.created_at >= since)
+        with self.engine.connect() as conn:
+            return [
+                AlertRecord(
+                    id=r.id,
+                    feed=r.feed,
+                    notifier=r.notifier,
+                    rules=tuple(json.loads(r.rules)),
+                    title=r.title,
+                    status=r.status,
+                    attempts=r.attempts,
+                    created_at=r.created_at,
+                    sent_at=r.sent_at,
+                    next_attempt_at=r.next_attempt_at,
+                    last_error=r.last_error,
+                )
+                for r in conn.execute(query)
+            ]
 
     def alert_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -377,4 +450,4 @@ class Store:
             return {status: count for status, count in rows}
 
 
-__all__ = ["KEEP", "FeedStatus", "PollRecord", "Store"]
+__all__ = ["KEEP", "AlertRecord", "FeedStatus", "PollRecord", "Store"]

@@ -111,11 +111,15 @@ alerts = Table(
     Column("next_attempt_at", UTCDateTime, nullable=False),
     Column("last_error", Text),
     Column("sent_at", UTCDateTime),
+    Column("payload", Text, nullable=False, default="{}"),  # JSON: what a digest lists
+    Column("held", Boolean, nullable=False, default=False),  # deferred: goes out in a digest
+    Column("batch", Integer),  # the message it went out in (its own id, or a digest's)
     # One message per (item, notifier), however often the item is seen: the database,
     # not Python, guarantees that an item is never alerted twice to one target.
     UniqueConstraint("feed", "item_id", "notifier", name="uq_alert_item_notifier"),
 )
 Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_at)
+Index("ix_alerts_sent", alerts.c.notifier, alerts.c.sent_at)
 
 Migration = Callable[[Connection], None]
 
