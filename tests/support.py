@@ -101,6 +101,9 @@ class Receiver:
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.status = 200
+        self.delay = 0.0  # seconds to wait before answering (a hung or slow service)
+        self.headers: dict[str, str] = {}  # extra response headers, e.g. Retry-After
+        self.attempts = 0
         self.lock = threading.Lock()
         receiver = self
 
@@ -114,10 +117,15 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 status = receiver.status
-                if status < 300:
-                    with receiver.lock:
+                with receiver.lock:
+                    receiver.attempts += 1
+                    if status < 300:
                         receiver.messages.append(json.loads(raw))
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(status)
+                for key, value in receiver.headers.items():
+                    self.send_header(key, value)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -132,6 +140,10 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"json://127.0.0.1:{self.port}/hook"
+
+    def titles(self) -> list[str]:
+        with self.lock:
+            return [str(m.get("title", "")) for m in self.messages]
 
     def wait_for(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout

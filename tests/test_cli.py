@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from support import FeedServer, Route, Story
+from support import FeedServer, Receiver, Route, Story
 
 from watcher import __version__
 from watcher.cli import cli
 from watcher.config import load_config
 from watcher.fetch import Fetcher
+from watcher.models import Alert
 from watcher.pipeline import poll_feed
 from watcher.rules import RuleSet
-from watcher.store import Store
+from watcher.store import PollRecord, Store
 
 ROOT = Path(__file__).parent.parent
 
@@ -240,3 +243,103 @@ def test_match_reads_a_file_and_rejects_unknown_rules(
     assert result.exit_code == 0 and "snippet: «Kharkov» link" in result.stdout
     assert invoke("match", "-c", str(config), "--rule", "nope", "x").exit_code == 2
     assert invoke("match", "-c", str(config)).exit_code == 2
+
+
+CANARY = "CANARY-s3cret-7f9"
+
+
+def test_notify_test_reports_success_and_failure(tmp_path: Path, receiver: Receiver) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f'notifiers:\n  hook: "json://user:{CANARY}@127.0.0.1:{receiver.port}/hook"\n'
+    )
+    result = invoke("notify-test", "-c", str(config), "hook")
+    assert result.exit_code == 0 and result.stdout.startswith(
+        "sent: hook (json://user:****@127.0.0.1"
+    )
+    assert receiver.titles() == ["[watcher] test message"]
+    receiver.status = 500
+    result = invoke("notify-test", "-c", str(config), "hook")
+    assert result.exit_code == 1 and result.stderr.startswith("failed: hook")
+    assert invoke("notify-test", "-c", str(config), "nope").exit_code == 2
+
+
+def test_alerts_lists_sent_pending_and_failed(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("state: w.db\n")
+    assert invoke("alerts", "-c", str(config)).stdout == "no alerts yet (no state database)\n"
+    store = Store.open(tmp_path / "w.db")
+    now = datetime.now(UTC)
+    store.record_poll(
+        PollRecord(
+            "f",
+            "u",
+            now,
+            baselined=True,
+            alerts=[Alert("f", str(n), "ops", ("r",), f"[r] item {n}", "b") for n in range(3)],
+        )
+    )
+    first, second, _ = store.pending_alerts(now)
+    store.mark_sent([first.id], now)
+    store.give_up([second.id], now, "undelivered for over 1 day, 0:00:00: HTTP 500")
+    store.close()
+    everything = invoke("alerts", "-c", str(config)).stdout
+    assert "sent" in everything and "failed" in everything and "pending" in everything
+    failed = invoke("alerts", "-c", str(config), "--failed").stdout.splitlines()
+    assert len(failed) == 2 and "[r] item 1" in failed[0] and "HTTP 500" in failed[1]
+    pending = invoke("alerts", "-c", str(config), "--pending", "--since", "1h").stdout
+    assert "[r] item 2" in pending and "next attempt" in pending
+    assert invoke("alerts", "-c", str(config), "--since", "soon").exit_code == 2
+
+
+def test_a_canary_secret_never_appears_in_any_output_or_log(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    story = Story()
+    story.add(1, "Kharkiv old")
+    feed_server.routes["/news"] = route = Route(story.body())
+    receiver.status = 500  # failures make every layer talk about the notifier
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"""\
+state: {tmp_path / "w.db"}
+allow_private_networks: true
+feeds:
+  - {{name: news, url: "{feed_server.url("/news")}", interval: 1s}}
+rules:
+  - {{name: kharkiv, keywords: [Kharkiv]}}
+notifiers:
+  hook: "json://user:{CANARY}@127.0.0.1:{receiver.port}/hook?token={CANARY}"
+"""
+    )
+    outputs = [
+        invoke("check", "-c", str(config)).output,
+        invoke("test-run", "-c", str(config)).output,
+        invoke("test-run", "-c", str(config), "--json").output,
+        invoke("notify-test", "-c", str(config), "hook").output,
+        invoke("--log-level", "debug", "notify-test", "-c", str(config), "hook").output,
+    ]
+    log = tmp_path / "daemon.log"
+    before = feed_server.hits("/news")  # test-run fetched it too
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "--log-level", "debug", "run", "-c", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while feed_server.hits("/news") < before + 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            story.add(2, "Kharkiv new")
+            route.body = story.body()
+            while "alert delivery failed" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    outputs.append(log.read_text())
+    outputs.append(invoke("alerts", "-c", str(config)).output)
+    assert "alert delivery failed" in outputs[-2], outputs[-2]  # the failure was logged
+    for text in outputs:
+        assert CANARY not in text

@@ -165,3 +165,28 @@ def test_pending_alerts_are_delivered_after_the_receiver_recovers(
         "[kharkiv] Kharkiv news while the receiver is down"
     ], daemon.log_text()
     assert daemon.signal(signal.SIGTERM) == 0
+
+
+def test_sigkill_while_a_delivery_is_in_flight_resends_at_most_once(
+    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+) -> None:
+    daemon, story, route, db = setup
+    daemon.start()
+    assert wait_until(lambda: feed_server.hits("/news") >= 2), daemon.log_text()
+    receiver.delay = 5.0  # the service accepts the message, then is slow to say so
+    story.add(2, "Kharkiv: delivered just before a crash")
+    route.body = story.body()
+    assert len(receiver.wait_for(1)) == 1, daemon.log_text()
+    assert daemon.signal(signal.SIGKILL) == -signal.SIGKILL  # killed before it recorded "sent"
+
+    receiver.delay = 0.0
+    daemon.start()
+    # The alert was still pending: it goes out again. This is the one duplicate we allow.
+    assert len(receiver.wait_for(2)) == 2, daemon.log_text()
+    polled = feed_server.hits("/news")
+    assert wait_until(lambda: feed_server.hits("/news") >= polled + 3)
+    assert receiver.titles() == ["[kharkiv] Kharkiv: delivered just before a crash"] * 2
+    assert daemon.signal(signal.SIGTERM) == 0
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT status FROM alerts").fetchall() == [("sent",)]
+    conn.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,10 +12,11 @@ from support import FeedServer, Receiver, Route, Story, rss
 
 from watcher.config import Config, parse_config
 from watcher.fetch import Fetcher
+from watcher.models import Alert
 from watcher.notify import build_notifiers
 from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import Store
+from watcher.store import PollRecord, Store
 
 
 def make_config(feed_server: FeedServer, receiver: Receiver, *paths: str) -> Config:
@@ -408,3 +410,158 @@ def test_a_feed_added_later_gets_its_own_silent_baseline(
     assert poll(both, "b", client, store).startswith("baseline")
     assert poll(both, "a", client, store).startswith("unchanged")
     assert store.alert_counts() == {}
+
+
+# -- issue 5: delivery ---------------------------------------------------------------------
+
+
+def outbox(receivers: dict[str, str], extra: str = "", max_age: str = "24h") -> Config:
+    notifiers = "".join(f"  {name}: {value}\n" for name, value in receivers.items())
+    return parse_config(
+        f"allow_private_networks: true\ndelivery: {{max_age: {max_age}}}\nnotifiers:\n{notifiers}{extra}"
+    )
+
+
+def queue(store: Store, notifier: str, count: int, at: datetime, *, start: int = 0) -> None:
+    alerts = [
+        Alert(
+            feed="f",
+            item_id=f"i{n}",
+            notifier=notifier,
+            rules=("kharkiv",),
+            title=f"[kharkiv] story {n}",
+            body=f"body {n}",
+            link=f"http://x/{n}",
+            payload={
+                "title": f"story {n}",
+                "link": f"http://x/{n}",
+                "feed": "f",
+                "rules": ["kharkiv"],
+            },
+        )
+        for n in range(start, start + count)
+    ]
+    store.record_poll(PollRecord("f", "http://x/f", at, baselined=True, alerts=alerts))
+
+
+def test_a_hung_notifier_hits_its_timeout_and_never_delays_another(tmp_path: Path) -> None:
+    hung, fine = Receiver(), Receiver()
+    hung.delay = 5.0
+    try:
+        config = outbox({"slow": f"{{url: '{hung.url}', timeout: 1s}}", "fast": f"'{fine.url}'"})
+        store, clock = Store.open(tmp_path / "w.db"), Clock()
+        queue(store, "slow", 1, clock.now)
+        queue(store, "fast", 1, clock.now, start=1)
+        started = time.monotonic()
+        outcome = deliver_pending(store, build_notifiers(config.notifiers), now=clock)
+        assert time.monotonic() - started < 4  # the 5 s hang was cut at 1 s, in parallel
+        assert (outcome.sent, outcome.failed) == (1, 1)
+        assert fine.titles() == ["[kharkiv] story 1"]
+        (pending,) = store.list_alerts(status="pending")
+        assert pending.last_error == "no answer within 1 s"
+    finally:
+        hung.close()
+        fine.close()
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_errors_are_retried_in_order_after_an_outage(
+    receiver: Receiver, tmp_path: Path, status: int
+) -> None:
+    receiver.status = status
+    receiver.headers = {"Retry-After": "60"} if status == 429 else {}
+    config = outbox({"hook": f"'{receiver.url}'"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 3, clock.now)
+    for _ in range(4):  # a long outage: each pass tries once, the rest wait their turn
+        outcome = deliver_pending(store, notifiers, now=clock)
+        assert (outcome.sent, outcome.failed) == (0, 1)
+        clock.advance(hours=2)
+    assert receiver.attempts == 4
+    receiver.status, receiver.headers = 200, {}
+    assert deliver_pending(store, notifiers, now=clock).sent == 3
+    assert receiver.titles() == ["[kharkiv] story 0", "[kharkiv] story 1", "[kharkiv] story 2"]
+
+
+def test_undeliverable_alerts_are_marked_failed_after_max_age(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    receiver.status = 500
+    config = outbox({"hook": f"'{receiver.url}'"}, max_age="1h")
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 2, clock.now)
+    deliver_pending(store, notifiers, now=clock, max_age=config.delivery.max_age)
+    clock.advance(hours=2)
+    outcome = deliver_pending(store, notifiers, now=clock, max_age=config.delivery.max_age)
+    assert outcome.given_up >= 1
+    clock.advance(hours=2)
+    deliver_pending(store, notifiers, now=clock, max_age=config.delivery.max_age)
+    failed = store.list_alerts(status="failed")
+    assert len(failed) == 2 and all(
+        "undelivered for over 1:00:00" in (a.last_error or "") for a in failed
+    )
+    assert store.pending_alerts() == []
+
+
+def test_digest_window_batches_alerts_into_one_message(receiver: Receiver, tmp_path: Path) -> None:
+    config = outbox({"hook": f"{{url: '{receiver.url}', digest: 1h}}"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 2, clock.now)
+    assert deliver_pending(store, notifiers, now=clock).deferred == 2
+    clock.advance(minutes=30)
+    queue(store, "hook", 1, clock.now, start=2)
+    deliver_pending(store, notifiers, now=clock)
+    assert receiver.messages == []
+    clock.advance(minutes=31)
+    assert deliver_pending(store, notifiers, now=clock).sent == 3
+    (message,) = receiver.messages
+    assert message["title"] == "[watcher] 3 alerts"
+    assert message["message"].splitlines()[:2] == ["kharkiv (3)", "• story 0 (f)"]
+
+
+def test_quiet_hours_hold_alerts_until_the_window_ends(receiver: Receiver, tmp_path: Path) -> None:
+    config = outbox({"hook": f"{{url: '{receiver.url}', quiet_hours: '22:00-07:00 Europe/Kyiv'}}"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock.now = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 3, clock.now)
+    assert deliver_pending(store, notifiers, now=clock).deferred == 3
+    clock.now = datetime(2026, 11, 25, 4, 59, tzinfo=UTC)  # 06:59 in Kyiv
+    assert deliver_pending(store, notifiers, now=clock).sent == 0
+    clock.now = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # 07:00: the window ends
+    assert deliver_pending(store, notifiers, now=clock).sent == 3
+    assert receiver.titles() == ["[watcher] 3 alerts"]
+
+
+def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, tmp_path: Path) -> None:
+    config = outbox({"hook": f"{{url: '{receiver.url}', max_per_hour: 2}}"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 5, clock.now)
+    outcome = deliver_pending(store, notifiers, now=clock)
+    assert (outcome.sent, outcome.deferred) == (2, 3)
+    clock.advance(minutes=30)
+    assert deliver_pending(store, notifiers, now=clock).sent == 0
+    clock.advance(minutes=31)
+    assert deliver_pending(store, notifiers, now=clock).sent == 3
+    assert receiver.titles() == ["[kharkiv] story 0", "[kharkiv] story 1", "[watcher] 3 alerts"]
+
+
+def test_ntfy_on_loopback_receives_alerts(receiver: Receiver, tmp_path: Path) -> None:
+    config = outbox({"chat": f"'ntfy://127.0.0.1:{receiver.port}/desk'"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    queue(store, "chat", 1, clock.now)
+    assert deliver_pending(store, build_notifiers(config.notifiers), now=clock).sent == 1
+    (message,) = receiver.messages
+    assert (message["topic"], message["title"]) == ("desk", "[kharkiv] story 0")
+
+
+def test_an_unknown_notifier_keeps_its_alerts_pending(tmp_path: Path) -> None:
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    queue(store, "removed", 1, clock.now)
+    assert deliver_pending(store, {}, now=clock).failed == 1
+    (pending,) = store.list_alerts(status="pending")
+    assert pending.last_error == "notifier 'removed' is not configured"

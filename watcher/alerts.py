@@ -10,6 +10,7 @@ so a feed cannot inject markup, links or template code.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from watcher.models import Alert, Item, Match
+
+log = logging.getLogger(__name__)
 
 MAX_TITLE = 250
 FORMATS = ("text", "markdown", "html")
@@ -164,12 +167,25 @@ def _title(source: str, ctx: Mapping[str, Any]) -> str:
 
 
 def render(item: Item, matches: Sequence[Match], style: Style | None = None) -> tuple[str, str]:
-    """Title and body of the message about one item, in the notifier's format."""
+    """Title and body of the message about one item, in the notifier's format.
+
+    A notifier template that fails (the sandbox refuses something, a filter breaks)
+    falls back to the default, so the alert still goes out; the error is logged.
+    """
     style = style or Style()
     ctx = context(item, matches, style.format)
-    title = _title(style.title or DEFAULT_TITLE, ctx)
-    body = _ENVIRONMENTS[style.format].from_string(style.body or DEFAULT_BODY[style.format])
-    return title, body.render(ctx).strip()
+    env = _ENVIRONMENTS[style.format]
+    try:
+        title = _title(style.title or DEFAULT_TITLE, ctx)
+    except TemplateError as exc:
+        log.error("title template failed, using the default: %s", exc)
+        title = _title(DEFAULT_TITLE, ctx)
+    try:
+        body = env.from_string(style.body or DEFAULT_BODY[style.format]).render(ctx)
+    except TemplateError as exc:
+        log.error("body template failed, using the default: %s", exc)
+        body = env.from_string(DEFAULT_BODY[style.format]).render(ctx)
+    return title, body.strip()
 
 
 def payload(item: Item, matches: Sequence[Match]) -> dict[str, Any]:

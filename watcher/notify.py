@@ -24,8 +24,22 @@ from watcher.exceptions import NotifyError
 
 log = logging.getLogger(__name__)
 
-# apprise logs tokens and payloads at DEBUG: never let that through by accident.
-logging.getLogger("apprise").setLevel(logging.WARNING)
+# apprise logs tokens and payloads at DEBUG, and urllib3 (under apprise) logs request
+# lines, which for some services carry the token in the path. Neither gets through
+# unless asked for with --debug-notifiers; apprise's warnings reach our own log lines,
+# redacted, through LogCapture in Notifier.send.
+_CHATTY = ("apprise", "urllib3", "requests_oauthlib", "oauthlib")
+
+
+def debug_notifiers(enabled: bool) -> None:
+    """Let apprise and the HTTP stack under it log everything (tokens included), or not."""
+    for name in _CHATTY:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.DEBUG if enabled else logging.WARNING)
+        logger.propagate = enabled
+
+
+debug_notifiers(False)
 
 
 @contextmanager
@@ -138,8 +152,3 @@ class Notifier:
 
 def build_notifiers(settings: Mapping[str, NotifierConfig | str]) -> dict[str, Notifier]:
     return {name: Notifier(name, value) for name, value in settings.items()}
-
-
-def debug_notifiers(enabled: bool) -> None:
-    """apprise's DEBUG output includes tokens and payloads: only when asked for."""
-    logging.getLogger("apprise").setLevel(logging.DEBUG if enabled else logging.WARNING)
