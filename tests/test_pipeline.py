@@ -565,3 +565,21 @@ def test_an_unknown_notifier_keeps_its_alerts_pending(tmp_path: Path) -> None:
     assert deliver_pending(store, {}, now=clock).failed == 1
     (pending,) = store.list_alerts(status="pending")
     assert pending.last_error == "notifier 'removed' is not configured"
+
+
+def test_flood_guard_on_a_real_poll(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    story = Story()
+    for n in range(20):
+        story.add(n, f"Old story {n}")
+    feed_server.routes["/news"] = route = Route(story.body())
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    assert run(config, client, store, clock)[0] == "baseline"
+    for n in range(20, 32):  # 12 new matches next to 20 old items: news, not churn
+        story.add(n, f"Kharkiv update {n}")
+    route.body = story.body()
+    assert run(config, client, store, clock)[0] == "new"
+    deliver_pending(store, build_notifiers(config.notifiers), now=clock)
+    assert receiver.titles() == ["[watcher] news: 12 matching items"]
