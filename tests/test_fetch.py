@@ -115,18 +115,27 @@ def test_redirect_to_another_scheme_is_refused(
         fetch(client, "f", feed_server.url("/f"))
 
 
-def _drip(handler: BaseHTTPRequestHandler) -> None:
-    handler.send_response(200)
-    handler.send_header("Content-Type", "application/rss+xml")
-    handler.send_header("Content-Length", "100000")
-    handler.end_headers()
-    try:
-        for _ in range(100):
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-            time.sleep(0.2)
-    except OSError:
-        pass
+def _dripping(head: bytes, piece: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A handler that sends ``head`` then ``piece`` every 0.2 s for 20 s."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        try:
+            h.wfile.write(head)
+            for _ in range(100):
+                h.wfile.write(piece)
+                h.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass
+
+    return handler
+
+
+_drip = _dripping(
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/rss+xml\r\nContent-Length: 100000\r\n\r\n",
+    b" ",
+)
+_header_drip = _dripping(b"HTTP/1.1 200 OK\r\n", b"X-Slow: a\r\n")
 
 
 def test_a_dripping_server_is_cut_off_by_the_overall_deadline(
@@ -303,17 +312,6 @@ def test_false_content_length_is_a_clear_error(
     feed_server.routes["/huge"] = Route(handler=_lying_length(50 * 1024 * 1024 * 1024, b"<rss>"))
     with pytest.raises(FetchError, match="Content-Length"):
         fetch(client, "f", feed_server.url("/huge"))
-
-
-def _header_drip(h: BaseHTTPRequestHandler) -> None:
-    try:
-        h.wfile.write(b"HTTP/1.1 200 OK\r\n")
-        for _ in range(100):
-            h.wfile.write(b"X-Slow: a\r\n")
-            h.wfile.flush()
-            time.sleep(0.2)
-    except OSError:
-        pass
 
 
 def test_dripping_headers_are_cut_off_by_the_deadline(
