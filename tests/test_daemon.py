@@ -4,6 +4,7 @@ SIGKILL and restart, clean exit on SIGTERM and SIGINT."""
 from __future__ import annotations
 
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -190,3 +191,76 @@ def test_sigkill_while_a_delivery_is_in_flight_resends_at_most_once(
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT status FROM alerts").fetchall() == [("sent",)]
     conn.close()
+
+
+def test_sighup_reloads_feeds_and_keeps_running_on_a_bad_config(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    first, second = Story(), Story()
+    first.add(1, "Kharkiv in the first feed")
+    second.add(10, "Kharkiv already in the second feed")
+    feed_server.routes["/first"] = Route(first.body())
+    feed_server.routes["/second"] = route = Route(second.body())
+    config = tmp_path / "config.yaml"
+
+    def write(feeds: str) -> None:
+        config.write_text(
+            f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\nfeeds:\n{feeds}"
+            "rules:\n  - {name: kharkiv, keywords: [Kharkiv]}\n"
+            f'notifiers:\n  hook: "{receiver.url}"\n'
+        )
+
+    write(f"  - {{name: first, url: '{feed_server.url('/first')}', interval: 1s}}\n")
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        assert wait_until(lambda: feed_server.hits("/first") >= 2), daemon.log_text()
+        write(f"  - {{name: second, url: '{feed_server.url('/second')}', interval: 1s}}\n")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: feed_server.hits("/second") >= 2), daemon.log_text()
+        assert "config reloaded feeds=1 added=second removed=first" in daemon.log_text()
+        polled = feed_server.hits("/first")
+        time.sleep(2)
+        assert feed_server.hits("/first") == polled  # removed: no longer polled
+
+        config.write_text(config.read_text().replace("interval: 1s", "interval: soon"))
+        daemon.proc.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "reload refused" in daemon.log_text()), daemon.log_text()
+        assert "feeds.0.interval: invalid duration 'soon'" in daemon.log_text()
+
+        second.add(11, "Kharkiv news after the reload")
+        route.body = second.body()
+        assert receiver.wait_for(1) and receiver.titles() == [
+            "[kharkiv] Kharkiv news after the reload"
+        ]
+        assert daemon.signal(signal.SIGTERM) == 0
+        assert receiver.titles() == [
+            "[kharkiv] Kharkiv news after the reload"
+        ]  # baselines stayed silent
+    finally:
+        daemon.stop()
+
+
+def test_sigterm_stops_within_the_bound_while_a_poll_hangs(tmp_path: Path) -> None:
+    with socket.socket() as hung:  # accepts connections, never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\n"
+            "fetch: {timeout: 60s, deadline: 120s}\n"
+            f"feeds:\n  - {{name: hung, url: 'http://127.0.0.1:{hung.getsockname()[1]}/', interval: 1s}}\n"
+        )
+        daemon = Daemon(config, tmp_path / "daemon.log")
+        daemon.start()
+        try:
+            assert wait_until(lambda: "poll" in daemon.log_text() or time.sleep(3) is None)
+            started = time.monotonic()
+            assert daemon.signal(signal.SIGTERM) == 0
+            assert time.monotonic() - started < 12  # the 10 s bound, not the 60 s timeout
+            conn = sqlite3.connect(tmp_path / "w.db")
+            assert conn.execute("SELECT failures FROM feeds").fetchall() in ([], [(0,)])
+            conn.close()
+        finally:
+            daemon.stop()

@@ -104,7 +104,7 @@ def run(config_path: Path | None) -> None:
 
     config = _load(config_path)
     try:
-        daemon = Daemon(config)
+        daemon = Daemon(config, config_path=config_path or default_config_path())
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None

@@ -1,48 +1,85 @@
-"""The long-running process: scheduling with APScheduler 3.x, signals, and shutdown.
+"""The long-running process: scheduling with APScheduler 3.x, signals, reload, systemd.
 
-Owns time and process life. The only module that imports APScheduler. Each feed
-is one interval job (coalesced, never two at once, with a real misfire grace);
+Owns time and process life. The only module that imports APScheduler. Each feed is
+one interval job (coalesced, never two at once, jittered, with a real misfire grace);
 delivery of the outbox is a job of its own, so a slow notifier never delays polling.
+The main thread only waits: for signals (SIGTERM/SIGINT stop, SIGHUP reloads), and to
+tell systemd it is alive, which it stops doing when polling has stalled.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from watcher.config import Config, FeedConfig
-from watcher.fetch import make_fetcher
-from watcher.notify import build_notifiers
+from watcher.config import Config, FeedConfig, load_config
+from watcher.exceptions import ConfigError
+from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
+from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import Store
+from watcher.systemd import Notifier as Systemd
 
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL = 30.0
 MAX_START_SPREAD = 30.0
+STATUS_INTERVAL = 30.0
+
+
+@dataclass
+class _Running:
+    """What the jobs use; replaced as a whole on reload, so a poll sees one consistent set."""
+
+    config: Config
+    ruleset: RuleSet
+    notifiers: dict[str, Notifier]
+    fetcher: Fetcher
 
 
 class Daemon:
     """Polls every feed on its interval and delivers queued alerts until stopped."""
 
-    def __init__(self, config: Config, *, delivery_interval: float = DELIVERY_INTERVAL) -> None:
-        self.config = config
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        delivery_interval: float = DELIVERY_INTERVAL,
+        stop_timeout: float = 10.0,
+        systemd: Systemd | None = None,
+    ) -> None:
+        self.config_path = config_path
         self.delivery_interval = delivery_interval
+        self.stop_timeout = stop_timeout
+        self.systemd = systemd or Systemd()
         self.store = Store.open(config.state_path)
-        self.ruleset = RuleSet.from_config(config)
-        self.notifiers = build_notifiers(config.notifiers)
-        self.fetcher = make_fetcher(config)
+        self.current = _Running(
+            config,
+            RuleSet.from_config(config),
+            build_notifiers(config.notifiers),
+            make_fetcher(config),
+        )
+        self._retired: list[Fetcher] = []
         self._stop = threading.Event()
+        self._reload = threading.Event()
         self._deliver_lock = threading.Lock()
-        # Enough threads that the fetch limits, not the pool, bound concurrency.
+        self._busy_lock = threading.Lock()
+        self._busy: dict[str, float] = {}  # feed -> monotonic start of its running poll
+        self._last_poll_done = time.monotonic()
         workers = max(2, min(config.fetch.max_connections, len(config.feeds)) + 1)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -50,19 +87,56 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1},
         )
 
+    @property
+    def config(self) -> Config:
+        return self.current.config
+
     # -- jobs -------------------------------------------------------------------
 
-    def _poll(self, feed: FeedConfig) -> None:
-        outcome = poll_feed(
-            feed, config=self.config, fetcher=self.fetcher, store=self.store, ruleset=self.ruleset
-        )
-        if outcome.next_poll_at is not None and not self._stop.is_set():
+    def _poll(self, name: str) -> None:
+        running = self.current
+        try:
+            feed = running.config.feed(name)
+        except KeyError:  # removed by a reload while this run was queued
+            return
+        with self._busy_lock:
+            self._busy[name] = time.monotonic()
+        try:
+            outcome = poll_feed(
+                feed,
+                config=running.config,
+                fetcher=running.fetcher,
+                store=self.store,
+                ruleset=running.ruleset,
+            )
+        finally:
+            with self._busy_lock:
+                self._busy.pop(name, None)
+                self._last_poll_done = time.monotonic()
+        if self._stop.is_set():
+            return
+        if outcome.next_poll_at is not None:
             # Backing off (or told to wait by Retry-After): the next run waits until then.
-            job = self.scheduler.get_job(f"feed:{feed.name}")
+            job = self.scheduler.get_job(f"feed:{name}")
             if job is not None:
                 job.modify(next_run_time=outcome.next_poll_at)
-        if outcome.alerts and not self._stop.is_set():
-            self._deliver()
+        if outcome.alerts:
+            # Wake the delivery job rather than deliver here: a slow notifier must never
+            # hold up this feed's next poll.
+            job = self.scheduler.get_job("deliver")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
+    def _deliver(self) -> None:
+        if not self._deliver_lock.acquire(blocking=False):
+            return
+        try:
+            running = self.current
+            deliver_pending(self.store, running.notifiers, max_age=running.config.delivery.max_age)
+        except Exception:
+            log.exception("delivery pass crashed; pending alerts stay queued")
+        finally:
+            self._deliver_lock.release()
 
     def _maintain(self) -> None:
         try:
@@ -71,33 +145,30 @@ class Daemon:
         except Exception:
             log.exception("maintenance failed; it is retried tomorrow")
 
-    def _deliver(self) -> None:
-        # Polls and the periodic job may both ask for delivery; one pass at a time.
-        if not self._deliver_lock.acquire(blocking=False):
-            return
-        try:
-            deliver_pending(self.store, self.notifiers, max_age=self.config.delivery.max_age)
-        except Exception:
-            log.exception("delivery pass crashed; pending alerts stay queued")
-        finally:
-            self._deliver_lock.release()
+    # -- scheduling -------------------------------------------------------------
+
+    def _add_feed_job(self, feed: FeedConfig, *, first_in: float) -> None:
+        self.scheduler.add_job(
+            self._poll,
+            "interval",
+            args=(feed.name,),
+            id=f"feed:{feed.name}",
+            name=f"poll {feed.name}",
+            seconds=feed.interval,
+            jitter=min(feed.interval * 0.1, 60.0),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_in),
+            misfire_grace_time=max(30, int(feed.interval)),
+            replace_existing=True,
+        )
+
+    def _spread(self, feed: FeedConfig) -> float:
+        """Spread first polls so a large config does not fire everything at once."""
+        return random.uniform(0, min(feed.interval, MAX_START_SPREAD) * 0.1)
 
     def _schedule(self) -> None:
-        now = datetime.now(UTC)
         for feed in self.config.feeds:
-            # Spread first polls so a large config does not fire everything at once.
-            spread = random.uniform(0, min(feed.interval, MAX_START_SPREAD) * 0.1)
-            self.scheduler.add_job(
-                self._poll,
-                "interval",
-                args=(feed,),
-                id=f"feed:{feed.name}",
-                name=f"poll {feed.name}",
-                seconds=feed.interval,
-                jitter=min(feed.interval * 0.1, 60.0),
-                next_run_time=now + timedelta(seconds=spread),
-                misfire_grace_time=max(30, int(feed.interval)),
-            )
+            self._add_feed_job(feed, first_in=self._spread(feed))
+        now = datetime.now(UTC)
         self.scheduler.add_job(
             self._deliver,
             "interval",
@@ -117,6 +188,84 @@ class Daemon:
             misfire_grace_time=3600,
         )
 
+    # -- reload -----------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config. Invalid: log every error and keep running the old one."""
+        if self.config_path is None:
+            log.warning("reload requested, but the config did not come from a file")
+            return False
+        self.systemd.send(RELOADING=1, MONOTONIC_USEC=time.monotonic_ns() // 1000)
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                log.error("reload refused: %s", issue)
+            log.error("keeping the running config (%s)", self.config.summary())
+            self.systemd.send(READY=1, STATUS="reload refused: the config has errors")
+            return False
+        if new.state_path != self.config.state_path:
+            log.warning(
+                "the state path changed; that takes a restart, keeping %s", self.config.state_path
+            )
+        self._apply(new)
+        self.systemd.send(READY=1)
+        return True
+
+    def _apply(self, new: Config) -> None:
+        old = self.current
+        fetcher = old.fetcher
+        if new.fetch != old.config.fetch:
+            self._retired.append(old.fetcher)  # polls in flight may still use it
+            fetcher = make_fetcher(new)
+        notifiers = build_notifiers(new.notifiers)
+        self.current = _Running(new, RuleSet.from_config(new), notifiers, fetcher)
+        before = {f.name: f for f in old.config.feeds}
+        after = {f.name: f for f in new.feeds}
+        for name in before.keys() - after.keys():
+            self.scheduler.remove_job(f"feed:{name}")
+        changed = [f for n, f in after.items() if n in before and before[n] != f]
+        added = [f for n, f in after.items() if n not in before]
+        for feed in [*changed, *added]:  # a new feed gets its silent baseline on its first poll
+            self._add_feed_job(feed, first_in=self._spread(feed))
+        log.info(
+            "config reloaded feeds=%d added=%s removed=%s changed=%s rules=%d notifiers=%d",
+            len(new.feeds),
+            _names(f.name for f in added),
+            _names(sorted(before.keys() - after.keys())),
+            _names(f.name for f in changed),
+            len(new.rules),
+            len(notifiers),
+        )
+
+    # -- health -----------------------------------------------------------------
+
+    def stalled(self) -> str | None:
+        """Why polling looks stuck, or None when it is healthy."""
+        if not self.scheduler.running:
+            return "the scheduler is not running"
+        config = self.config
+        limit = 2 * config.fetch.deadline + 60
+        now = time.monotonic()
+        with self._busy_lock:
+            stuck = [name for name, since in self._busy.items() if now - since > limit]
+            idle = now - self._last_poll_done
+        if stuck:
+            return f"polls running for over {limit:g} s: {', '.join(sorted(stuck))}"
+        if config.feeds:
+            shortest = min(f.interval for f in config.feeds)
+            if idle > 3 * max(shortest, 60) + limit:
+                return f"no poll has finished for {idle:.0f} s"
+        return None
+
+    def status_line(self) -> str:
+        counts = self.store.alert_counts()
+        failing = sum(1 for s in self.store.feed_statuses() if s.failures or s.disabled_reason)
+        return (
+            f"feeds={len(self.config.feeds)} failing={failing} "
+            f"pending_alerts={counts.get('pending', 0)} failed_alerts={counts.get('failed', 0)}"
+        )
+
     # -- process life -----------------------------------------------------------
 
     def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -124,25 +273,78 @@ class Daemon:
             log.info("signal received signal=%s; stopping", signal.Signals(signum).name)
         self._stop.set()
 
+    def _hup(self, _signum: int, _frame: FrameType | None) -> None:
+        log.info("signal received signal=SIGHUP; reloading")
+        self._reload.set()
+
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the process exit status."""
         signal.signal(signal.SIGTERM, self.stop)
         signal.signal(signal.SIGINT, self.stop)
+        signal.signal(signal.SIGHUP, self._hup)
+        allow_fetches()
         self._schedule()
         self.scheduler.start()
         log.info(
             "watcher started feeds=%d rules=%d notifiers=%d state=%s",
             len(self.config.feeds),
             len(self.config.rules),
-            len(self.notifiers),
+            len(self.current.notifiers),
             self.config.state_path,
         )
+        self.systemd.send(READY=1, STATUS=self._safe_status())
+        ping_every = self.systemd.watchdog_interval
+        next_ping = next_status = time.monotonic()
         try:
-            while not self._stop.wait(1.0):
-                pass
+            while not self._stop.is_set():
+                if self._reload.is_set():
+                    self._reload.clear()
+                    self.reload()
+                now = time.monotonic()
+                if ping_every is not None and now >= next_ping:
+                    problem = self.stalled()
+                    if problem is None:
+                        self.systemd.send(WATCHDOG=1)
+                    else:
+                        log.error("not pinging the watchdog: %s", problem)
+                    next_ping = now + ping_every
+                if now >= next_status:
+                    self.systemd.send(STATUS=self._safe_status())
+                    next_status = now + STATUS_INTERVAL
+                self._stop.wait(min(1.0, ping_every or 1.0))
         finally:
-            self.scheduler.shutdown(wait=True)
-            self.fetcher.close()
-            self.store.close()
-            log.info("watcher stopped")
+            self._shutdown()
         return 0
+
+    def _safe_status(self) -> str:
+        try:
+            return self.status_line()
+        except Exception as exc:  # the status line must never take the daemon down
+            return f"status unavailable: {exc}"
+
+    def _shutdown(self) -> None:
+        """Stop taking polls, give running ones ``stop_timeout`` to finish, then leave."""
+        self.systemd.send(STOPPING=1)
+        self.scheduler.shutdown(wait=False)
+        abort_all()
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline:
+            with self._busy_lock:
+                if not self._busy:
+                    break
+            time.sleep(0.05)
+        with self._busy_lock:
+            left = sorted(self._busy)
+        for fetcher in [self.current.fetcher, *self._retired]:
+            fetcher.close()
+        if left:
+            log.error("stopping with polls still running: %s", ", ".join(left))
+        log.info("watcher stopped")
+        if left:
+            logging.shutdown()
+            os._exit(0)  # a wedged worker thread must not keep the process alive
+        self.store.close()
+
+
+def _names(names: Iterable[str]) -> str:
+    return ",".join(names) or "-"

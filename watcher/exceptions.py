@@ -8,7 +8,8 @@ message names what it is about (the file, the feed, the rule, the notifier)::
     ├── QuerySyntaxError       a rule query does not parse (also ValueError)
     ├── FeedError              something went wrong with one feed
     │   ├── FetchError         network, HTTP status, size or time limits, address policy
-    │   │   └── FeedGone       the server answered 410 Gone: the feed is disabled
+    │   │   ├── FeedGone       the server answered 410 Gone: the feed is disabled
+    │   │   └── FetchAborted   watcher is shutting down (not the feed's fault)
     │   └── ParseError         the body is not a feed we can read
     ├── StoreError             the state database cannot be opened or migrated
     └── NotifyError            a notifier cannot be built or reached
@@ -82,6 +83,10 @@ class FetchError(FeedError):
 
 class FeedGone(FetchError):
     """The server says the feed is gone for good (HTTP 410)."""
+
+
+class FetchAborted(FetchError):
+    """The fetch was cut short because watcher is stopping; nothing is wrong with the feed."""
 
 
 class ParseError(FeedError):

@@ -28,7 +28,7 @@ import httpcore
 import httpx
 
 from watcher._version import __version__
-from watcher.exceptions import FeedGone, FetchError
+from watcher.exceptions import FeedGone, FetchAborted, FetchError
 from watcher.models import FeedState, FetchResult, NotModified
 
 if TYPE_CHECKING:
@@ -64,6 +64,17 @@ DEFAULT_POLICY = FetchPolicy()
 
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _context = threading.local()  # this thread's fetch: its deadline (httpx sync I/O is in-thread)
+_ABORT = threading.Event()  # set on shutdown: every fetch in flight stops within a second
+_SLICE = 1.0  # socket reads wait at most this long before checking for an abort
+
+
+def abort_all() -> None:
+    """Make every fetch in flight fail now (the daemon is stopping)."""
+    _ABORT.set()
+
+
+def allow_fetches() -> None:
+    _ABORT.clear()
 
 
 def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
@@ -87,6 +98,8 @@ def address_problem(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | 
 
 def _remaining(timeout: float | None) -> float | None:
     """``timeout`` shortened to what is left of this thread's deadline."""
+    if _ABORT.is_set():
+        raise httpcore.ReadError("watcher is shutting down")
     deadline: float | None = getattr(_context, "deadline", None)
     if deadline is None:
         return timeout
@@ -103,7 +116,20 @@ class _GuardedStream(httpcore.NetworkStream):
         self._inner = inner
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, _remaining(timeout))
+        # Wait in slices, so a shutdown is noticed within a second however slow the server.
+        started = time.monotonic()
+        while True:
+            left = None if timeout is None else timeout - (time.monotonic() - started)
+            if left is not None and left <= 0:
+                raise httpcore.ReadTimeout("timed out")
+            budget = _remaining(left)
+            wait = _SLICE if budget is None else min(budget, _SLICE)
+            try:
+                return self._inner.read(max_bytes, wait)
+            except httpcore.ReadTimeout:
+                if budget is not None and budget <= _SLICE:
+                    raise
+                continue
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         self._inner.write(buffer, _remaining(timeout))
@@ -305,6 +331,8 @@ def fetch(
         try:
             return _fetch(client, feed, start, state, policy, headers, auth, deadline, clock)
         except httpx.HTTPError as exc:
+            if _ABORT.is_set():
+                raise FetchAborted(feed, "watcher is shutting down") from None
             message = _describe(exc, past_deadline=clock() >= deadline, deadline=policy.deadline)
             raise FetchError(feed, message) from None
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from watcher.alerts import Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig, FeedHealthSettings
-from watcher.exceptions import FeedError, FeedGone, FetchError
+from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError
 from watcher.fetch import Fetcher
 from watcher.models import Alert, FeedState, FetchResult, Item, Match, NotModified, PendingAlert
 from watcher.notify import Notifier
@@ -155,6 +155,8 @@ def _poll(
             log.debug("poll feed=%s status=%s", feed.name, status)
             return PollOutcome(feed.name, status)
         parsed = parse(feed.name, result)
+    except FetchAborted:
+        return PollOutcome(feed.name, "aborted")
     except FeedError as exc:
         return _failed(feed, state, config, store, exc, now())
 
