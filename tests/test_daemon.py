@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,43 @@ def test_sigterm_stops_within_the_bound_while_a_poll_hangs(tmp_path: Path) -> No
             conn.close()
         finally:
             daemon.stop()
+
+
+def test_a_clock_jump_reschedules_polls_instead_of_stalling(tmp_path: Path) -> None:
+    from watcher.config import load_config
+    from watcher.daemon import Daemon as Watcher
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\n"
+        "feeds:\n  - {name: a, url: 'http://127.0.0.1:9/', interval: 10m}\n"
+    )
+    watcher = Watcher(load_config(config), config_path=config)
+    wall = [time.time()]
+    watcher._wall = lambda: wall[0]
+    watcher._clock_mark = (wall[0], time.monotonic())
+    watcher._schedule()
+    watcher.scheduler.start(paused=True)
+    try:
+        job = watcher.scheduler.get_job("feed:a")
+        # What a backwards jump looks like to APScheduler: the next run is a day away.
+        job.modify(next_run_time=datetime.now(UTC) + timedelta(days=1))
+
+        def soon_after_wall_now() -> bool:
+            wall_now = datetime.fromtimestamp(wall[0], UTC)
+            assert job.next_run_time is not None
+            return wall_now <= job.next_run_time <= wall_now + timedelta(seconds=5)
+
+        wall[0] -= 86400
+        assert watcher.check_clock() < -86000
+        assert soon_after_wall_now()  # polls again now, not in a day
+        before = job.next_run_time
+        wall[0] += 30  # ordinary time passing is not a jump
+        assert abs(watcher.check_clock(tolerance=60)) < 60
+        assert job.next_run_time == before
+        wall[0] += 3 * 86400  # forward, by days: one fresh, spread run, not a storm
+        assert watcher.check_clock() > 86000
+        assert soon_after_wall_now()
+    finally:
+        watcher.scheduler.shutdown(wait=False)
+        watcher.store.close()

@@ -583,3 +583,16 @@ def test_flood_guard_on_a_real_poll(
     assert run(config, client, store, clock)[0] == "new"
     deliver_pending(store, build_notifiers(config.notifiers), now=clock)
     assert receiver.titles() == ["[watcher] news: 12 matching items"]
+
+
+def test_a_backoff_that_outlives_any_possible_wait_is_ignored(
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+) -> None:
+    feed_server.routes["/news"] = Route(Story().body())
+    config = health_config(feed_server, receiver)
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    # The clock went back three days after a backoff was stored.
+    store.record_poll(
+        PollRecord("news", "u", clock.now, error="x", retry_at=clock.now + timedelta(days=3))
+    )
+    assert run(config, client, store, clock)[0] == "baseline"

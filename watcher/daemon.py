@@ -15,7 +15,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +80,8 @@ class Daemon:
         self._busy_lock = threading.Lock()
         self._busy: dict[str, float] = {}  # feed -> monotonic start of its running poll
         self._last_poll_done = time.monotonic()
+        self._wall: Callable[[], float] = time.time
+        self._clock_mark = (self._wall(), time.monotonic())
         workers = max(2, min(config.fetch.max_connections, len(config.feeds)) + 1)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -238,6 +240,30 @@ class Daemon:
             len(notifiers),
         )
 
+    def check_clock(self, *, tolerance: float = 60.0) -> float:
+        """Reschedule every feed if the wall clock jumped; returns the jump in seconds.
+
+        APScheduler keeps absolute run times: after the clock goes back a day it would
+        wait a day, and after it leaps forward every job misfires at once. Comparing
+        wall time with the monotonic clock tells the two apart from real time passing.
+        """
+        wall, mono = self._wall(), time.monotonic()
+        last_wall, last_mono = self._clock_mark
+        self._clock_mark = (wall, mono)
+        jump = (wall - last_wall) - (mono - last_mono)
+        if abs(jump) < tolerance:
+            return 0.0
+        log.warning("wall clock jumped by %+.0f s; rescheduling every feed", jump)
+        now = datetime.fromtimestamp(wall, UTC)
+        for feed in self.config.feeds:
+            job = self.scheduler.get_job(f"feed:{feed.name}")
+            if job is not None:
+                job.modify(next_run_time=now + timedelta(seconds=self._spread(feed)))
+        job = self.scheduler.get_job("deliver")
+        if job is not None:
+            job.modify(next_run_time=now)
+        return jump
+
     # -- health -----------------------------------------------------------------
 
     def stalled(self) -> str | None:
@@ -300,6 +326,7 @@ class Daemon:
                 if self._reload.is_set():
                     self._reload.clear()
                     self.reload()
+                self.check_clock()
                 now = time.monotonic()
                 if ping_every is not None and now >= next_ping:
                     problem = self.stalled()

@@ -130,7 +130,9 @@ def _poll(
     if state.disabled_for(feed.url):
         log.debug("poll skipped feed=%s status=disabled", feed.name)
         return PollOutcome(feed.name, "disabled", error=state.disabled_reason or "")
-    if state.next_poll_at is not None and started < state.next_poll_at:
+    # A wait longer than any backoff can ask for means the clock went back: poll now.
+    wait_limit = timedelta(seconds=86400 + feed.interval)
+    if state.next_poll_at is not None and started < state.next_poll_at <= started + wait_limit:
         log.debug("poll skipped feed=%s status=backoff until=%s", feed.name, state.next_poll_at)
         return PollOutcome(feed.name, "backoff", next_poll_at=state.next_poll_at)
     url = state.url_for(feed.url)
