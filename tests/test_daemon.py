@@ -3,6 +3,7 @@ SIGKILL and restart, clean exit on SIGTERM and SIGINT."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import sqlite3
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -305,3 +307,61 @@ def test_a_clock_jump_reschedules_polls_instead_of_stalling(tmp_path: Path) -> N
     finally:
         watcher.scheduler.shutdown(wait=False)
         watcher.store.close()
+
+
+def test_status_works_while_the_daemon_writes_and_logs_are_json(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feeds = ""
+    for n in range(20):
+        story = Story()
+        story.add(n, f"Story {n}")
+        feed_server.routes[f"/f{n}"] = Route(story.body() + b" " * (n % 3))
+        feeds += f"  - {{name: f{n}, url: '{feed_server.url(f'/f{n}')}', interval: 1s}}\n"
+    feed_server.routes["/gone"] = Route(status=410)
+    feeds += f"  - {{name: gone, url: '{feed_server.url('/gone')}', interval: 1s}}\n"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\nfeeds:\n{feeds}")
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "watcher",
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+                "run",
+                "-c",
+                str(config),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        assert wait_until(lambda: feed_server.hits("/f19") >= 2)
+
+        def status() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "watcher", "status", "-c", str(config)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: status(), range(12)))
+        for result in results:
+            assert result.returncode == 0, result.stderr
+            assert "locked" not in result.stdout + result.stderr
+        out = results[-1].stdout
+        assert out.startswith("21 feeds (1 failing); alerts: 0 pending, 0 failed")
+        assert "gone  " in out and "disabled (410 Gone)" in out
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    polls = [e for e in entries if e["message"].startswith("poll feed=")]
+    assert polls and all({"ts", "level", "logger", "feed", "status"} <= e.keys() for e in polls)

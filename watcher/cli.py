@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from watcher.models import Item, Match, NotModified
 from watcher.parse import parse
 from watcher.pipeline import fetch_feed, match_items
 from watcher.rules import RuleSet
-from watcher.store import FeedStatus, Store
+from watcher.store import AlertRecord, FeedStatus, Store
 from watcher.text import html_to_text
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
@@ -34,8 +35,31 @@ EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format=_LOG_FORMAT, stream=sys.stderr, force=True)
+_FIELD = re.compile(r"(\w+)=('[^']*'|\"[^\"]*\"|\S+)")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the message's key=value fields as keys of their own."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        entry: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": message,
+        }
+        for key, value in _FIELD.findall(message):
+            entry.setdefault(key, value[1:-1] if value[:1] in "'\"" else value)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(_LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -70,13 +94,20 @@ config_option = click.option(
     show_default=True,
 )
 @click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="json: one object per line, for log shippers.",
+)
+@click.option(
     "--debug-notifiers",
     is_flag=True,
     help="Let apprise log at DEBUG. Its debug output can contain tokens: use with care.",
 )
-def cli(log_level: str, debug_notifiers: bool) -> None:
+def cli(log_level: str, log_format: str, debug_notifiers: bool) -> None:
     """watcher: poll feeds, match tracked topics, send alerts."""
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     from watcher.notify import debug_notifiers as set_debug
 
     set_debug(debug_notifiers)
@@ -289,16 +320,22 @@ def alerts(config_path: Path | None, status: str | None, since: str) -> None:
         window = parse_duration(since)
     except ValueError as exc:
         raise click.UsageError(f"--since: {exc}") from None
-    if not config.state_path.exists():
+    store = _open_existing(config)
+    if store is None:
         click.echo("no alerts yet (no state database)")
         return
-    store = Store.open(config.state_path)
     try:
         records = store.list_alerts(
             status=status, since=datetime.now(UTC) - timedelta(seconds=window)
         )
     finally:
         store.close()
+    _print_alerts(records)
+    if not records:
+        click.echo("no alerts in that window")
+
+
+def _print_alerts(records: Sequence[AlertRecord]) -> None:
     for record in reversed(records):
         when = _when(record.sent_at if record.status == "sent" else record.created_at)
         line = f"{record.id:>6}  {record.status:<7}  {when}  {record.notifier:<12}  {record.title}"
@@ -309,8 +346,6 @@ def alerts(config_path: Path | None, status: str | None, since: str) -> None:
             )
         if record.last_error and record.status != "sent":
             click.echo(f"        last error: {record.last_error}")
-    if not records:
-        click.echo("no alerts in that window")
 
 
 def _when(value: datetime | None) -> str:
@@ -350,17 +385,61 @@ def feeds(config_path: Path | None, failing: bool) -> None:
     Works while the daemon runs. Example: watcher feeds -c config.yaml --failing
     """
     config = _load(config_path)
-    statuses: dict[str, FeedStatus] = {}
-    if config.state_path.exists():
-        try:
-            store = Store.open(config.state_path)
-        except StoreError as exc:
-            click.echo(f"error: {exc}", err=True)
-            raise SystemExit(EXIT_FEED_FAILED) from None
-        statuses = {s.name: s for s in store.feed_statuses()}
+    store = _open_existing(config)
+    statuses = {s.name: s for s in store.feed_statuses()} if store else {}
+    if store:
         store.close()
+    _print_feeds(config, statuses, failing_only=failing)
+
+
+@cli.command()
+@config_option
+def status(config_path: Path | None) -> None:
+    """Feeds with their health, then pending and failed alerts. Works while the daemon runs.
+
+    Example: watcher status -c /etc/watcher/config.yaml
+    """
+    config = _load(config_path)
+    store = _open_existing(config)
+    if store is None:
+        click.echo(f"{config.summary()}; never run (no state at {config.state_path})")
+        _print_feeds(config, {}, failing_only=False)
+        return
+    try:
+        statuses = {s.name: s for s in store.feed_statuses()}
+        counts = store.alert_counts()
+        day_ago = datetime.now(UTC) - timedelta(days=1)
+        sent = len(store.list_alerts(status="sent", since=day_ago))
+        waiting = store.list_alerts(status="pending", limit=10)
+        failed = store.list_alerts(status="failed", limit=10)
+    finally:
+        store.close()
+    failing = sum(1 for s in statuses.values() if s.failures or s.disabled_reason)
+    click.echo(
+        f"{len(config.feeds)} feeds ({failing} failing); alerts: {counts.get('pending', 0)} "
+        f"pending, {counts.get('failed', 0)} failed, {sent} sent in the last 24 h"
+    )
+    _print_feeds(config, statuses, failing_only=False)
+    for title, records in (("pending alerts", waiting), ("failed alerts", failed)):
+        if records:
+            click.echo(f"\n{title}:")
+            _print_alerts(records)
+
+
+def _open_existing(config: Config) -> Store | None:
+    """The state database if there is one: reading commands never create it."""
+    if not config.state_path.exists():
+        return None
+    try:
+        return Store.open(config.state_path)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
+
+
+def _print_feeds(config: Config, statuses: dict[str, FeedStatus], *, failing_only: bool) -> None:
     rows = [_feed_row(feed, statuses.get(feed.name)) for feed in config.feeds]
-    if failing:
+    if failing_only:
         rows = [row for row in rows if row[2]]
     header = ["NAME", "STATUS", "LAST SUCCESS", "NEXT POLL", "ITEMS", "URL"]
     widths = [max(len(r[0][i]) for r in [(header, "", False), *rows]) for i in range(5)]
