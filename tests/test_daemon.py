@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from support import FeedServer, Receiver, Route, Story
 
@@ -34,6 +35,7 @@ class Daemon:
     def __init__(self, config: Path, log: Path) -> None:
         self.config, self.log = config, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra: list[str] = []  # more arguments for `watcher run`
 
     def start(self) -> None:
         with self.log.open("ab") as out:
@@ -47,6 +49,7 @@ class Daemon:
                     "run",
                     "-c",
                     str(self.config),
+                    *self.extra,
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -365,3 +368,64 @@ def test_status_works_while_the_daemon_writes_and_logs_are_json(
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     polls = [e for e in entries if e["message"].startswith("poll feed=")]
     assert polls and all({"ts", "level", "logger", "feed", "status"} <= e.keys() for e in polls)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_metrics_and_healthz(
+    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+) -> None:
+    daemon, story, route, _ = setup
+    port = _free_port()
+    daemon.extra = ["--metrics-port", str(port)]
+    daemon.start()
+    base = f"http://127.0.0.1:{port}"
+    assert wait_until(lambda: feed_server.hits("/news") >= 2), daemon.log_text()
+    story.add(2, "Kharkiv in the metrics")
+    route.body = story.body()
+    assert len(receiver.wait_for(1)) == 1
+
+    def scrape() -> str:
+        return httpx.get(f"{base}/metrics", timeout=5).text
+
+    assert wait_until(lambda: 'watcher_alerts_sent_total{notifier="hook"} 1.0' in scrape())
+    text = scrape()
+    assert 'watcher_polls_total{feed="news",status="baseline"} 1.0' in text
+    assert 'watcher_matches_total{rule="kharkiv"} 1.0' in text
+    assert 'watcher_items_seen_total{feed="news"}' in text
+    assert 'watcher_fetch_errors_total{feed="broken",kind="parse"}' in text
+    assert "watcher_poll_duration_seconds_bucket" in text
+    assert "watcher_delivery_latency_seconds_count 1.0" in text
+    health = httpx.get(f"{base}/healthz", timeout=5)
+    assert (health.status_code, health.text) == (200, "ok\n")
+    assert daemon.signal(signal.SIGTERM) == 0
+
+
+def test_healthz_fails_when_polling_stalls(tmp_path: Path) -> None:
+    from watcher.config import load_config
+    from watcher.daemon import Daemon as Watcher
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {tmp_path / 'w.db'}\nfeeds:\n  - {{name: a, url: 'http://127.0.0.1:9/', interval: 1s}}\n"
+    )
+    watcher = Watcher(load_config(config), metrics_port=0)
+    assert watcher.stalled() == "the scheduler is not running"
+    watcher.scheduler.start(paused=True)
+    assert watcher.metrics is not None
+    server = watcher.metrics.serve(0, health=watcher.stalled)
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+        assert httpx.get(url, timeout=5).status_code == 200
+        watcher._busy["a"] = time.monotonic() - 1000  # a poll stuck for 1000 s
+        answer = httpx.get(url, timeout=5)
+        assert answer.status_code == 503
+        assert answer.text.startswith("stalled: polls running for over 180 s: a")
+    finally:
+        server.shutdown()
+        watcher.scheduler.shutdown(wait=False)
+        watcher.store.close()

@@ -126,7 +126,13 @@ def check(config_path: Path | None) -> None:
 
 @cli.command()
 @config_option
-def run(config_path: Path | None) -> None:
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (off by default).",
+)
+def run(config_path: Path | None, metrics_port: int | None) -> None:
     """Run the daemon in the foreground (this is what systemd starts).
 
     Example: watcher run -c /etc/watcher/config.yaml
@@ -135,7 +141,9 @@ def run(config_path: Path | None) -> None:
 
     config = _load(config_path)
     try:
-        daemon = Daemon(config, config_path=config_path or default_config_path())
+        daemon = Daemon(
+            config, config_path=config_path or default_config_path(), metrics_port=metrics_port
+        )
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None

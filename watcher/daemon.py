@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from watcher.config import Config, FeedConfig, load_config
 from watcher.exceptions import ConfigError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
+from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
@@ -61,11 +62,14 @@ class Daemon:
         delivery_interval: float = DELIVERY_INTERVAL,
         stop_timeout: float = 10.0,
         systemd: Systemd | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.config_path = config_path
         self.delivery_interval = delivery_interval
         self.stop_timeout = stop_timeout
         self.systemd = systemd or Systemd()
+        self.metrics_port = metrics_port
+        self.metrics = Metrics() if metrics_port is not None else None
         self.store = Store.open(config.state_path)
         self.current = _Running(
             config,
@@ -102,7 +106,7 @@ class Daemon:
         except KeyError:  # removed by a reload while this run was queued
             return
         with self._busy_lock:
-            self._busy[name] = time.monotonic()
+            self._busy[name] = started = time.monotonic()
         try:
             outcome = poll_feed(
                 feed,
@@ -115,6 +119,8 @@ class Daemon:
             with self._busy_lock:
                 self._busy.pop(name, None)
                 self._last_poll_done = time.monotonic()
+        if self.metrics is not None:
+            self.metrics.record_poll(outcome, time.monotonic() - started)
         if self._stop.is_set():
             return
         if outcome.next_poll_at is not None:
@@ -134,7 +140,12 @@ class Daemon:
             return
         try:
             running = self.current
-            deliver_pending(self.store, running.notifiers, max_age=running.config.delivery.max_age)
+            deliver_pending(
+                self.store,
+                running.notifiers,
+                max_age=running.config.delivery.max_age,
+                observe=self.metrics.record_delivery if self.metrics is not None else None,
+            )
         except Exception:
             log.exception("delivery pass crashed; pending alerts stay queued")
         finally:
@@ -311,6 +322,12 @@ class Daemon:
         allow_fetches()
         self._schedule()
         self.scheduler.start()
+        server = None
+        if self.metrics is not None and self.metrics_port is not None:
+            server = self.metrics.serve(self.metrics_port, health=self.stalled)
+            log.info(
+                "metrics on http://127.0.0.1:%d/metrics and /healthz", server.server_address[1]
+            )
         log.info(
             "watcher started feeds=%d rules=%d notifiers=%d state=%s",
             len(self.config.feeds),
@@ -340,6 +357,8 @@ class Daemon:
                     next_status = now + STATUS_INTERVAL
                 self._stop.wait(min(1.0, ping_every or 1.0))
         finally:
+            if server is not None:
+                server.shutdown()
             self._shutdown()
         return 0
 

@@ -48,6 +48,8 @@ class PollOutcome:
     alerts: int = 0
     error: str = ""
     next_poll_at: datetime | None = None
+    error_kind: str = ""  # timeout, connect, http, rate_limited, size, parse, gone, other
+    matched: tuple[str, ...] = ()  # the rule of every match among the new items
 
 
 def match_items(
@@ -165,6 +167,7 @@ def _poll(
     new = store.new_items(feed.name, parsed.items)
     notices = _recovery(feed, state, config)
     planned: list[Alert] = []
+    matched: tuple[str, ...] = ()
     if not state.baselined:
         status = "baseline"
     elif is_churn(len(new), len(parsed.items), config.feed_health):
@@ -178,8 +181,10 @@ def _poll(
         notices += _health(feed, config, "renumbered", now().isoformat(), title, body)
     else:
         status = "new"
+        found = match_items(new, ruleset, tags=feed.tags)
+        matched = tuple(m.rule for _, matches in found for m in matches)
         planned = plan(
-            match_items(new, ruleset, tags=feed.tags),
+            found,
             notifiers_of=ruleset.notifiers_of,
             notifiers=tuple(config.notifiers),
             styles={name: Style(n.format, n.title, n.body) for name, n in config.notifiers.items()},
@@ -218,7 +223,7 @@ def _poll(
         len(new),
         len(planned),
     )
-    return PollOutcome(feed.name, status, len(parsed.items), len(new), queued)
+    return PollOutcome(feed.name, status, len(parsed.items), len(new), queued, matched=matched)
 
 
 def _health(
@@ -294,7 +299,29 @@ def _failed(
         retry_at.isoformat(timespec="seconds"),
         exc.reason,
     )
-    return PollOutcome(feed.name, "error", error=exc.reason, next_poll_at=retry_at)
+    return PollOutcome(
+        feed.name, "error", error=exc.reason, next_poll_at=retry_at, error_kind=error_kind(exc)
+    )
+
+
+def error_kind(exc: FeedError) -> str:
+    """A coarse class of a feed error, for metrics."""
+    reason = exc.reason
+    if isinstance(exc, FeedGone):
+        return "gone"
+    if not isinstance(exc, FetchError):
+        return "parse"
+    if exc.retry_after is not None or reason.startswith(("HTTP 429", "HTTP 503")):
+        return "rate_limited"
+    if "timed out" in reason or "deadline" in reason or "timeout" in reason:
+        return "timeout"
+    if reason.startswith("cannot connect") or reason.startswith("refusing"):
+        return "connect"
+    if reason.startswith("HTTP "):
+        return "http"
+    if "larger than" in reason:
+        return "size"
+    return "other"
 
 
 def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> timedelta:
@@ -309,6 +336,7 @@ class DeliveryOutcome:
     failed: int = 0  # alerts whose attempt failed (retried later)
     deferred: int = 0  # alerts held back: quiet hours, digest window, rate limit, backoff
     given_up: int = 0  # alerts past max_age, now marked failed
+    latencies: tuple[float, ...] = ()  # seconds from queued to delivered, per alert sent
 
     def __add__(self, other: DeliveryOutcome) -> DeliveryOutcome:
         return DeliveryOutcome(
@@ -316,6 +344,7 @@ class DeliveryOutcome:
             self.failed + other.failed,
             self.deferred + other.deferred,
             self.given_up + other.given_up,
+            self.latencies + other.latencies,
         )
 
 
@@ -325,6 +354,7 @@ def deliver_pending(
     *,
     now: Clock = utcnow,
     max_age: float = 86400.0,
+    observe: Callable[[str, DeliveryOutcome], None] | None = None,
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
 
@@ -345,13 +375,18 @@ def deliver_pending(
     if not by_notifier:
         return DeliveryOutcome()
     with ThreadPoolExecutor(max_workers=min(8, len(by_notifier))) as pool:
-        outcomes = pool.map(
-            lambda entry: _deliver_to(
-                store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age
-            ),
-            by_notifier.items(),
+        outcomes = list(
+            pool.map(
+                lambda entry: _deliver_to(
+                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age
+                ),
+                by_notifier.items(),
+            )
         )
-        return sum(outcomes, DeliveryOutcome())
+    if observe is not None:
+        for name, outcome in zip(by_notifier, outcomes, strict=True):
+            observe(name, outcome)
+    return sum(outcomes, DeliveryOutcome())
 
 
 def _deliver_to(
@@ -425,9 +460,10 @@ class _Delivery:
         assert self.notifier is not None
         result = self.notifier.send(alert.title, alert.body)
         if result.ok:
-            self.store.mark_sent([alert.id], self.now())
+            at = self.now()
+            self.store.mark_sent([alert.id], at)
             log.info("alert sent alert=%d notifier=%s", alert.id, self.name)
-            return DeliveryOutcome(sent=1)
+            return DeliveryOutcome(sent=1, latencies=((at - alert.created_at).total_seconds(),))
         return self._failed([alert], result.error)
 
     def _send_digest(self, group: list[PendingAlert]) -> DeliveryOutcome:
@@ -436,9 +472,11 @@ class _Delivery:
         result = self.notifier.send(title, body)
         ids = [a.id for a in group]
         if result.ok:
-            self.store.mark_sent(ids, self.now())
+            at = self.now()
+            self.store.mark_sent(ids, at)
             log.info("digest sent alerts=%d notifier=%s", len(group), self.name)
-            return DeliveryOutcome(sent=len(group))
+            waited = tuple((at - a.created_at).total_seconds() for a in group)
+            return DeliveryOutcome(sent=len(group), latencies=waited)
         return self._failed(group, result.error)
 
     def _failed(self, group: list[PendingAlert], error: str) -> DeliveryOutcome:
