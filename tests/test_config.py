@@ -208,3 +208,14 @@ def test_default_state_path_follows_systemd_then_xdg(monkeypatch: pytest.MonkeyP
     monkeypatch.delenv("STATE_DIRECTORY")
     monkeypatch.setenv("XDG_STATE_HOME", "/tmp/xdg")
     assert default_state_path() == Path("/tmp/xdg/watcher/watcher.db")
+
+
+def test_systemd_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ntfy_token").write_text("tk-123\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    config = parse_config('notifiers:\n  ops: "ntfy://${cred:ntfy_token}@ntfy.example.org/ops"\n')
+    assert config.notifiers["ops"].url == "ntfy://tk-123@ntfy.example.org/ops"
+    with pytest.raises(
+        ConfigError, match=r"notifiers\.ops: systemd credential missing is not available"
+    ):
+        parse_config('notifiers:\n  ops: "ntfy://${cred:missing}@ntfy.example.org/ops"\n')

@@ -332,11 +332,25 @@ class _Located:
         return loader.construct_object(node, deep=True)
 
 
-_ENV = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV = re.compile(
+    r"\$\$|\$\{cred:([A-Za-z0-9_.@-]+)\}|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"
+)
+
+
+def _credential(name: str) -> str | None:
+    """A systemd credential (LoadCredential=): $CREDENTIALS_DIRECTORY/NAME, trailing newline cut."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if not directory:
+        return None
+    try:
+        return (Path(directory) / name).read_text(encoding="utf-8").rstrip("\n")
+    except OSError:
+        return None
 
 
 def _substitute(value: Any, path: Path_, located: _Located) -> Any:
-    """Replace ``${VAR}`` (and ``${VAR:-default}``) in every string; ``$$`` is a literal ``$``."""
+    """Replace ``${VAR}``, ``${VAR:-default}`` and ``${cred:NAME}`` (a systemd credential)
+    in every string; ``$$`` is a literal ``$``."""
     if isinstance(value, dict):
         return {k: _substitute(v, (*path, k), located) for k, v in value.items()}
     if isinstance(value, list):
@@ -347,7 +361,13 @@ def _substitute(value: Any, path: Path_, located: _Located) -> Any:
     def repl(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
-        name, default = m.group(1), m.group(2)
+        if m.group(1) is not None:
+            secret = _credential(m.group(1))
+            if secret is None:
+                located.issue(path, f"systemd credential {m.group(1)} is not available")
+                return ""
+            return secret
+        name, default = m.group(2), m.group(3)
         if name in os.environ:
             return os.environ[name]
         if default is not None:
