@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -429,3 +430,41 @@ def test_healthz_fails_when_polling_stalls(tmp_path: Path) -> None:
         server.shutdown()
         watcher.scheduler.shutdown(wait=False)
         watcher.store.close()
+
+
+def test_a_hung_feed_hits_its_deadline_and_is_polled_again(tmp_path: Path) -> None:
+    held: list[socket.socket] = []
+    with socket.socket() as hung:  # accepts connections and never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(16)
+        hung.settimeout(0.2)
+        stop = threading.Event()
+
+        def accept() -> None:
+            while not stop.is_set():
+                try:
+                    held.append(hung.accept()[0])
+                except TimeoutError:
+                    continue
+
+        acceptor = threading.Thread(target=accept, daemon=True)
+        acceptor.start()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\n"
+            "fetch: {timeout: 10s, deadline: 2s}\n"
+            f"feeds:\n  - {{name: hung, url: 'http://127.0.0.1:{hung.getsockname()[1]}/', interval: 1s}}\n"
+        )
+        daemon = Daemon(config, tmp_path / "daemon.log")
+        daemon.start()
+        try:
+            # Each poll gives up at its 2 s deadline and a later one connects again.
+            assert wait_until(lambda: len(held) >= 3, timeout=30), daemon.log_text()
+            assert "the fetch exceeded its overall deadline of 2 s" in daemon.log_text()
+            assert daemon.signal(signal.SIGTERM) == 0
+        finally:
+            daemon.stop()
+            stop.set()
+            acceptor.join()
+            for conn in held:
+                conn.close()
