@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 import time
@@ -343,3 +345,193 @@ notifiers:
     assert "alert delivery failed" in outputs[-2], outputs[-2]  # the failure was logged
     for text in outputs:
         assert CANARY not in text
+
+
+# -- issue 7: test-run options, backtest, init, OPML ----------------------------------------
+
+FEEDS = ROOT / "tests" / "data" / "feeds"
+SNAPSHOTS = ROOT / "tests" / "data" / "snapshots"
+
+
+def snapshot(name: str, text: str) -> None:
+    """Compare with tests/data/snapshots/NAME; WATCHER_REGEN_GOLDEN=1 rewrites it."""
+    path = SNAPSHOTS / name
+    if os.environ.get("WATCHER_REGEN_GOLDEN"):
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+SNAPSHOT_CONFIG = """\
+entities:
+  kharkiv: {type: place, aliases: [Kharkiv, Kharkov, "Харков*", "Харьков*"]}
+rules:
+  - {name: kharkiv, entities: [kharkiv]}
+  - {name: talks, query: '(ceasefire OR "peace talks") AND (Russia OR Ukraine)'}
+  - {name: outage, keywords: ["service disruption", "degraded performance"], exclude: [resolved]}
+"""
+
+
+def test_test_run_human_output_snapshot(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(SNAPSHOT_CONFIG)
+    args = ["test-run", "-c", str(config)]
+    for name in ("rss20.xml", "atom10.xml", "windows1251.xml"):
+        args += ["--file", str(FEEDS / name)]
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    snapshot("test-run.txt", result.stdout.replace(str(FEEDS), "FEEDS"))
+
+
+def test_test_run_rule_filter_url_and_file(served: tuple[FeedServer, Path]) -> None:
+    server, config = served
+    server.routes["/adhoc"] = Route(Story().body())
+    result = invoke(
+        "test-run",
+        "-c",
+        str(config),
+        "--rule",
+        "peace-talks",
+        "--json",
+        "--url",
+        server.url("/adhoc"),
+        "--file",
+        str(FEEDS / "rss20.xml"),
+    )
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {r["rule"] for r in rows} == {"peace-talks"}
+    assert {r["feed"] for r in rows} == {"rss20.xml"}  # --url/--file only: config feeds skipped
+    assert server.hits("/adhoc") == 1 and server.hits("/news") == 0
+    assert invoke("test-run", "-c", str(config), "--url", "ftp://x/").exit_code == 2
+
+
+def test_test_run_send_delivers_marked_as_a_test_and_writes_nothing(
+    served: tuple[FeedServer, Path], receiver: Receiver
+) -> None:
+    _, config = served
+    config.write_text(config.read_text().replace("json://127.0.0.1:9/never-called", receiver.url))
+    assert invoke("test-run", "-c", str(config), "--notifier", "ops").exit_code == 2  # needs --send
+    result = invoke("test-run", "-c", str(config), "--feed", "news", "--send")
+    assert result.exit_code == 0, result.output
+    assert receiver.titles() == [
+        "[test] [kharkiv, peace-talks] Ceasefire talks: Ukraine and Russia meet",
+        "[test] [kharkiv] Shelling in Kharkov’s north",
+    ]
+    assert "sent to ops:" in result.stderr
+    assert not (config.parent / "state").exists()
+    receiver.status = 500
+    assert invoke("test-run", "-c", str(config), "--feed", "news", "--send").exit_code == 1
+
+
+def test_backtest_shows_what_a_rule_change_adds_and_removes(
+    served: tuple[FeedServer, Path], receiver: Receiver
+) -> None:
+    server, path = served
+    text = path.read_text().replace("json://127.0.0.1:9/never-called", receiver.url)
+    path.write_text(text)
+    config = load_config(path)
+    store = Store.open(config.state_path)
+    with Fetcher() as fetcher:
+        poll = lambda c: poll_feed(  # noqa: E731
+            c.feed("news"), config=c, fetcher=fetcher, store=store, ruleset=RuleSet.from_config(c)
+        )
+        first = Story()
+        first.add(1, "Baseline Kharkiv item")
+        server.routes["/news"] = route = Route(first.body())
+        poll(config)  # the baseline: never counted
+        first.add(2, "Kharkiv: power restored")
+        first.add(3, "Ceasefire: Russia and Ukraine talk")
+        route.body = first.body()
+        poll(config)
+    store.close()
+    # The rule change to judge: kharkiv now needs "shelling"; a new rule watches ceasefires.
+    changed = text.replace(
+        "  - name: kharkiv\n    entities: [kharkiv]\n",
+        "  - name: kharkiv\n    entities: [kharkiv]\n    keywords: [shelling]\n"
+        "  - name: truce\n    keywords: [ceasefire]\n",
+    )
+    path.write_text(changed)
+    result = invoke("backtest", "-c", str(path), "--since", "1d")
+    assert result.exit_code == 0, result.output
+    out = re.sub(r"since \S+ \S+", "since DATE", result.stdout)
+    snapshot("backtest.txt", out)
+    rows = [
+        json.loads(line)
+        for line in invoke("backtest", "-c", str(path), "--json").stdout.splitlines()
+    ]
+    assert {(r["change"], r["rule"], r["title"]) for r in rows} == {
+        ("added", "truce", "Ceasefire: Russia and Ukraine talk"),
+        ("removed", "kharkiv", "Kharkiv: power restored"),
+    }
+    only = invoke("backtest", "-c", str(path), "--rule", "truce").stdout
+    assert "+ 1 added" in only and "- 0 removed" in only
+
+
+def test_init_writes_a_starter_config_that_checks(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "config.yaml"
+    result = invoke("init", "-c", str(path))
+    assert result.exit_code == 0 and path.exists()
+    assert (
+        invoke("check", "-c", str(path)).stdout
+        == f"ok: {path}: 1 feed, 1 rule, 1 entity, 1 notifier\n"
+    )
+    assert invoke("init", "-c", str(path)).exit_code == 2  # never overwrites by surprise
+    assert invoke("init", "-c", str(path), "--force").exit_code == 0
+
+
+def test_import_opml_prints_or_appends_keeping_comments(tmp_path: Path) -> None:
+    opml = ROOT / "tests" / "data" / "opml" / "subscriptions.opml"
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "# my feeds, hand-written\nfeeds:\n  - name: github-status   # keep me\n"
+        "    url: https://www.githubstatus.com/history.rss\n"
+    )
+    printed = invoke("import-opml", "-c", str(config), str(opml))
+    assert printed.exit_code == 0
+    assert printed.stdout == (
+        "feeds:\n"
+        "  - name: kyiv-independent\n    url: https://kyivindependent.example/rss\n    tags:\n      - ukraine\n"
+        "  - name: feed\n    url: https://ukrinform.example/rss.xml\n    tags:\n      - ukraine\n"
+    )
+    written = invoke("import-opml", "-c", str(config), str(opml), "--write")
+    assert written.exit_code == 0 and "added 2 feeds" in written.stdout
+    text = config.read_text()
+    assert text.startswith("# my feeds, hand-written\n") and "# keep me" in text
+    assert [f.name for f in load_config(config).feeds] == [
+        "github-status",
+        "kyiv-independent",
+        "feed",
+    ]
+    again = invoke("import-opml", "-c", str(config), str(opml), "--write")
+    assert "added 0 feeds" in again.stdout
+
+
+def test_import_opml_refuses_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.opml"
+    bad.write_text('<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "b">]><opml><body/></opml>')
+    result = invoke("import-opml", "-c", str(tmp_path / "c.yaml"), str(bad))
+    assert result.exit_code == 2 and "declares XML entities" in result.stderr
+    bad.write_text("<html><body/></html>")
+    assert (
+        "not an OPML document"
+        in invoke("import-opml", str(bad), "-c", str(tmp_path / "c.yaml")).stderr
+    )
+
+
+def test_export_opml_round_trips(served: tuple[FeedServer, Path], tmp_path: Path) -> None:
+    _, config = served
+    exported = invoke("export-opml", "-c", str(config)).stdout
+    out = tmp_path / "out.opml"
+    out.write_text(exported)
+    fresh = tmp_path / "fresh.yaml"
+    imported = invoke("import-opml", "-c", str(fresh), str(out), "--write")
+    assert imported.exit_code == 0, imported.output
+    assert [(f.name, f.url, f.tags) for f in load_config(fresh).feeds] == [
+        (f.name, f.url, f.tags) for f in load_config(config).feeds
+    ]
+
+
+def test_every_command_has_an_example_in_its_help() -> None:
+    for name in cli.commands:
+        text = invoke(name, "--help").stdout
+        assert "Example" in text, name

@@ -10,7 +10,7 @@ import logging
 import re
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,12 +19,20 @@ from typing import TextIO
 import click
 
 from watcher._version import __version__
-from watcher.alerts import match_json
-from watcher.config import Config, FeedConfig, default_config_path, load_config, parse_duration
+from watcher.alerts import match_json, plan
+from watcher.config import (
+    Config,
+    FeedConfig,
+    default_config_path,
+    load_config,
+    parse_config,
+    parse_duration,
+)
 from watcher.exceptions import ConfigError, FeedError, StoreError
 from watcher.fetch import Fetcher, make_fetcher
-from watcher.models import Item, Match, NotModified
+from watcher.models import FetchResult, Item, Match, NotModified
 from watcher.parse import parse
+from watcher.pipeline import backtest as backtest_items
 from watcher.pipeline import fetch_feed, match_items
 from watcher.rules import RuleSet
 from watcher.store import AlertRecord, FeedStatus, Store
@@ -156,72 +164,332 @@ class _FeedReport:
     items: int = 0
     matches: list[tuple[Item, list[Match]]] = field(default_factory=list)
     error: str = ""
+    source: str = ""  # the URL, or the file's path
 
 
-def _try_feed(feed: FeedConfig, config: Config, fetcher: Fetcher, ruleset: RuleSet) -> _FeedReport:
+def _try_feed(
+    feed: FeedConfig, config: Config, fetcher: Fetcher, ruleset: RuleSet, rules: set[str]
+) -> _FeedReport:
     try:
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
-            return _FeedReport(feed)
+            return _FeedReport(feed, source=feed.url)
         parsed = parse(feed.name, result)
     except FeedError as exc:
-        return _FeedReport(feed, error=str(exc))
-    matched = [(item, m) for item, m in match_items(parsed.items, ruleset, tags=feed.tags) if m]
-    return _FeedReport(feed, items=len(parsed.items), matches=matched)
+        return _FeedReport(feed, error=str(exc), source=feed.url)
+    return _report(feed, parsed.items, ruleset, rules, feed.url)
+
+
+def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
+    feed = FeedConfig(name=path.name, url="http://localhost/")
+    kind = "application/feed+json" if path.suffix.lower() == ".json" else "application/xml"
+    try:
+        body = path.read_bytes()
+        parsed = parse(
+            feed.name,
+            FetchResult(url=path.as_uri(), status=200, body=body, headers={"content-type": kind}),
+        )
+    except OSError as exc:
+        return _FeedReport(feed, error=f"{path}: {exc.strerror}", source=str(path))
+    except FeedError as exc:
+        return _FeedReport(feed, error=str(exc), source=str(path))
+    return _report(feed, parsed.items, ruleset, rules, str(path))
+
+
+def _report(
+    feed: FeedConfig, items: Sequence[Item], ruleset: RuleSet, rules: set[str], source: str
+) -> _FeedReport:
+    matched = []
+    for item, matches in match_items(items, ruleset, tags=feed.tags):
+        kept = [m for m in matches if not rules or m.rule in rules]
+        if kept:
+            matched.append((item, kept))
+    return _FeedReport(feed, items=len(items), matches=matched, source=source)
 
 
 def _print_human(report: _FeedReport) -> None:
-    feed = report.feed
+    head = click.style(f"== {report.feed.name}", bold=True)
     if report.error:
-        click.echo(f"== {feed.name}  {feed.url}")
-        click.echo("   failed (see stderr)")
+        click.echo(f"{head}  {report.source}")
+        click.echo(click.style("   failed (see stderr)", fg="red"))
         return
-    click.echo(
-        f"== {feed.name}  {feed.url}  ({report.items} items, {len(report.matches)} matching)"
-    )
+    counts = f"({_plural(report.items, 'item')}, {len(report.matches)} matching)"
+    click.echo(f"{head}  {report.source}  {counts}")
     for item, matches in report.matches:
-        click.echo(f"  * {item.title or item.link or item.id}")
+        click.echo(f"  * {click.style(item.title or item.link or item.id, bold=True)}")
         if item.link:
             click.echo(f"    {item.link}")
         if item.published is not None:
             click.echo(f"    published {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
         for m in matches:
-            click.echo(f"    rule {m.rule}: {', '.join(m.terms)}")
-        snippet = next((m.snippet for m in matches if m.snippet), "")
-        if snippet:
-            click.echo(f"    {snippet}")
+            click.echo(f"    rule {click.style(m.rule, fg='green')}: {', '.join(m.terms)}")
+        first = next((m for m in matches if m.snippet), None)
+        if first is not None:
+            click.echo(f"    {first.marked_snippet()}")
 
 
 @cli.command("test-run")
 @config_option
 @click.option("--feed", "feed_names", multiple=True, help="Only this feed (repeatable).")
+@click.option("--rule", "rule_names", multiple=True, help="Only this rule (repeatable).")
+@click.option("--url", "urls", multiple=True, help="An ad-hoc feed URL, not in the config.")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A local feed file (RSS, Atom or JSON Feed).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per (item, rule) match.")
-def test_run(config_path: Path | None, feed_names: Sequence[str], as_json: bool) -> None:
-    """Fetch feeds once and show what would be alerted. Sends nothing, writes no state.
+@click.option("--send", is_flag=True, help="Really deliver what matched, marked as a test.")
+@click.option(
+    "--notifier",
+    "notifier_names",
+    multiple=True,
+    help="With --send: deliver here instead of to each rule's notifiers.",
+)
+def test_run(
+    config_path: Path | None,
+    feed_names: Sequence[str],
+    rule_names: Sequence[str],
+    urls: Sequence[str],
+    files: Sequence[Path],
+    as_json: bool,
+    send: bool,
+    notifier_names: Sequence[str],
+) -> None:
+    """Fetch feeds once and show what would be alerted. Writes no state; sends only with --send.
 
-    Example: watcher test-run -c config/example.yaml --feed kyiv-news --json
+    Example: watcher test-run -c config.yaml --feed kyiv-news --rule kharkiv
     """
     config = _load(config_path)
-    known = {f.name for f in config.feeds}
-    unknown = [n for n in feed_names if n not in known]
-    if unknown:
-        raise click.UsageError(f"no feed named {', '.join(map(repr, unknown))} in the config")
-    feeds = [f for f in config.feeds if not feed_names or f.name in feed_names]
+    _known("feed", feed_names, [f.name for f in config.feeds])
+    _known("rule", rule_names, [r.name for r in config.rules])
+    _known("notifier", notifier_names, list(config.notifiers))
+    if notifier_names and not send:
+        raise click.UsageError("--notifier goes with --send")
+    adhoc = []
+    for url in urls:
+        try:
+            adhoc.append(FeedConfig(name=url, url=url))
+        except ValueError as exc:
+            raise click.UsageError(f"--url {url}: {exc}") from None
+    only_extra = (urls or files) and not feed_names
+    feeds = (
+        [] if only_extra else [f for f in config.feeds if not feed_names or f.name in feed_names]
+    )
+    feeds += adhoc
     ruleset = RuleSet.from_config(config)
-    failed = False
-    workers = max(1, min(config.fetch.max_connections, len(feeds)))
+    rules = set(rule_names)
+    workers = max(1, min(config.fetch.max_connections, len(feeds) + len(files)))
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
-        for report in pool.map(lambda f: _try_feed(f, config, fetcher, ruleset), feeds):
-            if report.error:
-                failed = True
-                click.echo(f"error: {report.error}", err=True)
-            if as_json:
-                for item, matches in report.matches:
-                    for m in matches:
-                        click.echo(json.dumps(match_json(item, m), ensure_ascii=False))
-            else:
-                _print_human(report)
+        futures = [pool.submit(_try_feed, f, config, fetcher, ruleset, rules) for f in feeds]
+        futures += [pool.submit(_try_file, p, ruleset, rules) for p in files]
+        if len(futures) > 1 and sys.stderr.isatty() and not as_json:
+            with click.progressbar(length=len(futures), label="fetching", file=sys.stderr) as bar:
+                for _ in as_completed(futures):
+                    bar.update(1)
+        reports = [future.result() for future in futures]
+    failed = False
+    for report in reports:
+        if report.error:
+            failed = True
+            click.echo(click.style(f"error: {report.error}", fg="red"), err=True)
+        if as_json:
+            for item, matches in report.matches:
+                for m in matches:
+                    click.echo(json.dumps(match_json(item, m), ensure_ascii=False))
+        else:
+            _print_human(report)
+    if send and not _send_test(config, ruleset, reports, notifier_names):
+        failed = True
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _known(kind: str, given: Sequence[str], known: Sequence[str]) -> None:
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        raise click.UsageError(f"no {kind} named {', '.join(map(repr, unknown))} in the config")
+
+
+def _send_test(
+    config: Config, ruleset: RuleSet, reports: Sequence[_FeedReport], only: Sequence[str]
+) -> bool:
+    """Deliver the matches found, marked as a test, straight to the notifiers (no outbox)."""
+    from watcher.notify import build_notifiers
+
+    notifiers = build_notifiers(
+        {name: n for name, n in config.notifiers.items() if not only or name in only}
+    )
+    planned = plan(
+        [pair for report in reports for pair in report.matches],
+        notifiers_of=(lambda _rule: tuple(only)) if only else ruleset.notifiers_of,
+        notifiers=tuple(notifiers),
+        styles={name: n.style for name, n in notifiers.items()},
+        flood_threshold=config.delivery.flood_threshold,
+    )
+    ok = True
+    for alert in planned:
+        result = notifiers[alert.notifier].send(f"[test] {alert.title}", alert.body)
+        if result.ok:
+            click.echo(f"sent to {alert.notifier}: {alert.title}", err=True)
+        else:
+            ok = False
+            click.echo(f"failed: {alert.notifier}: {result.error}", err=True)
+    if not planned:
+        click.echo("nothing matched: nothing sent", err=True)
+    return ok
+
+
+@cli.command()
+@config_option
+@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 1d, 30d.")
+@click.option("--rule", "rule_names", multiple=True, help="Only this rule (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per changed (item, rule).")
+def backtest(
+    config_path: Path | None, since: str, rule_names: Sequence[str], as_json: bool
+) -> None:
+    """Replay stored items against the current rules, next to what was really alerted.
+
+    Shows the alerts a rule change adds and the ones it removes. Reads, never writes.
+    Example: watcher backtest -c config.yaml --since 14d --rule kharkiv
+    """
+    config = _load(config_path)
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise click.UsageError(f"--since: {exc}") from None
+    store = _open_existing(config)
+    if store is None:
+        click.echo("nothing to replay yet (no state database)")
+        return
+    start = datetime.now(UTC) - timedelta(seconds=window)
+    try:
+        report = backtest_items(store, config, since=start, rules=rule_names)
+    finally:
+        store.close()
+    added, removed = report.changed("added"), report.changed("removed")
+    if as_json:
+        for entry in [*added, *removed]:
+            item = entry.item
+            row: dict[str, object] = {"change": entry.change, "rule": entry.rule}
+            row |= {"feed": item.feed, "id": item.id, "title": item.title, "link": item.link}
+            row["matched"] = list(entry.match.terms) if entry.match else []
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    click.echo(
+        f"Replayed {report.items} items seen since {_when(start)} against the current rules: "
+        f"{report.would} alerts now, {report.alerted} then."
+    )
+    for title, sign, entries in (
+        ("added by the current rules", "+", added),
+        ("removed by the current rules", "-", removed),
+    ):
+        click.echo(f"{sign} {len(entries)} {title}")
+        for entry in entries:
+            item = entry.item
+            click.echo(
+                f"  {sign} [{entry.rule}] {item.title or item.link or item.id} ({item.feed})"
+            )
+            if entry.match is not None and entry.match.snippet:
+                click.echo(f"      {entry.match.marked_snippet()}")
+
+
+STARTER = """\
+# watcher configuration (README.md, "Configuration", has every key).
+# Check it with:   watcher check -c {path}
+# Try it with:     watcher test-run -c {path}
+
+feeds:
+  - name: world-news                   # a unique name of your choosing
+    url: https://feeds.bbci.co.uk/news/world/rss.xml
+    interval: 15m                      # how often to poll: s, m, h, d
+
+# Things with many spellings: any alias counts as a mention. A trailing * matches
+# inflected forms; transliterate lets Cyrillic match Latin spellings and back.
+entities:
+  kharkiv:
+    type: place
+    aliases: [Kharkiv, Kharkov, Харків, "Харков*", "Харьков*"]
+    transliterate: true
+
+rules:
+  - name: kharkiv
+    entities: [kharkiv]
+  # - name: peace-talks
+  #   query: '("peace talks" OR ceasefire) AND (Russia OR Ukraine) AND NOT football'
+
+notifiers:
+  # Any apprise URL: ntfy://, mailto://, tgram://, slack://, json://...
+  # Keep tokens out of this file: "${{NTFY_TOKEN}}" reads the environment.
+  main: "${{WATCHER_NOTIFY_URL:-syslog://}}"
+"""
+
+
+@cli.command()
+@config_option
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(config_path: Path | None, force: bool) -> None:
+    """Write a commented starter config: one feed, one entity, one rule, a notifier.
+
+    Example: watcher init -c ~/.config/watcher/config.yaml
+    """
+    path = config_path or default_config_path()
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} exists; use --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER.format(path=path), encoding="utf-8")
+    click.echo(f"wrote {path}; next: watcher check -c {path}")
+
+
+@cli.command("import-opml")
+@config_option
+@click.argument("opml_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--write", is_flag=True, help="Add the feeds to the config file (comments kept).")
+def import_opml(config_path: Path | None, opml_file: Path, write: bool) -> None:
+    """Feeds from an OPML export of another reader: printed as YAML, or added with --write.
+
+    Feeds whose URL the config already has are skipped. Example:
+    watcher import-opml -c config.yaml subscriptions.opml --write
+    """
+    from watcher.opml import OpmlError, append_feeds, as_yaml, new_feeds, read_opml
+
+    path = config_path or default_config_path()
+    config = _load(path) if path.exists() else None
+    try:
+        entries = new_feeds(read_opml(opml_file), config)
+    except OpmlError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    if not write:
+        click.echo(as_yaml(entries), nl=False)
+        return
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    updated = append_feeds(text, entries)
+    try:
+        parse_config(updated, file=str(path), base=path.resolve().parent)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(f"not written: {issue}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    path.write_text(updated, encoding="utf-8")
+    click.echo(f"added {len(entries)} feeds to {path}")
+
+
+@cli.command("export-opml")
+@config_option
+def export_opml(config_path: Path | None) -> None:
+    """The config's feeds as OPML 2.0, for other readers.
+
+    Example: watcher export-opml -c config.yaml > feeds.opml
+    """
+    from watcher.opml import to_opml
+
+    click.echo(to_opml(_load(config_path)), nl=False)
 
 
 @cli.command()

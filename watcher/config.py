@@ -230,6 +230,7 @@ class Config(_Model):
     allow_private_networks: bool = False
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    retention: Duration = 30 * 86400.0  # how long items' text is kept for `watcher backtest`
     feeds: tuple[FeedConfig, ...] = ()
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()

@@ -153,8 +153,10 @@ class Daemon:
 
     def _maintain(self) -> None:
         try:
-            removed = self.store.prune_items(datetime.now(UTC))
-            log.info("maintenance pruned_items=%d", removed)
+            now = datetime.now(UTC)
+            removed = self.store.prune_items(now)
+            forgotten = self.store.forget_text(now - timedelta(seconds=self.config.retention))
+            log.info("maintenance pruned_items=%d texts_dropped=%d", removed, forgotten)
         except Exception:
             log.exception("maintenance failed; it is retried tomorrow")
 

@@ -200,6 +200,7 @@ def _poll(
             body_hash=result.body_hash,
             baselined=True,
             seen=parsed.items,
+            silent=status in ("baseline", "renumbered"),
             alerts=planned,
             notices=notices,
             moved_to=result.moved_to,
@@ -520,3 +521,62 @@ class _Delivery:
             until.isoformat(timespec="seconds"),
         )
         return DeliveryOutcome(deferred=len(group))
+
+
+@dataclass(frozen=True)
+class BacktestEntry:
+    """One (item, rule) pair whose outcome differs, or not, between now and then."""
+
+    item: Item
+    rule: str
+    change: str  # "added" (the current rules alert it, it was not), "removed", or "kept"
+    match: Match | None = None
+
+
+@dataclass(frozen=True)
+class BacktestReport:
+    items: int  # stored items replayed (baselines and renumberings excluded)
+    would: int  # (item, rule) pairs the current rules would alert
+    alerted: int  # (item, rule) pairs that were alerted
+    entries: tuple[BacktestEntry, ...]
+
+    def changed(self, kind: str) -> list[BacktestEntry]:
+        return [e for e in self.entries if e.change == kind]
+
+
+def backtest(
+    store: Store,
+    config: Config,
+    *,
+    since: datetime,
+    rules: Sequence[str] = (),
+    ruleset: RuleSet | None = None,
+) -> BacktestReport:
+    """Replay the items seen since ``since`` against the current rules, next to what was
+    actually alerted: how a rule change would have played out. Reads, never writes."""
+    ruleset = ruleset or RuleSet.from_config(config)
+    wanted = set(rules)
+    tags = {feed.name: feed.tags for feed in config.feeds}
+    alerted = store.alerted_rules(since)
+    entries: list[BacktestEntry] = []
+    replayed = would = was = 0
+    for item, silent in store.stored_items(since):
+        if silent:
+            continue  # a baseline or a renumbering: nothing was ever going to alert
+        replayed += 1
+        matches = {
+            m.rule: m
+            for m in ruleset.match(item, tags=tags.get(item.feed, ()))
+            if not wanted or m.rule in wanted
+        }
+        actual = {r for r in alerted.get((item.feed, item.id), set()) if not wanted or r in wanted}
+        would += len(matches)
+        was += len(actual)
+        for rule in sorted(set(matches) | actual):
+            change = (
+                "kept"
+                if rule in matches and rule in actual
+                else ("added" if rule in matches else "removed")
+            )
+            entries.append(BacktestEntry(item, rule, change, matches.get(rule)))
+    return BacktestReport(replayed, would, was, tuple(entries))

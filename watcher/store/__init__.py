@@ -102,12 +102,28 @@ class PollRecord:
     body_hash: str | None = None  # None keeps the stored hash
     baselined: bool = False  # the items were parsed and recorded
     seen: Sequence[Item] = ()
+    silent: bool = False  # the items were recorded without being matched (baseline, churn)
     alerts: Sequence[Alert] = ()
     notices: Sequence[Alert] = ()  # feed health notices, through the same outbox
     moved_to: str | None = None  # a permanent redirect to remember
     retry_at: datetime | None = None  # after an error: not before this
     disabled_url: str | None = None  # after a 410: the URL that is gone
     health_notice: Any = KEEP  # "failing", None (cleared), or KEEP
+
+
+_TEXT_CAP = 16384  # characters of content kept per item for backtest
+
+
+def _item_text(item: Item) -> str:
+    return json.dumps(
+        {
+            "summary": item.summary[:_TEXT_CAP],
+            "content": item.content[:_TEXT_CAP],
+            "author": item.author,
+            "tags": list(item.tags),
+        },
+        ensure_ascii=False,
+    )
 
 
 class Store:
@@ -228,10 +244,12 @@ class Store:
             stmt = self._insert(feeds).values(name=record.feed, created_at=now, **insert_values)
             conn.execute(stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values))
             if record.seen:
-                self._mark_seen(conn, record.feed, record.seen, now)
+                self._mark_seen(conn, record.feed, record.seen, now, silent=record.silent)
             return self._queue(conn, [*record.alerts, *record.notices], now)
 
-    def _mark_seen(self, conn: Connection, feed: str, seen: Sequence[Item], now: datetime) -> None:
+    def _mark_seen(
+        self, conn: Connection, feed: str, seen: Sequence[Item], now: datetime, *, silent: bool
+    ) -> None:
         rows = [
             {
                 "feed": feed,
@@ -241,6 +259,8 @@ class Store:
                 "published": item.published,
                 "first_seen_at": now,
                 "last_seen_at": now,
+                "text": _item_text(item),
+                "silent": silent,
             }
             for item in seen
         ]
@@ -319,6 +339,52 @@ class Store:
                     ).scalars()
                 )
         return [item for item in pending if item.id not in known]
+
+    def stored_items(self, since: datetime) -> list[tuple[Item, bool]]:
+        """Items first seen since ``since`` whose text is still kept, with their silent flag."""
+        query = (
+            select(items)
+            .where(items.c.first_seen_at >= since, items.c.text.is_not(None))
+            .order_by(items.c.first_seen_at, items.c.feed, items.c.item_id)
+        )
+        with self.engine.connect() as conn:
+            found = []
+            for r in conn.execute(query):
+                text = json.loads(r.text)
+                item = Item(
+                    feed=r.feed,
+                    id=r.item_id,
+                    title=r.title,
+                    link=r.link,
+                    summary=text.get("summary", ""),
+                    content=text.get("content", ""),
+                    published=r.published,
+                    author=text.get("author", ""),
+                    tags=tuple(text.get("tags", ())),
+                )
+                found.append((item, bool(r.silent)))
+            return found
+
+    def alerted_rules(self, since: datetime) -> dict[tuple[str, str], set[str]]:
+        """(feed, item id) -> the rules that were alerted for it, for alerts since ``since``."""
+        query = select(alerts.c.feed, alerts.c.item_id, alerts.c.rules).where(
+            alerts.c.created_at >= since
+        )
+        found: dict[tuple[str, str], set[str]] = {}
+        with self.engine.connect() as conn:
+            for feed, item_id, rules in conn.execute(query):
+                found.setdefault((feed, item_id), set()).update(json.loads(rules))
+        return found
+
+    def forget_text(self, before: datetime) -> int:
+        """Drop the text kept for backtest of items first seen before ``before``."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(items)
+                .where(items.c.first_seen_at < before, items.c.text.is_not(None))
+                .values(text=None)
+            )
+            return result.rowcount or 0
 
     def prune_items(self, now: datetime, *, keep_days: float = 90) -> int:
         """Forget items unseen for ``keep_days``, but never a feed's 2 x largest-size newest.

@@ -92,7 +92,11 @@ items = Table(
     Column("published", UTCDateTime),
     Column("first_seen_at", UTCDateTime, nullable=False),
     Column("last_seen_at", UTCDateTime, nullable=False),
+    # For backtest, kept for `retention` (then cleared; the identity stays longer):
+    Column("text", Text),  # JSON: summary, content, author, tags
+    Column("silent", Boolean, nullable=False, default=False),  # recorded by a baseline or churn
 )
+Index("ix_items_first_seen", items.c.first_seen_at)
 
 alerts = Table(
     "alerts",
