@@ -192,9 +192,8 @@ def drive(feeds: int, items: int, rule_counts: list[int], workers: int) -> None:
     from fleet import Fleet
 
     print(f"# fleet: {feeds} feeds x {items} items; {workers} fetch workers; rules {rule_counts}")
-    print(
-        f"# machine: {platform.platform()}, {os.cpu_count()} cores, python {platform.python_version()}"
-    )
+    machine = f"{platform.platform()}, {os.cpu_count()} cores"
+    print(f"# machine: {machine}, python {platform.python_version()}")
     rows: list[tuple[str, str, dict[str, Any]]] = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -228,8 +227,11 @@ def drive(feeds: int, items: int, rule_counts: list[int], workers: int) -> None:
                 for worker in tools.values():
                     worker.close()
             print(f"# {kib:.0f} KiB per feed")
+    heads = ("wall s", "cpu s", "items/s", "feeds/s", "peak MiB")
+    widths = (8, 8, 9, 8, 9)
     print(
-        f"{'round':<28} {'tool':<8} {'wall s':>8} {'cpu s':>8} {'items/s':>9} {'feeds/s':>8} {'peak MiB':>9}"
+        f"{'round':<28} {'tool':<8} "
+        + " ".join(h.rjust(w) for h, w in zip(heads, widths, strict=True))
     )
     for label, tool, r in rows:
         items_per_s = r.get("items", 0) / r["wall"] if r["wall"] else 0
