@@ -83,6 +83,24 @@ def _load(path: Path | None) -> Config:
         raise SystemExit(EXIT_USAGE) from None
 
 
+class _Duration(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A command-line duration such as 90s, 10m, 1h30m or 7d, as seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+DURATION = _Duration()
+
 config_option = click.option(
     "-c",
     "--config",
@@ -347,11 +365,13 @@ def _send_test(
 
 @cli.command()
 @config_option
-@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 1d, 30d.")
+@click.option(
+    "--since", type=DURATION, default="7d", show_default=True, help="How far back, e.g. 1d, 30d."
+)
 @click.option("--rule", "rule_names", multiple=True, help="Only this rule (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per changed (item, rule).")
 def backtest(
-    config_path: Path | None, since: str, rule_names: Sequence[str], as_json: bool
+    config_path: Path | None, since: float, rule_names: Sequence[str], as_json: bool
 ) -> None:
     """Replay stored items against the current rules, next to what was really alerted.
 
@@ -359,15 +379,11 @@ def backtest(
     Example: watcher backtest -c config.yaml --since 14d --rule kharkiv
     """
     config = _load(config_path)
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise click.UsageError(f"--since: {exc}") from None
     store = _open_existing(config)
     if store is None:
         click.echo("nothing to replay yet (no state database)")
         return
-    start = datetime.now(UTC) - timedelta(seconds=window)
+    start = datetime.now(UTC) - timedelta(seconds=since)
     try:
         report = backtest_items(store, config, since=start, rules=rule_names)
     finally:
@@ -585,24 +601,22 @@ def notify_test(config_path: Path | None, name: str) -> None:
 @config_option
 @click.option("--pending", "status", flag_value="pending", help="Only alerts waiting to go out.")
 @click.option("--failed", "status", flag_value="failed", help="Only alerts that failed for good.")
-@click.option("--since", default="7d", show_default=True, help="How far back, e.g. 1h, 1d, 30d.")
-def alerts(config_path: Path | None, status: str | None, since: str) -> None:
+@click.option(
+    "--since", type=DURATION, default="7d", show_default=True, help="How far back: 1h, 1d, 30d."
+)
+def alerts(config_path: Path | None, status: str | None, since: float) -> None:
     """What was sent, what waits, what failed. Works while the daemon runs.
 
     Example: watcher alerts -c config.yaml --failed --since 1d
     """
     config = _load(config_path)
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise click.UsageError(f"--since: {exc}") from None
     store = _open_existing(config)
     if store is None:
         click.echo("no alerts yet (no state database)")
         return
     try:
         records = store.list_alerts(
-            status=status, since=datetime.now(UTC) - timedelta(seconds=window)
+            status=status, since=datetime.now(UTC) - timedelta(seconds=since)
         )
     finally:
         store.close()
