@@ -137,3 +137,25 @@ def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(tmp_path: Path)
     assert store.prune_items(NOW, keep_days=90) == 5  # keeps the 2 newest: "fresh" and "5"
     assert [i.id for i in store.new_items("f", items("0", "4", "5", "fresh"))] == ["0", "4"]
     assert store.prune_items(NOW, keep_days=90) == 0
+
+
+def test_a_quiet_success_clears_failures_with_the_short_update(tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "w.db")
+    commit(store, items("a"))
+    fail(store, "HTTP 503", NOW + timedelta(minutes=1))
+    later = NOW + timedelta(minutes=10)
+    assert (
+        store.record_poll(PollRecord("f", "http://x/f", later, etag='"2"', health_notice=None)) == 0
+    )
+    state = store.feed_state("f")
+    assert (state.failures, state.failing_since, state.next_poll_at, state.etag) == (
+        0,
+        None,
+        None,
+        '"2"',
+    )
+    (status,) = store.feed_statuses()
+    assert (status.last_success_at, status.last_error, status.items) == (later, None, 1)
+    # A feed the store has never seen still gets its row (the full upsert path).
+    store.record_poll(PollRecord("new", "http://x/new", later, etag='"1"', health_notice=None))
+    assert store.feed_state("new").etag == '"1"'

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import (
     Connection,
     Engine,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -171,9 +172,11 @@ class Store:
 
     # -- feeds ------------------------------------------------------------------
 
+    _STATE = select(feeds).where(feeds.c.name == bindparam("b_name"))
+
     def feed_state(self, name: str) -> FeedState:
         with self.engine.connect() as conn:
-            row = conn.execute(select(feeds).where(feeds.c.name == name)).first()
+            row = conn.execute(self._STATE, {"b_name": name}).first()
         if row is None:
             return FeedState()
         return FeedState(
@@ -199,6 +202,8 @@ class Store:
         for the same item and notifier is not queued again.
         """
         now = record.now
+        if self._quiet_success(record):
+            return 0
         values: dict[str, Any] = {"url": record.url, "last_poll_at": now}
         if record.error is None:
             values.update(
@@ -246,6 +251,48 @@ class Store:
             if record.seen:
                 self._mark_seen(conn, record.feed, record.seen, now, silent=record.silent)
             return self._queue(conn, [*record.alerts, *record.notices], now)
+
+    # Most polls in a daemon's life are 304s or unchanged bodies: one small UPDATE, built
+    # once, instead of a full upsert statement built on every poll.
+    _QUIET = (
+        update(feeds)
+        .where(feeds.c.name == bindparam("b_name"))
+        .values(
+            url=bindparam("b_url"),
+            last_poll_at=bindparam("b_now"),
+            last_success_at=bindparam("b_now"),
+            etag=bindparam("b_etag"),
+            last_modified=bindparam("b_last_modified"),
+            last_error=None,
+            failures=0,
+            failing_since=None,
+            next_poll_at=None,
+            disabled_reason=None,
+            disabled_url=None,
+            health_notice=None,
+        )
+    )
+
+    def _quiet_success(self, record: PollRecord) -> bool:
+        """Record a success that changed nothing but the feed row; False if not that case."""
+        simple = (
+            record.error is None
+            and record.body_hash is None
+            and not (record.seen or record.alerts or record.notices)
+            and record.moved_to is None
+            and record.health_notice is None
+        )
+        if not simple:
+            return False
+        params = {
+            "b_name": record.feed,
+            "b_url": record.url,
+            "b_now": record.now,
+            "b_etag": record.etag,
+            "b_last_modified": record.last_modified,
+        }
+        with self.engine.begin() as conn:
+            return bool(conn.execute(self._QUIET, params).rowcount)
 
     def _mark_seen(
         self, conn: Connection, feed: str, seen: Sequence[Item], now: datetime, *, silent: bool
