@@ -112,6 +112,16 @@ class PollRecord:
     health_notice: Any = KEEP  # "failing", None (cleared), or KEEP
 
 
+# What any successful poll resets on its feed.
+_RECOVERED: dict[str, Any] = {
+    "last_error": None,
+    "failures": 0,
+    "failing_since": None,
+    "next_poll_at": None,
+    "disabled_reason": None,
+    "disabled_url": None,
+}
+
 _TEXT_CAP = 16384  # characters of content kept per item for backtest
 
 
@@ -207,15 +217,10 @@ class Store:
         values: dict[str, Any] = {"url": record.url, "last_poll_at": now}
         if record.error is None:
             values.update(
+                _RECOVERED,
                 etag=record.etag,
                 last_modified=record.last_modified,
                 last_success_at=now,
-                last_error=None,
-                failures=0,
-                failing_since=None,
-                next_poll_at=None,
-                disabled_reason=None,
-                disabled_url=None,
             )
             if record.body_hash is not None:
                 values["body_hash"] = record.body_hash
@@ -258,18 +263,15 @@ class Store:
         update(feeds)
         .where(feeds.c.name == bindparam("b_name"))
         .values(
-            url=bindparam("b_url"),
-            last_poll_at=bindparam("b_now"),
-            last_success_at=bindparam("b_now"),
-            etag=bindparam("b_etag"),
-            last_modified=bindparam("b_last_modified"),
-            last_error=None,
-            failures=0,
-            failing_since=None,
-            next_poll_at=None,
-            disabled_reason=None,
-            disabled_url=None,
-            health_notice=None,
+            {
+                **_RECOVERED,
+                "url": bindparam("b_url"),
+                "last_poll_at": bindparam("b_now"),
+                "last_success_at": bindparam("b_now"),
+                "etag": bindparam("b_etag"),
+                "last_modified": bindparam("b_last_modified"),
+                "health_notice": None,
+            }
         )
     )
 
