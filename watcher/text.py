@@ -344,9 +344,15 @@ def snippet_window(text: str, start: int, end: int, *, width: int = 160) -> tupl
     return lo, hi
 
 
+def cut_snippet(text: str, start: int, end: int, *, width: int = 160) -> tuple[str, int, int]:
+    """The snippet of :func:`snippet_window` with ellipses where it was cut, and the window
+    ``(lo, hi)``: offset ``i`` of ``text`` in ``[lo, hi)`` is ``i - lo + (lo > 0)`` in it."""
+    if not text:
+        return "", 0, 0
+    lo, hi = snippet_window(text, start, end, width=width)
+    return ("…" if lo > 0 else "") + text[lo:hi] + ("…" if hi < len(text) else ""), lo, hi
+
+
 def snippet(text: str, start: int, end: int, *, width: int = 160) -> str:
     """The text of :func:`snippet_window`, with ellipses where it was cut."""
-    if not text:
-        return ""
-    lo, hi = snippet_window(text, start, end, width=width)
-    return ("…" if lo > 0 else "") + text[lo:hi] + ("…" if hi < len(text) else "")
+    return cut_snippet(text, start, end, width=width)[0]

@@ -42,9 +42,9 @@ from watcher.rules.terms import (
 from watcher.text import (
     OffsetMap,
     TranslitMap,
+    cut_snippet,
     fold,
     is_word_char,
-    snippet_window,
     transliterate,
 )
 
@@ -564,12 +564,10 @@ class RuleSet:
         marks: tuple[tuple[int, int], ...] = ()
         if hits:
             first = hits[0]
-            source = scan.texts[first.field]
-            lo, hi = snippet_window(source, first.start, first.end)
+            text, lo, hi = cut_snippet(scan.texts[first.field], first.start, first.end)
+            shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
             inside = [h for h in hits if h.field == first.field and h.start >= lo and h.end <= hi]
-            prefix = "…" if lo > 0 else ""
-            text = prefix + source[lo:hi] + ("…" if hi < len(source) else "")
-            marks = tuple((h.start - lo + len(prefix), h.end - lo + len(prefix)) for h in inside)
+            marks = tuple((h.start + shift, h.end + shift) for h in inside)
         return Match(
             rule=rule.name,
             terms=terms,
