@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from watcher.config import EntityConfig, RuleConfig, parse_config
@@ -377,3 +377,60 @@ def test_adding_a_rule_never_removes_another_rules_match(
     alone = {m.rule for m in RuleSet([RuleConfig.model_validate(s) for s in specs], {}).match(item)}
     grown = RuleSet([RuleConfig.model_validate(s) for s in [*specs, extra]], {}).match(item)
     assert alone <= {m.rule for m in grown}
+
+
+PROPERTY_ENTITIES = {
+    "city": EntityConfig(aliases=("Kharkiv", "Харків*"), transliterate=True),
+    "talks": EntityConfig(aliases=("peace talks", "ceasefire"), min_mentions=2),
+}
+
+
+@st.composite
+def queries(draw: st.DrawFn, depth: int = 0) -> str:
+    """Random queries over the vocabulary: every operator, field scope, proximity, entity."""
+    leaf = st.one_of(
+        st.sampled_from(VOCABULARY),
+        st.sampled_from(["atta*", '"peace talks"', '"kharkiv attack"~3', "@city", "@talks"]),
+    )
+    if depth >= 2 or draw(st.booleans()):
+        term = draw(leaf)
+        return f"{draw(st.sampled_from(['', 'title:', 'content:']))}{term}"
+    left, right = draw(queries(depth + 1)), draw(queries(depth + 1))
+    shape = draw(st.sampled_from(["({} AND {})", "({} OR {})", "({} AND NOT {})", "-{} {}"]))
+    return shape.format(left, right)
+
+
+@st.composite
+def full_rule_specs(draw: st.DrawFn, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = {"name": name}
+    if draw(st.booleans()):
+        spec["keywords"] = draw(st.lists(st.sampled_from(VOCABULARY), min_size=1, max_size=2))
+    if draw(st.booleans()):
+        spec["entities"] = draw(st.lists(st.sampled_from(sorted(PROPERTY_ENTITIES)), min_size=1))
+    if draw(st.booleans()) or len(spec) == 1:
+        spec["query"] = draw(queries())
+    if draw(st.booleans()):
+        spec["exclude"] = [draw(st.sampled_from(VOCABULARY))]
+    if draw(st.booleans()):
+        spec["fields"] = draw(st.sampled_from([["title"], ["content"], ["title", "content"]]))
+    return spec
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    title=word_lists,
+    content=word_lists,
+    specs=st.lists(full_rule_specs("r"), min_size=1, max_size=4),
+)
+def test_matching_agrees_with_the_explanation(
+    title: list[str], content: list[str], specs: list[dict[str, Any]]
+) -> None:
+    """match() decides with compiled closures, explain() clause by clause: never apart."""
+    specs = [{**spec, "name": f"r{i}"} for i, spec in enumerate(specs)]
+    ruleset = RuleSet([RuleConfig.model_validate(s) for s in specs], PROPERTY_ENTITIES)
+    item = Item(feed="f", id="1", title=" ".join(title), content=", ".join(content))
+    fired = [m.rule for m in ruleset.match(item)]
+    explained = [e.rule for e in ruleset.explain(item) if e.matched]
+    assert fired == explained
+    event("some rule fired" if fired else "no rule fired")
+    assert [m for m in ruleset.match(item)] == [e.match for e in ruleset.explain(item) if e.match]

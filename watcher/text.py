@@ -277,11 +277,32 @@ def _translit_char(ch: str) -> str:
 _TRANSLIT = _LazyTable(_translit_char)
 
 
+class _WordCache(dict[str, str]):
+    """Transliterated words, remembered: news repeats its words (Zipf), and a dictionary
+    lookup per word costs a fraction of translate() per character on non-ASCII text.
+    Bounded: cleared when full, which costs one re-warm, not a leak."""
+
+    limit = 16_384
+
+    def __missing__(self, word: str) -> str:
+        if len(self) >= self.limit:
+            self.clear()
+        latin = self[word] = word.translate(_TRANSLIT)
+        return latin
+
+
+_TRANSLIT_WORDS = _WordCache()
+
+
 def transliterate(folded: str) -> str:
-    """Folded text in Latin letters (Харьков -> kharkov), for transliterating entities."""
+    """Folded text in Latin letters (Харьков -> kharkov), for transliterating entities.
+
+    Per character by construction (word by word, each word with translate()), so
+    :class:`TranslitMap` can map offsets back.
+    """
     if folded.isascii():
         return folded
-    return folded.translate(_TRANSLIT)
+    return " ".join(map(_TRANSLIT_WORDS.__getitem__, folded.split(" ")))
 
 
 def transliterate_with_map(folded: str) -> tuple[str, list[int]]:

@@ -16,7 +16,7 @@ import difflib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import ahocorasick
 import regex
@@ -25,8 +25,11 @@ from watcher.models import Hit, Item, Match
 from watcher.rules.query import (
     And,
     EntityRef,
+    Field,
     Leaf,
     Node,
+    Not,
+    Term,
     evaluate,
     parse_query,
     to_text,
@@ -56,7 +59,7 @@ FIELD_WEIGHTS = {"title": 3.0}  # every other field weighs 1
 _WORDS = re.compile(r"\w+")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one object per entity id: identity is equality
 class _Entity:
     id: str
     type: str | None
@@ -64,7 +67,7 @@ class _Entity:
     min_mentions: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Near:
     """Words that must all occur within ``distance`` words of each other."""
 
@@ -93,14 +96,30 @@ class _Rule:
     needs_hit: bool  # False for a regex rule, or a query that holds on an empty text
 
 
-@dataclass(frozen=True)
-class _Hit:
+class _Hit(NamedTuple):
     """A hit in the coordinates of the text it was found in (folded or transliterated)."""
 
     literal: Literal
     field: str
     start: int
     end: int
+
+
+class _Key(NamedTuple):
+    """What the automaton returns for one key: enough to judge a hit without looking again.
+
+    ``plain`` and ``latin`` are the literals with this key in the folded and in the
+    transliterated text; each is ``(literal, prefix, exact)``.
+    """
+
+    length: int
+    starts_word: bool  # the key's first character is a word character
+    ends_word: bool
+    plain: tuple[tuple[Literal, bool, str | None], ...]
+    latin: tuple[tuple[Literal, bool, str | None], ...]
+
+
+Check = Callable[["_Scan"], bool]
 
 
 @dataclass(frozen=True)
@@ -134,45 +153,86 @@ class _Scan:
         self._fold_maps: dict[str, OffsetMap] = {}
         self._translit_maps: dict[str, TranslitMap] = {}
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
+        self._located: dict[_Hit, tuple[Hit, int, int]] = {}
+        self._snippets: dict[Hit, tuple[str, int, int]] = {}
+        plain, latin, both = ruleset._plain, ruleset._latin, ruleset._both
         for name, folded in self.folded.items():
-            if ruleset._plain is not None:
-                self._scan(ruleset._plain, ruleset._plain_keys, folded, name, translit=False)
-            if ruleset._latin is not None:
-                latin = transliterate(folded)
-                self.translit[name] = latin
-                self._scan(ruleset._latin, ruleset._latin_keys, latin, name, translit=True)
+            if latin is None:
+                if plain is not None:
+                    self._scan(plain, folded, name, plain=True, latin=False)
+            elif both is not None and folded.isascii():
+                # Transliterating ASCII changes nothing: one pass finds both kinds of key.
+                self.translit[name] = folded
+                self._scan(both, folded, name, plain=True, latin=True)
+            else:
+                if plain is not None:
+                    self._scan(plain, folded, name, plain=True, latin=False)
+                self.translit[name] = transliterated = transliterate(folded)
+                self._scan(latin, transliterated, name, plain=False, latin=True)
 
     def _scan(
-        self,
-        automaton: ahocorasick.Automaton,
-        keys: Mapping[str, tuple[Literal, ...]],
-        text: str,
-        name: str,
-        *,
-        translit: bool,
+        self, automaton: ahocorasick.Automaton, text: str, name: str, *, plain: bool, latin: bool
     ) -> None:
         size = len(text)
+        hits = self.hits
         for end_index, key in automaton.iter(text):
-            start = end_index - len(key) + 1
             end = end_index + 1
+            start = end - key.length
             # is_word_char, inlined: this loop runs for every hit of every item.
-            if start > 0:
+            if key.starts_word and start > 0:
                 before = text[start - 1]
-                if (before.isalnum() or before == "_") and (key[0].isalnum() or key[0] == "_"):
+                if before.isalnum() or before == "_":
                     continue
             whole = True
-            if end < size:
+            if key.ends_word and end < size:
                 after = text[end]
-                if (after.isalnum() or after == "_") and (key[-1].isalnum() or key[-1] == "_"):
-                    whole = False
-            for lit in keys[key]:
-                if lit.prefix:
-                    word_end = end
-                    while word_end < size and is_word_char(text[word_end]):
-                        word_end += 1
-                    self.hits.setdefault(lit, []).append(_Hit(lit, name, start, word_end))
-                elif whole and (lit.exact is None or self._exact(name, start, end, lit.exact)):
-                    self.hits.setdefault(lit, []).append(_Hit(lit, name, start, end))
+                whole = not (after.isalnum() or after == "_")
+            word_end = -1
+            for entries in (key.plain if plain else (), key.latin if latin else ()):
+                for lit, prefix, exact in entries:
+                    if prefix:
+                        if word_end < 0:
+                            word_end = end
+                            while word_end < size and is_word_char(text[word_end]):
+                                word_end += 1
+                        hit = _Hit(lit, name, start, word_end)
+                    elif whole and (exact is None or self._exact(name, start, end, exact)):
+                        hit = _Hit(lit, name, start, end)
+                    else:
+                        continue
+                    found = hits.get(lit)
+                    if found is None:
+                        hits[lit] = [hit]
+                    else:
+                        found.append(hit)
+
+    def has(self, lit: Literal, fields: frozenset[str] | None) -> bool:
+        """Whether the literal hit in one of ``fields`` (None: in any field scanned)."""
+        found = self.hits.get(lit)
+        if not found:
+            return False
+        if fields is None:
+            return True
+        return any(h.field in fields for h in found)
+
+    def located(self, hit: _Hit) -> tuple[Hit, int, int]:
+        """The hit in the original text, as alerts show it, with its span; once per hit."""
+        done = self._located.get(hit)
+        if done is None:
+            lit = hit.literal
+            start, end = self.original_span(hit.field, hit.start, hit.end, translit=lit.translit)
+            term = self.texts[hit.field][start:end] if lit.prefix else lit.display
+            done = self._located[hit] = (Hit(term, hit.field, start, end), start, end)
+        return done
+
+    def snippet(self, first: Hit) -> tuple[str, int, int]:
+        """The snippet around a hit; rules that first hit the same place share it."""
+        done = self._snippets.get(first)
+        if done is None:
+            done = self._snippets[first] = cut_snippet(
+                self.texts[first.field], first.start, first.end
+            )
+        return done
 
     def _exact(self, name: str, start: int, end: int, spelling: str) -> bool:
         lo, hi = self.original_span(name, start, end, translit=False)
@@ -242,10 +302,11 @@ class RuleSet:
                 group = table.setdefault(lit.key, [])
                 if lit not in group:
                     group.append(lit)
-        self._plain_keys = {k: tuple(v) for k, v in plain.items()}
-        self._latin_keys = {k: tuple(v) for k, v in latin.items()}
-        self._plain = _automaton(self._plain_keys)
-        self._latin = _automaton(self._latin_keys)
+        self._plain = _automaton(plain, {})
+        self._latin = _automaton({}, latin)
+        self._both = _automaton(plain, latin) if self._latin is not None else self._plain
+        everywhere = frozenset(self.fields)
+        self._deciders = tuple(self._decider(rule, everywhere) for rule in self._rules)
 
     def _ordered(self, fields: Iterable[str]) -> list[str]:
         """Fields in display order (title, summary, content, then the rest)."""
@@ -376,6 +437,61 @@ class RuleSet:
 
         return evaluate(node, holds)
 
+    def _decider(self, rule: _Rule, everywhere: frozenset[str]) -> Check:
+        """The rule as one function of a scan, for matching: the same verdict as
+        :meth:`_clauses`, without its bookkeeping (tests hold the two to agreement).
+        """
+        checks: list[Check] = []
+        fields = None if rule.fields >= everywhere else rule.fields
+        if rule.exclude:
+            vetoes = rule.exclude
+            checks.append(lambda scan: not any(scan.has(lit, fields) for lit in vetoes))
+        if rule.keywords:
+            keywords = rule.keywords
+            checks.append(lambda scan: any(scan.has(lit, fields) for lit in keywords))
+        if rule.entities:
+            held = [self._leaf_check(e, fields, rule.fields) for e in rule.entities]
+            checks.append(lambda scan: any(check(scan) for check in held))
+        if rule.query is not None:
+            checks.append(self._node_check(rule, rule.query, None, fields))
+        if rule.pattern is not None:
+            checks.append(lambda scan: bool(self._regex_hits(rule, scan)))
+        if len(checks) == 1:
+            return checks[0]
+        return lambda scan: all(check(scan) for check in checks)
+
+    def _node_check(
+        self, rule: _Rule, node: Node, scoped: str | None, fields: frozenset[str] | None
+    ) -> Check:
+        """A query (sub)tree compiled to nested closures: no tree walk per item."""
+        if isinstance(node, Term | EntityRef):
+            if scoped is not None:
+                return self._leaf_check(rule.leaves[node], frozenset((scoped,)), None)
+            return self._leaf_check(rule.leaves[node], fields, rule.fields)
+        if isinstance(node, Not):
+            child = self._node_check(rule, node.child, scoped, fields)
+            return lambda scan: not child(scan)
+        if isinstance(node, Field):
+            return self._node_check(rule, node.child, node.name, fields)
+        children = tuple(self._node_check(rule, c, scoped, fields) for c in node.children)
+        if isinstance(node, And):
+            return lambda scan: all(child(scan) for child in children)
+        return lambda scan: any(child(scan) for child in children)
+
+    def _leaf_check(
+        self, resolved: Resolved, fields: frozenset[str] | None, named: frozenset[str] | None
+    ) -> Check:
+        """``fields`` None means any field the scan has; ``named`` is the same set spelled out."""
+        where = fields if fields is not None else named or frozenset(self.fields)
+        if isinstance(resolved, Literal):
+            return lambda scan: scan.has(resolved, fields)
+        if isinstance(resolved, _Near):
+            return lambda scan: self._near(resolved, scan, where)
+        if resolved.min_mentions <= 1:
+            literals = resolved.literals
+            return lambda scan: any(scan.has(lit, fields) for lit in literals)
+        return lambda scan: self._mentions(resolved, scan, where) >= resolved.min_mentions
+
     def _regex_hits(self, rule: _Rule, scan: _Scan) -> list[Hit] | None:
         """Hits of the rule's regex; None when it timed out somewhere."""
         assert rule.pattern is not None
@@ -483,8 +599,11 @@ class RuleSet:
         """The rules an item satisfies, each with the terms that hit, a score and a snippet."""
         scan = _Scan(self, item)
         candidates = set(self._always)
+        by_literal = self._by_literal
         for lit in scan.hits:
-            candidates.update(self._by_literal.get(lit, ()))
+            indices = by_literal.get(lit)
+            if indices:
+                candidates.update(indices)
         if not candidates:
             return []
         scope = {item.feed, *tags}
@@ -493,8 +612,7 @@ class RuleSet:
             rule = self._rules[index]
             if rule.scope and not (rule.scope & scope):
                 continue
-            _, ok = self._clauses(rule, scan, explain=False)
-            if ok:
+            if self._deciders[index](scan):
                 found = self._build_match(rule, scan)
                 if found.score >= rule.min_score:
                     matches.append(found)
@@ -531,23 +649,27 @@ class RuleSet:
 
     def _build_match(self, rule: _Rule, scan: _Scan) -> Match:
         rank = self._field_rank
+        fields = rule.fields
+        positive = rule.positive
         located: dict[tuple[str, int], Hit] = {}
         mentioned: list[_Entity] = []
         # An item hits a handful of literals; a rule may have hundreds: walk the hits.
         for lit, found in scan.hits.items():
-            if lit not in rule.positive:
+            if lit not in positive:
                 continue
-            for entity in self._entities_of.get(lit, ()):
-                if entity not in mentioned and entity in rule.mentionable:
-                    mentioned.append(entity)
+            entities = self._entities_of.get(lit)
+            if entities:
+                for entity in entities:
+                    if entity not in mentioned and entity in rule.mentionable:
+                        mentioned.append(entity)
             for h in found:
-                if h.field not in rule.fields:
+                if h.field not in fields:
                     continue
-                start, end = scan.original_span(h.field, h.start, h.end, translit=lit.translit)
-                term = scan.texts[h.field][start:end] if lit.prefix else lit.display
+                hit, start, end = scan.located(h)
                 key = (h.field, start)
-                if key not in located or end - start > located[key].end - located[key].start:
-                    located[key] = Hit(term, h.field, start, end)
+                best = located.get(key)
+                if best is None or end - start > best.end - best.start:
+                    located[key] = hit
         if rule.pattern is not None:
             for hit in self._regex_hits(rule, scan) or ():
                 located.setdefault((hit.field, hit.start), hit)
@@ -555,36 +677,51 @@ class RuleSet:
         terms = tuple(dict.fromkeys(h.term for h in hits))
         distinct = {(h.term.casefold(), h.field) for h in hits}
         score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
-        entities = tuple(
+        entities_found = tuple(
             (e.id, e.type)
             for e in mentioned
-            if e.min_mentions == 1 or self._mentions(e, scan, rule.fields) >= e.min_mentions
+            if e.min_mentions == 1 or self._mentions(e, scan, fields) >= e.min_mentions
         )
         text = ""
         marks: tuple[tuple[int, int], ...] = ()
         if hits:
             first = hits[0]
-            text, lo, hi = cut_snippet(scan.texts[first.field], first.start, first.end)
+            text, lo, hi = scan.snippet(first)
             shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
-            inside = [h for h in hits if h.field == first.field and h.start >= lo and h.end <= hi]
-            marks = tuple((h.start + shift, h.end + shift) for h in inside)
+            marks = tuple(
+                (h.start + shift, h.end + shift)
+                for h in hits
+                if h.field == first.field and h.start >= lo and h.end <= hi
+            )
         return Match(
             rule=rule.name,
             terms=terms,
             hits=tuple(hits),
             snippet=text,
             score=score,
-            entities=entities,
+            entities=entities_found,
             marks=marks,
         )
 
 
-def _automaton(keys: Mapping[str, object]) -> ahocorasick.Automaton | None:
-    if not keys:
+def _automaton(
+    plain: Mapping[str, Sequence[Literal]], latin: Mapping[str, Sequence[Literal]]
+) -> ahocorasick.Automaton | None:
+    """One automaton over the keys of both tables; each key carries a :class:`_Key`."""
+    if not plain and not latin:
         return None
     automaton = ahocorasick.Automaton()
-    for key in keys:
-        automaton.add_word(key, key)
+    for key in {**plain, **latin}:
+        automaton.add_word(
+            key,
+            _Key(
+                length=len(key),
+                starts_word=is_word_char(key[0]),
+                ends_word=is_word_char(key[-1]),
+                plain=tuple((lit, lit.prefix, lit.exact) for lit in plain.get(key, ())),
+                latin=tuple((lit, lit.prefix, lit.exact) for lit in latin.get(key, ())),
+            ),
+        )
     automaton.make_automaton()
     return automaton
 

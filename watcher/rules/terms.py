@@ -4,8 +4,7 @@ and their compiled form, the :class:`Literal` the automaton looks for."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import regex
 
@@ -14,13 +13,14 @@ from watcher.text import fold, transliterate
 REGEX_TIMEOUT = 0.05  # seconds per field: a pathological pattern cannot stall a poll
 
 
-@dataclass(frozen=True)
-class Literal:
+class Literal(NamedTuple):
     """One thing to find in folded text.
 
     ``key`` is what the automaton looks up; ``prefix`` means the word may go on (a
     trailing *); ``exact`` is the spelling a case-sensitive alias must have in the
     original text; ``translit`` means ``key`` is looked up in transliterated text.
+    A tuple, because literals key the dictionaries of the matching hot path and a
+    tuple hashes in C.
     """
 
     key: str
@@ -28,15 +28,6 @@ class Literal:
     prefix: bool = False
     exact: str | None = None
     translit: bool = False
-
-    def __post_init__(self) -> None:
-        # Literals are dictionary keys on the matching hot path: hash once, not per lookup.
-        object.__setattr__(
-            self, "_hash", hash((self.key, self.display, self.prefix, self.exact, self.translit))
-        )
-
-    def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined,no-any-return]
 
 
 def split_wildcard(term: str) -> tuple[str, bool]:
