@@ -152,10 +152,8 @@ _FOLD = _LazyTable(_fold_char)
 # characters one by one in Python. Its result is defined to equal folding each character
 # with _fold_char (what fold_with_map does); tests/test_text.py checks that for every
 # character of the Basic Multilingual Plane, alone and inside ASCII and Cyrillic text.
-_ASCII_BYTES = bytes(range(128))
 _ASCII_SPACES = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 _ASCII_SPACE_TABLE = str.maketrans(dict.fromkeys(_ASCII_SPACES, " "))
-_NOT_CYRILLIC = bytes(0 if b == 0x04 else 1 for b in range(256))  # UTF-16 high byte 0x04
 _SPACE_RUN = re.compile(" {2,}")
 _WHITESPACE_RUN = re.compile(r"\s{2,}")
 # The Cyrillic-block characters whose fold is not their lower case (ё, combining titlo...).
@@ -164,29 +162,19 @@ _CYRILLIC_EXCEPTIONS = "".join(
 )
 
 
+_NOT_ASCII_OR_CYRILLIC = re.compile("[^\x00-\x7f\u0400-\u04ff]")
+
+
 def _distinct_non_ascii(text: str) -> set[str]:
     """The distinct non-ASCII characters of ``text`` outside the Cyrillic block, plus the
     block's few exceptions (ё, combining marks): the only ones whose fold may differ
     from their lower case.
 
-    Cyrillic text is mostly Cyrillic letters, which never need the table; in UTF-16 they
-    all have the high byte 0x04, so byte operations (C speed) find the few others.
+    Cyrillic text is mostly Cyrillic letters, which never need the table, so one regex
+    pass (C speed) finds the few others.
     """
-    chars = (
-        text.encode("utf-8", "surrogatepass")
-        .translate(None, _ASCII_BYTES)
-        .decode("utf-8", "surrogatepass")
-    )
-    found = {c for c in _CYRILLIC_EXCEPTIONS if c in chars}
-    while chars:
-        wide = chars.encode("utf-16-le", "surrogatepass")
-        if len(wide) != 2 * len(chars) or len(found) > 32:
-            return found | set(chars)  # beyond the BMP, or not Cyrillic text at all
-        i = wide[1::2].translate(_NOT_CYRILLIC).find(1)
-        if i == -1:
-            break
-        found.add(chars[i])
-        chars = chars.replace(chars[i], "")
+    found = {c for c in _CYRILLIC_EXCEPTIONS if c in text}
+    found.update(_NOT_ASCII_OR_CYRILLIC.findall(text))
     return found
 
 

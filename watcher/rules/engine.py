@@ -154,7 +154,7 @@ class _Scan:
         self._translit_maps: dict[str, TranslitMap] = {}
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
         self._located: dict[_Hit, tuple[Hit, int, int]] = {}
-        self._snippets: dict[Hit, tuple[str, int, int]] = {}
+        self._snippets: dict[tuple[str, int, int], tuple[str, int, int]] = {}
         plain, latin, both = ruleset._plain, ruleset._latin, ruleset._both
         for name, folded in self.folded.items():
             if latin is None:
@@ -227,9 +227,10 @@ class _Scan:
 
     def snippet(self, first: Hit) -> tuple[str, int, int]:
         """The snippet around a hit; rules that first hit the same place share it."""
-        done = self._snippets.get(first)
+        key = (first.field, first.start, first.end)
+        done = self._snippets.get(key)
         if done is None:
-            done = self._snippets[first] = cut_snippet(
+            done = self._snippets[key] = cut_snippet(
                 self.texts[first.field], first.start, first.end
             )
         return done
