@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import html
+import re
+import unicodedata
+
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from watcher.text import (
     _fold_char,
+    _parser_text,
+    _simple_markup_text,
+    _tidy,
     fold,
     fold_with_map,
     html_to_text,
@@ -30,6 +39,72 @@ def test_html_to_text_decodes_entities_and_skips_scripts() -> None:
 
 def test_html_to_text_removes_nul_bytes_and_collapses_space() -> None:
     assert html_to_text("a\x00b   c\n\n\n d") == "ab c\nd"
+
+
+# -- the fast paths of html_to_text, held to their references -------------------------------
+
+_TEXT = st.text(alphabet=st.sampled_from(list("ab Kyïv&;#<>/=\"'\n\t\r\u00a0\u2003\x00\x85")))
+_NAMES = st.sampled_from(["p", "a", "b", "br", "DIV", "em", "script", "style", "h1", "x-y", "li"])
+_ATTRIBUTES = st.lists(
+    st.tuples(
+        st.sampled_from(["href", "title", "data-x", "class", "=odd", "a b"]),
+        st.sampled_from(['"/x?a=1&b=2"', "'Kharkiv>'", "v", '"a<b"', "", '"unclosed']),
+    ),
+    max_size=2,
+)
+
+
+@st.composite
+def markup(draw: st.DrawFn) -> str:
+    """Feed-like HTML with traps: odd attributes, stray < and >, comments, scripts, CDATA."""
+    parts = []
+    for _ in range(draw(st.integers(0, 8))):
+        kind = draw(st.sampled_from(["text", "start", "end", "self", "entity", "other"]))
+        if kind == "text":
+            parts.append(draw(_TEXT))
+        elif kind in ("start", "self"):
+            attrs = "".join(
+                f" {name}={value}" if value else f" {name}" for name, value in draw(_ATTRIBUTES)
+            )
+            parts.append(f"<{draw(_NAMES)}{attrs}{' /' if kind == 'self' else ''}>")
+        elif kind == "end":
+            parts.append(f"</{draw(_NAMES)}{draw(st.sampled_from(['', ' ', ' x']))}>")
+        elif kind == "entity":
+            parts.append(draw(st.sampled_from(["&amp;", "&eacute;", "&#8217;", "&am", "&#x41"])))
+        else:
+            parts.append(
+                draw(st.sampled_from(["<!-- c -->", "<![CDATA[x]]>", "<?pi?>", "< p", "<"]))
+            )
+    return "".join(parts)
+
+
+@settings(max_examples=500, deadline=None)
+@given(markup())
+def test_simple_markup_reads_like_htmlparser(source: str) -> None:
+    fast = _simple_markup_text(source)
+    event("fast path" if fast is not None else "HTMLParser")
+    if fast is not None:
+        assert fast == _parser_text(source)
+
+
+def _tidy_reference(text: str) -> str:
+    """The whitespace rules as first written: three regexes."""
+    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", text)
+    text = re.sub(r"[ \t\r\f\v\u00a0]+", " ", text)
+    text = re.sub(r"\s*\n\s*", "\n", text)
+    return unicodedata.normalize("NFC", text.strip())
+
+
+@settings(max_examples=500, deadline=None)
+@given(_TEXT)
+def test_tidy_agrees_with_the_regex_reference(text: str) -> None:
+    assert _tidy(text) == _tidy_reference(text)
+
+
+def test_html_to_text_of_plain_markup_takes_the_fast_path() -> None:
+    fragment = '<p>Talks in <a href="/x?a=1&amp;b=2">Kharkiv</a> &#8212; <em>day</em> two</p>'
+    assert _simple_markup_text(fragment) is not None
+    assert html_to_text(fragment) == html.unescape("Talks in Kharkiv &#8212; day two")
 
 
 @pytest.mark.parametrize(
