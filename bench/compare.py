@@ -36,7 +36,16 @@ ROUNDS = ("cold", "warm", "unchanged", "changed")
 
 def _usage() -> dict[str, float]:
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu": usage.ru_utime + usage.ru_stime, "rss_mib": usage.ru_maxrss / 1024}
+    return {"cpu": usage.ru_utime + usage.ru_stime, "rss_mib": _peak_rss_mib()}
+
+
+def _peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across
+    execve, so a worker would report the RSS of the driver that forked it."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # -- the two workers: read a round name per line on stdin, answer one JSON line ------------
@@ -45,12 +54,14 @@ def _usage() -> dict[str, float]:
 def watcher_worker(config_path: str, workers: int) -> None:
     import logging
 
+    from watcher.cli import _limit_malloc_arenas
     from watcher.config import load_config
     from watcher.fetch import make_fetcher
     from watcher.pipeline import poll_feed
     from watcher.rules import RuleSet
     from watcher.store import Store
 
+    _limit_malloc_arenas()  # what `watcher run` does at start
     logging.disable(logging.WARNING)
     config = load_config(config_path)
     ruleset = RuleSet.from_config(config)
@@ -155,14 +166,22 @@ def write_config(path: Path, urls: list[str], rules: int, state: Path) -> None:
     )
 
 
+# Prints the process's own peak RSS at exit (see _peak_rss_mib).
+_REPORT_PEAK = (
+    "import atexit, sys; from pathlib import Path; atexit.register(lambda: print("
+    "'VmHWM-MiB', [int(l.split()[1]) / 1024 for l in Path('/proc/self/status')"
+    ".read_text().splitlines() if l.startswith('VmHWM:')][0], file=sys.stderr)); "
+)
+
+
 def test_run(config: Path, items: int) -> dict[str, Any]:
     started = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "watcher",
+            "-c",
+            _REPORT_PEAK + "from watcher.cli import main; main()",
             "--log-level",
             "error",
             "test-run",
@@ -182,7 +201,7 @@ def test_run(config: Path, items: int) -> dict[str, Any]:
         "cpu": cpu,
         "items": items,
         "matches": len(proc.stdout.splitlines()),
-        "rss_mib": after.ru_maxrss / 1024,
+        "rss_mib": float(proc.stderr.rsplit("VmHWM-MiB ", 1)[-1]),
         "status": proc.returncode,
         "stderr": proc.stderr[-300:],
     }

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -134,6 +135,7 @@ config_option = click.option(
 def cli(log_level: str, log_format: str, debug_notifiers: bool) -> None:
     """watcher: poll feeds, match tracked topics, send alerts."""
     _setup_logging(log_level, log_format)
+    _limit_malloc_arenas()
     from watcher.notify import debug_notifiers as set_debug
 
     set_debug(debug_notifiers)
@@ -738,6 +740,26 @@ def _print_feeds(config: Config, statuses: dict[str, FeedStatus], *, failing_onl
         click.echo("  ".join([*padded, cells[5]]))
         if error:
             click.echo(f"    last error: {error}")
+
+
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """At most two glibc malloc arenas, before any thread starts.
+
+    glibc gives threads that contend for malloc arenas of their own (up to 8 per core)
+    and keeps what they freed: a poll round over 200 feeds with 20 fetch threads peaked
+    35 MiB higher with the default (bench/compare.py). Same effect as MALLOC_ARENA_MAX=2;
+    an explicit MALLOC_ARENA_MAX wins, and other C libraries are left alone.
+    """
+    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into us
+    except (OSError, AttributeError):
+        return
+    m_arena_max = -8  # from glibc's malloc.h
+    mallopt(m_arena_max, arenas)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
