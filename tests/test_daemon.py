@@ -187,6 +187,18 @@ def test_sigkill_while_a_delivery_is_in_flight_resends_at_most_once(
     assert len(receiver.wait_for(1)) == 1, daemon.log_text()
     assert daemon.signal(signal.SIGKILL) == -signal.SIGKILL  # killed before it recorded "sent"
 
+    # The attempt was claimed before the send: still pending, with a retry time of its own
+    # (so a send whose outcome can never be recorded is not repeated in a loop).
+    conn = sqlite3.connect(db)
+    ((status, attempts, retry_at),) = conn.execute(
+        "SELECT status, attempts, next_attempt_at FROM alerts"
+    ).fetchall()
+    assert (status, attempts) == ("pending", 1)
+    assert datetime.fromisoformat(retry_at).replace(tzinfo=UTC) > datetime.now(UTC)
+    conn.execute("UPDATE alerts SET next_attempt_at = '2000-01-01 00:00:00'")  # due now
+    conn.commit()
+    conn.close()
+
     receiver.delay = 0.0
     daemon.start()
     # The alert was still pending: it goes out again. This is the one duplicate we allow.

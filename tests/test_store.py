@@ -98,12 +98,26 @@ def test_outbox_pending_sent_and_retry(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "w.db")
     commit(store, items("a", "b"), [alert("a"), alert("b")])
     first, second = store.pending_alerts(NOW)
+    store.claim([first.id, second.id], retry_at=NOW + timedelta(seconds=30))
     store.mark_sent([first.id], NOW)
     store.mark_failed([second.id], NOW, "HTTP 500", retry_at=NOW + timedelta(minutes=1))
     assert store.pending_alerts(NOW) == []
     (retry,) = store.pending_alerts(NOW + timedelta(minutes=2))
     assert retry.id == second.id and retry.attempts == 1
     assert store.alert_counts() == {"pending": 1, "sent": 1}
+
+
+def test_a_claimed_alert_whose_outcome_was_never_recorded_waits_for_its_retry(
+    tmp_path: Path,
+) -> None:
+    """A crash (or a full disk) between the send and mark_sent: resent once, later."""
+    store = Store.open(tmp_path / "w.db")
+    commit(store, items("a"), [alert("a")])
+    (pending,) = store.pending_alerts(NOW)
+    store.claim([pending.id], retry_at=NOW + timedelta(seconds=30))
+    assert store.pending_alerts(NOW + timedelta(seconds=29)) == []
+    (again,) = store.pending_alerts(NOW + timedelta(seconds=31))
+    assert again.id == pending.id and again.attempts == 1
 
 
 def test_errors_are_counted_and_cleared_by_success(tmp_path: Path) -> None:

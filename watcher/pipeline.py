@@ -17,7 +17,7 @@ from typing import Any
 
 from watcher.alerts import Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig, FeedHealthSettings
-from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError
+from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
 from watcher.fetch import Fetcher
 from watcher.models import Alert, FeedState, FetchResult, Item, Match, NotModified, PendingAlert
 from watcher.notify import Notifier
@@ -118,7 +118,11 @@ def poll_feed(
     """
     try:
         return _poll(feed, config=config, fetcher=fetcher, store=store, ruleset=ruleset, now=now)
-    except Exception as exc:  # a bug or a store failure must not kill the scheduler
+    except StoreError as exc:
+        # Nothing of this poll was recorded, so its items stay new: the next poll retries.
+        log.error("poll feed=%s not recorded, retried next interval: %s", feed.name, exc)
+        return PollOutcome(feed.name, "error", error=str(exc), error_kind="store")
+    except Exception as exc:  # a bug must not kill the scheduler
         log.exception("poll crashed feed=%s", feed.name)
         return PollOutcome(feed.name, "error", error=f"internal error: {type(exc).__name__}: {exc}")
 
@@ -406,6 +410,11 @@ def _deliver_to(
 ) -> DeliveryOutcome:
     try:
         return _Delivery(store, notifier, name, now, max_age).run(due)
+    except StoreError as exc:
+        # Nothing is sent unless its attempt was recorded first (claim), so a database that
+        # cannot be written pauses delivery instead of resending the same alert each round.
+        log.error("delivery to notifier=%s paused, its alerts stay queued: %s", name, exc)
+        return DeliveryOutcome()
     except Exception:
         log.exception("delivery to notifier=%s crashed; its alerts stay queued", name)
         return DeliveryOutcome()
@@ -425,6 +434,7 @@ class _Delivery:
         at = self.now()
         notifier = self.notifier
         if notifier is None:
+            self._claim(due)
             return self._failed(due, f"notifier {self.name!r} is not configured")
         settings = notifier.settings
         if settings.quiet_hours is not None:
@@ -463,8 +473,14 @@ class _Delivery:
         until = self.retry_at or self.now() + retry_delay(1)
         return self._defer(rest, until, "notifier failing", held=False)
 
+    def _claim(self, group: list[PendingAlert]) -> None:
+        """Record the attempt before making it (see Store.claim)."""
+        attempts = max(a.attempts for a in group) + 1
+        self.store.claim([a.id for a in group], retry_at=self.now() + retry_delay(attempts))
+
     def _send_one(self, alert: PendingAlert) -> DeliveryOutcome:
         assert self.notifier is not None
+        self._claim([alert])
         result = self.notifier.send(alert.title, alert.body)
         if result.ok:
             at = self.now()
@@ -476,6 +492,7 @@ class _Delivery:
     def _send_digest(self, group: list[PendingAlert]) -> DeliveryOutcome:
         assert self.notifier is not None
         title, body = render_digest([a.payload for a in group], self.notifier.style)
+        self._claim(group)
         result = self.notifier.send(title, body)
         ids = [a.id for a in group]
         if result.ok:

@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement
 
@@ -137,6 +138,22 @@ def _item_text(item: Item) -> str:
     )
 
 
+_HINTS = (
+    ("disk is full", "the disk holding it is full; watcher retries when there is room"),
+    ("readonly", "the file or its file system is read-only"),
+    ("read-only", "the file or its file system is read-only"),
+    ("disk i/o error", "the disk failed a read or write"),
+    ("locked", "another process holds a write lock on it for too long"),
+)
+
+
+def _store_error(path: Path, exc: BaseException) -> StoreError:
+    """The database error, saying which file and what an operator can do about it."""
+    message = str(exc)
+    hint = next((h for key, h in _HINTS if key in message.lower()), "")
+    return StoreError(f"state database {path}: {message}" + (f" ({hint})" if hint else ""))
+
+
 class Store:
     """One state database. Safe to share between threads."""
 
@@ -160,6 +177,15 @@ class Store:
             f"sqlite+pysqlite:///{p}",
             connect_args={"timeout": 30, "check_same_thread": False},
         )
+
+        @event.listens_for(engine, "handle_error")
+        def _explain(context: ExceptionContext) -> None:
+            # The file's troubles (full, read-only, I/O, corrupt), not our own SQL mistakes.
+            error = context.original_exception
+            if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not (
+                isinstance(error, sqlite3.IntegrityError | sqlite3.ProgrammingError)
+            ):
+                raise _store_error(p, error) from error
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
@@ -493,24 +519,23 @@ class Store:
             for chunk in _chunks(list(ids)):
                 conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(**values))
 
+    def claim(self, ids: Sequence[int], *, retry_at: datetime) -> None:
+        """Written before a send: one more attempt, and the retry time it gets if it fails.
+
+        If the outcome can never be recorded (a crash, a full disk), the alert is sent
+        again at ``retry_at`` and not in a loop; and if this write fails, nothing is sent.
+        """
+        self._update(ids, attempts=alerts.c.attempts + 1, next_attempt_at=retry_at)
+
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
         """Sent as one message (one alert, or a digest of several)."""
-        self._update(
-            ids,
-            status="sent",
-            sent_at=now,
-            attempts=alerts.c.attempts + 1,
-            last_error=None,
-            batch=min(ids),
-        )
+        self._update(ids, status="sent", sent_at=now, last_error=None, batch=min(ids))
 
     def mark_failed(
         self, ids: Sequence[int], now: datetime, error: str, *, retry_at: datetime
     ) -> None:
-        """A failed attempt: the alerts stay pending and are retried at ``retry_at``."""
-        self._update(
-            ids, attempts=alerts.c.attempts + 1, last_error=error, next_attempt_at=retry_at
-        )
+        """A failed attempt (counted by :meth:`claim`): retried at ``retry_at``."""
+        self._update(ids, last_error=error, next_attempt_at=retry_at)
 
     def give_up(self, ids: Sequence[int], now: datetime, error: str) -> None:
         """Undeliverable for too long: marked failed, kept, and shown by `watcher alerts`."""
