@@ -212,6 +212,7 @@ def _notifier(value: object) -> object:
 
 class DeliverySettings(_Model):
     max_age: Duration = 86400.0  # an alert undelivered this long is marked failed
+    retry: Duration = 30.0  # wait after a failed send; doubles per attempt, up to an hour
     flood_threshold: int = Field(default=10, ge=1)  # alerts from one poll of one feed
 
 

@@ -144,6 +144,7 @@ class Daemon:
                 self.store,
                 running.notifiers,
                 max_age=running.config.delivery.max_age,
+                retry=running.config.delivery.retry,
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
             )
         except Exception:

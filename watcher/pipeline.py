@@ -365,6 +365,7 @@ def deliver_pending(
     *,
     now: Clock = utcnow,
     max_age: float = 86400.0,
+    retry: float = 30.0,
     observe: Callable[[str, DeliveryOutcome], None] | None = None,
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
@@ -389,7 +390,7 @@ def deliver_pending(
         outcomes = list(
             pool.map(
                 lambda entry: _deliver_to(
-                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age
+                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age, retry
                 ),
                 by_notifier.items(),
             )
@@ -407,9 +408,10 @@ def _deliver_to(
     due: list[PendingAlert],
     now: Clock,
     max_age: float,
+    retry: float,
 ) -> DeliveryOutcome:
     try:
-        return _Delivery(store, notifier, name, now, max_age).run(due)
+        return _Delivery(store, notifier, name, now, max_age, retry).run(due)
     except StoreError as exc:
         # Nothing is sent unless its attempt was recorded first (claim), so a database that
         # cannot be written pauses delivery instead of resending the same alert each round.
@@ -424,10 +426,17 @@ class _Delivery:
     """One pass over one notifier's due alerts, in order."""
 
     def __init__(
-        self, store: Store, notifier: Notifier | None, name: str, now: Clock, max_age: float
+        self,
+        store: Store,
+        notifier: Notifier | None,
+        name: str,
+        now: Clock,
+        max_age: float,
+        retry: float,
     ) -> None:
         self.store, self.notifier, self.name, self.now = store, notifier, name, now
         self.max_age = timedelta(seconds=max_age)
+        self.retry = retry
         self.retry_at: datetime | None = None  # set by a failed attempt
 
     def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
@@ -470,13 +479,15 @@ class _Delivery:
 
     def _after_failure(self, rest: list[PendingAlert]) -> DeliveryOutcome:
         """The notifier is down: the rest wait for the failed alert's retry, uncounted."""
-        until = self.retry_at or self.now() + retry_delay(1)
+        until = self.retry_at or self.now() + retry_delay(1, base=self.retry)
         return self._defer(rest, until, "notifier failing", held=False)
 
     def _claim(self, group: list[PendingAlert]) -> None:
         """Record the attempt before making it (see Store.claim)."""
         attempts = max(a.attempts for a in group) + 1
-        self.store.claim([a.id for a in group], retry_at=self.now() + retry_delay(attempts))
+        self.store.claim(
+            [a.id for a in group], retry_at=self.now() + retry_delay(attempts, base=self.retry)
+        )
 
     def _send_one(self, alert: PendingAlert) -> DeliveryOutcome:
         assert self.notifier is not None
@@ -518,7 +529,7 @@ class _Delivery:
             )
         if retry:
             attempts = max(a.attempts for a in retry) + 1
-            retry_at = self.retry_at = at + retry_delay(attempts)
+            retry_at = self.retry_at = at + retry_delay(attempts, base=self.retry)
             self.store.mark_failed([a.id for a in retry], at, error, retry_at=retry_at)
             log.warning(
                 "alert delivery failed alerts=%s notifier=%s attempts=%d retry_at=%s error=%r",
