@@ -147,10 +147,22 @@ class Daemon:
                 retry=running.config.delivery.retry,
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
             )
+            self._wake_delivery_at(self.store.next_attempt_at())
         except Exception:
             log.exception("delivery pass crashed; pending alerts stay queued")
         finally:
             self._deliver_lock.release()
+
+    def _wake_delivery_at(self, due: datetime | None) -> None:
+        """Run delivery again when the next retry is due, if that is before the next tick:
+        a retry policy of seconds must not wait for a 30-second delivery interval."""
+        job = self.scheduler.get_job("deliver")
+        if due is None or job is None or job.next_run_time is None or self._stop.is_set():
+            return
+        # Already due but not delivered by this pass (the database cannot be written):
+        # that waits for the regular tick, or a full disk would spin the delivery loop.
+        if datetime.now(UTC) < due < job.next_run_time:
+            job.modify(next_run_time=due)
 
     def _maintain(self) -> None:
         try:

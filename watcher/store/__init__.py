@@ -8,6 +8,7 @@ and answers what it asks. The SQL is the subset SQLite and PostgreSQL share
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -148,10 +149,29 @@ _HINTS = (
 
 
 def _store_error(path: Path, exc: BaseException) -> StoreError:
-    """The database error, saying which file and what an operator can do about it."""
+    """The database error, saying which file and what an operator can do about it.
+
+    SQLite often says only "unable to open database file"; the file system says why.
+    """
     message = str(exc)
-    hint = next((h for key, h in _HINTS if key in message.lower()), "")
+    hint = _file_system_trouble(path) or next(
+        (h for key, h in _HINTS if key in message.lower()), ""
+    )
     return StoreError(f"state database {path}: {message}" + (f" ({hint})" if hint else ""))
+
+
+def _file_system_trouble(path: Path) -> str:
+    try:
+        stats = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    if stats.f_flag & os.ST_RDONLY:
+        return "the file system holding it is mounted read-only"
+    if stats.f_bavail == 0:
+        return "the disk holding it is full; watcher retries when there is room"
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "watcher's user may not write the file or its directory"
+    return ""
 
 
 class Store:
@@ -488,6 +508,13 @@ class Store:
         return removed
 
     # -- the outbox -------------------------------------------------------------
+
+    def next_attempt_at(self) -> datetime | None:
+        """When the earliest pending alert is due (None: nothing pending)."""
+        query = select(func.min(alerts.c.next_attempt_at)).where(alerts.c.status == "pending")
+        with self.engine.connect() as conn:
+            value: datetime | None = conn.execute(query).scalar()  # min() keeps UTCDateTime
+        return value
 
     def pending_alerts(
         self, now: datetime | None = None, *, limit: int = 500
