@@ -382,7 +382,13 @@ def _substitute(value: Any, path: Path_, located: _Located) -> Any:
 
 def _read_yaml(text: str, file: str) -> tuple[Any, _Located]:
     located = _Located(file)
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses, found on reading
+        problem = f"character #x{exc.character:04x} is not allowed in YAML"
+        at = text.count("\n", 0, exc.position) + 1
+        located.issues.append(ConfigIssue(file, at, "", f"invalid YAML: {problem}"))
+        return None, located
     try:
         node = loader.get_single_node()
         if node is None:

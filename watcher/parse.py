@@ -173,12 +173,15 @@ def parse(feed: str, result: FetchResult) -> ParsedFeed:
     if _declares_entities(body):
         raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
     body = _numeric_entities(_repair_utf8(body, content_type))
-    parsed = feedparser.parse(
-        io.BytesIO(body),
-        response_headers=dict(result.headers),
-        sanitize_html=False,
-        resolve_relative_uris=False,
-    )
+    try:
+        parsed = feedparser.parse(
+            io.BytesIO(body),
+            response_headers=dict(result.headers),
+            sanitize_html=False,
+            resolve_relative_uris=False,
+        )
+    except Exception as exc:  # feedparser's own bugs on hostile bytes (tests/test_fuzz.py)
+        raise ParseError(feed, f"the document could not be read ({type(exc).__name__})") from exc
     if not parsed.get("version"):
         reason = parsed.get("bozo_exception")
         detail = f" ({reason})" if reason else ""
@@ -227,6 +230,8 @@ def _parse_json_feed(feed: str, body: bytes) -> ParsedFeed:
         doc = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ParseError(feed, f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise ParseError(feed, "invalid JSON: nested too deeply") from None
     if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(_JSON_FEED_VERSION):
         raise ParseError(feed, "the JSON document is not a JSON Feed (no jsonfeed.org version)")
     raw_items = doc.get("items")

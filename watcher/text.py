@@ -109,9 +109,18 @@ _OPEN_REFERENCE = re.compile(r"&[^\t\n\f <&;]*\Z")
 def _parser_text(markup: str) -> str:
     """Text through HTMLParser: the reference, and the path for anything unusual."""
     parser = _TextExtractor()
-    parser.feed(markup)
-    parser.close()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except AssertionError:
+        # Python 3.11's HTMLParser asserts on some hostile declarations ("<![ZZZZ["): read
+        # such a fragment crudely, scripts and anything tag-like removed.
+        return html.unescape(_ANY_TAG.sub("", _SCRIPT.sub("", markup)))
     return "".join(parser.parts)
+
+
+_ANY_TAG = re.compile(r"<[^>]*>?")
+_SCRIPT = re.compile(r"<(script|style)\b.*?(</\1\s*>|\Z)", re.IGNORECASE | re.DOTALL)
 
 
 def html_to_text(markup: str) -> str:

@@ -69,6 +69,7 @@ class Or:
 Node = Term | EntityRef | Field | Not | And | Or
 Leaf = Term | EntityRef
 
+MAX_NESTING = 50
 _OPERATORS = {"AND": "AND", "&&": "AND", "OR": "OR", "||": "OR", "NOT": "NOT"}
 _WORD = re.compile(r'[^\s()"]+')
 _ENTITY = re.compile(r"@([A-Za-z0-9_][A-Za-z0-9_.-]*)")
@@ -177,6 +178,7 @@ class _Parser:
         self.query = query
         self.tokens = _tokenize(query)
         self.i = 0
+        self.depth = 0  # open parentheses and NOTs: the parser and evaluate() recurse
 
     @property
     def tok(self) -> _Token:
@@ -214,10 +216,18 @@ class _Parser:
                 break
         return children[0] if len(children) == 1 else And(tuple(children))
 
+    def deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.fail(f"nested too deeply: at most {MAX_NESTING} levels of ( and NOT")
+
     def parse_unary(self) -> Node:
         if self.tok.kind in ("NOT", "MINUS"):
             self.i += 1
-            return Not(self.parse_unary())
+            self.deeper()
+            node = Not(self.parse_unary())
+            self.depth -= 1
+            return node
         if self.tok.kind == "FIELD":
             name = self.tok.text
             self.i += 1
@@ -230,7 +240,9 @@ class _Parser:
         tok = self.tok
         if tok.kind == "(":
             self.i += 1
+            self.deeper()
             node = self.parse_or()
+            self.depth -= 1
             if self.tok.kind != ")":
                 raise self.fail(
                     f"expected ')' to close the '(' at position {tok.position}", len(self.query)
@@ -294,8 +306,7 @@ def to_text(node: Node) -> str:
     if isinstance(node, Term):
         if node.near is not None:
             return f'"{node.text}"~{node.near}'
-        text = f'"{node.text}"' if " " in node.text else node.text
-        return text + ("*" if node.prefix else "")
+        return _written(node.text, prefix=node.prefix)
     if isinstance(node, EntityRef):
         return f"@{node.name}"
     if isinstance(node, Field):
@@ -305,6 +316,19 @@ def to_text(node: Node) -> str:
         return f"NOT {_grouped(node.child)}"
     joiner = " AND " if isinstance(node, And) else " OR "
     return joiner.join(_grouped(child) for child in node.children)
+
+
+def _written(text: str, *, prefix: bool) -> str:
+    """A term as the query would say it: bare when it reads back as the same word, else
+    quoted ("AND", "title:", "(" and anything with spaces are phrases)."""
+    bare = text + ("*" if prefix else "")
+    try:
+        tokens = _tokenize(bare)
+    except QuerySyntaxError:
+        tokens = []
+    if len(tokens) == 2 and tokens[0] == _Token("WORD", text, 0, prefix=prefix):
+        return bare
+    return f'"{text}"'
 
 
 def _grouped(node: Node) -> str:
