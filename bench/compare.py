@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,17 +34,43 @@ ROUNDS = ("cold", "warm", "unchanged", "changed")
 
 
 def _usage() -> dict[str, float]:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu": usage.ru_utime + usage.ru_stime, "rss_mib": _peak_rss_mib()}
+    """CPU seconds and peak RSS of this process and every process under it (parse workers):
+    CPU summed, peak RSS summed over each process's own peak (an upper bound)."""
+    cpu, rss = 0.0, 0.0
+    for pid in _tree(os.getpid()):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            rss += _peak_rss_mib(pid)
+        except (OSError, IndexError, ValueError):
+            continue  # it ended meanwhile
+    return {"cpu": cpu, "rss_mib": rss}
 
 
-def _peak_rss_mib() -> float:
-    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """A process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that across
     execve, so a worker would report the RSS of the driver that forked it."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return 0.0
 
 
 # -- the two workers: read a round name per line on stdin, answer one JSON line ------------
@@ -57,7 +82,7 @@ def watcher_worker(config_path: str, workers: int) -> None:
     from watcher.cli import _limit_malloc_arenas
     from watcher.config import load_config
     from watcher.fetch import make_fetcher
-    from watcher.pipeline import poll_feed
+    from watcher.pipeline import configure_parsing, poll_feed
     from watcher.rules import RuleSet
     from watcher.store import Store
 
@@ -67,6 +92,7 @@ def watcher_worker(config_path: str, workers: int) -> None:
     ruleset = RuleSet.from_config(config)
     store = Store.open(config.state_path)
     fetcher = make_fetcher(config)
+    configure_parsing(config)  # as `watcher run` does
     print(json.dumps({"ready": True, **_usage()}), flush=True)
     for line in sys.stdin:
         before, started = _usage(), time.perf_counter()
@@ -166,44 +192,47 @@ def write_config(path: Path, urls: list[str], rules: int, state: Path) -> None:
     )
 
 
-# Prints the process's own peak RSS at exit (see _peak_rss_mib).
-_REPORT_PEAK = (
-    "import atexit, sys; from pathlib import Path; atexit.register(lambda: print("
-    "'VmHWM-MiB', [int(l.split()[1]) / 1024 for l in Path('/proc/self/status')"
-    ".read_text().splitlines() if l.startswith('VmHWM:')][0], file=sys.stderr)); "
-)
+def _sample(pid: int, cpu: dict[int, float], rss: list[float]) -> None:
+    """Last-seen CPU seconds per process of the tree, and the tree's summed RSS now."""
+    total = 0.0
+    for p in _tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu[p] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            total += int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        except (OSError, IndexError, ValueError):
+            continue
+    rss.append(total)
 
 
 def test_run(config: Path, items: int) -> dict[str, Any]:
+    """`watcher test-run` as a whole process tree (parse workers included), sampled every
+    50 ms: CPU is what each process had used when last seen, RSS the largest sum."""
     started = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _REPORT_PEAK + "from watcher.cli import main; main()",
-            "--log-level",
-            "error",
-            "test-run",
-            "-c",
-            str(config),
-            "--json",
-        ],
-        capture_output=True,
+    command = [sys.executable, "-m", "watcher", "--log-level", "error", "test-run"]
+    proc = subprocess.Popen(
+        [*command, "-c", str(config), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        check=False,
     )
+    cpu: dict[int, float] = {}
+    rss: list[float] = []
+    with ThreadPoolExecutor(1) as reader:
+        output = reader.submit(proc.communicate)
+        while proc.poll() is None:
+            _sample(proc.pid, cpu, rss)
+            time.sleep(0.05)
+        stdout, stderr = output.result()
     wall = time.perf_counter() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     return {
         "wall": wall,
-        "cpu": cpu,
+        "cpu": sum(cpu.values()),
         "items": items,
-        "matches": len(proc.stdout.splitlines()),
-        "rss_mib": float(proc.stderr.rsplit("VmHWM-MiB ", 1)[-1]),
+        "matches": len(stdout.splitlines()),
+        "rss_mib": max(rss, default=0.0),
         "status": proc.returncode,
-        "stderr": proc.stderr[-300:],
+        "stderr": stderr[-300:],
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,10 +11,12 @@ import pytest
 from support import FeedServer, Receiver, Route, Story, rss
 
 from watcher.config import Config, parse_config
+from watcher.exceptions import ParseError
 from watcher.fetch import Fetcher
-from watcher.models import Alert
+from watcher.models import Alert, FetchResult
 from watcher.notify import build_notifiers
-from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
+from watcher.parse import parse
+from watcher.pipeline import Parsers, backoff_delay, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import PollRecord, Store
 
@@ -596,3 +598,80 @@ def test_a_backoff_that_outlives_any_possible_wait_is_ignored(
         PollRecord("news", "u", clock.now, error="x", retry_at=clock.now + timedelta(days=3))
     )
     assert run(config, client, store, clock)[0] == "baseline"
+
+
+# -- parsing in worker processes ------------------------------------------------------------
+
+
+def _big_feed(count: int = 60) -> FetchResult:
+    story = Story()
+    for n in range(count):
+        story.add(n, f"Kharkiv story {n}", "<p>Officials said &amp; more.</p> " * 20)
+    body = story.body()
+    assert len(body) >= Parsers.MIN_BYTES
+    return FetchResult(url="http://x/", status=200, body=body, headers={})
+
+
+def test_worker_processes_parse_exactly_as_the_daemon_would() -> None:
+    parsers = Parsers(2)
+    try:
+        result = _big_feed()
+        assert parsers.parse("f", result) == parse("f", result)
+        assert parsers._pool is not None  # it really went to a worker
+        html = FetchResult(url="http://x/", status=200, body=b"<html>" + b" " * 20000, headers={})
+        with pytest.raises(ParseError, match="feed 'f': the document is an HTML page"):
+            parsers.parse("f", html)
+    finally:
+        parsers.shutdown()
+
+
+def test_a_worker_that_dies_costs_a_retry_in_the_daemon_not_the_poll() -> None:
+    parsers = Parsers(1)
+    try:
+        result = _big_feed()
+        pool = parsers._ready_pool()
+        pool.submit(time.sleep, 0).result()  # the worker is up
+        for process in list(pool._processes.values()):  # what the OOM killer would do
+            process.kill()
+            process.join()
+        assert parsers.parse("f", result) == parse("f", result)
+        assert parsers._pool is not pool  # a fresh pool next time
+        assert parsers.parse("f", result) == parse("f", result)
+    finally:
+        parsers.shutdown()
+
+
+def test_the_pool_stops_when_idle_and_small_documents_stay_in_process() -> None:
+    parsers = Parsers(1)
+    parsers.IDLE = 0.5
+    small = FetchResult(url="http://x/", status=200, body=rss([{"title": "a"}]), headers={})
+    assert parsers.parse("f", small).items[0].title == "a"
+    assert parsers._pool is None
+    parsers.parse("f", _big_feed())
+    assert parsers._pool is not None
+    assert wait_for(lambda: parsers._pool is None, 10)
+    parsers.shutdown()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_where_no_worker_can_start_feeds_are_parsed_in_the_daemon(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sandbox without POSIX semaphores: multiprocessing refuses, parsing goes on."""
+
+    def refuse(method: str) -> None:
+        raise PermissionError(13, "Permission denied", "/dev/shm")
+
+    monkeypatch.setattr("multiprocessing.get_context", refuse)
+    parsers = Parsers(2)
+    result = _big_feed()
+    assert parsers.parse("f", result) == parse("f", result)
+    assert parsers.processes == 0 and parsers._pool is None

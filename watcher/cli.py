@@ -33,8 +33,8 @@ from watcher.exceptions import ConfigError, FeedError, StoreError
 from watcher.fetch import Fetcher, make_fetcher
 from watcher.models import FetchResult, Item, Match, NotModified
 from watcher.parse import parse
+from watcher.pipeline import PARSERS, configure_parsing, fetch_feed, match_items
 from watcher.pipeline import backtest as backtest_items
-from watcher.pipeline import fetch_feed, match_items
 from watcher.rules import RuleSet
 from watcher.store import AlertRecord, FeedStatus, Store
 from watcher.text import html_to_text
@@ -194,7 +194,7 @@ def _try_feed(
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
             return _FeedReport(feed, source=feed.url)
-        parsed = parse(feed.name, result)
+        parsed = PARSERS.parse(feed.name, result)
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=feed.url)
     return _report(feed, parsed.items, ruleset, rules, feed.url)
@@ -302,6 +302,7 @@ def test_run(
     ruleset = RuleSet.from_config(config)
     rules = set(rule_names)
     workers = max(1, min(config.fetch.max_connections, len(feeds) + len(files)))
+    configure_parsing(config)
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_try_feed, f, config, fetcher, ruleset, rules) for f in feeds]
         futures += [pool.submit(_try_file, p, ruleset, rules) for p in files]
@@ -310,6 +311,7 @@ def test_run(
                 for _ in as_completed(futures):
                     bar.update(1)
         reports = [future.result() for future in futures]
+    PARSERS.shutdown()
     failed = False
     for report in reports:
         if report.error:

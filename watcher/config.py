@@ -232,6 +232,9 @@ class Config(_Model):
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     retention: Duration = 30 * 86400.0  # how long items' text is kept for `watcher backtest`
+    # Worker processes that parse feeds: "auto" is one per core (at most 4) on a machine
+    # with more than one core; 0 parses in the daemon's own process (least memory).
+    parse_processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
     feeds: tuple[FeedConfig, ...] = ()
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()

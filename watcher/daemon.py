@@ -29,7 +29,7 @@ from watcher.exceptions import ConfigError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
 from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
-from watcher.pipeline import deliver_pending, poll_feed
+from watcher.pipeline import PARSERS, configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import Store
 from watcher.systemd import Notifier as Systemd
@@ -71,6 +71,7 @@ class Daemon:
         self.metrics_port = metrics_port
         self.metrics = Metrics() if metrics_port is not None else None
         self.store = Store.open(config.state_path)
+        configure_parsing(config)
         self.current = _Running(
             config,
             RuleSet.from_config(config),
@@ -247,6 +248,7 @@ class Daemon:
             self._retired.append(old.fetcher)  # polls in flight may still use it
             fetcher = make_fetcher(new)
         notifiers = build_notifiers(new.notifiers)
+        configure_parsing(new)
         self.current = _Running(new, RuleSet.from_config(new), notifiers, fetcher)
         before = {f.name: f for f in old.config.feeds}
         after = {f.name: f for f in new.feeds}
@@ -398,6 +400,7 @@ class Daemon:
             left = sorted(self._busy)
         for fetcher in [self.current.fetcher, *self._retired]:
             fetcher.close()
+        PARSERS.shutdown()
         if left:
             log.error("stopping with polls still running: %s", ", ".join(left))
         log.info("watcher stopped")

@@ -18,6 +18,7 @@ message names what it is about (the file, the feed, the rule, the notifier)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 class WatcherError(Exception):
@@ -68,6 +69,10 @@ class FeedError(WatcherError):
         self.feed = feed
         self.reason = message
         super().__init__(f"feed {feed!r}: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Picklable, so a parse worker process can raise it to the daemon."""
+        return (type(self), (self.feed, self.reason), self.__dict__)
 
 
 class FetchError(FeedError):
