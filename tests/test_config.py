@@ -219,3 +219,14 @@ def test_systemd_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         ConfigError, match=r"notifiers\.ops: systemd credential missing is not available"
     ):
         parse_config('notifiers:\n  ops: "ntfy://${cred:missing}@ntfy.example.org/ops"\n')
+
+
+@pytest.mark.parametrize(("value", "parsed"), [("auto", "auto"), ("0", 0), ("3", 3)])
+def test_parse_processes(value: str, parsed: object) -> None:
+    assert parse_config(f"parse_processes: {value}\n").parse_processes == parsed
+
+
+@pytest.mark.parametrize("value", ["-1", "many", "100"])
+def test_bad_parse_processes_name_the_line(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"^c\.yaml:2: parse_processes: "):
+        parse_config(f"feeds: []\nparse_processes: {value}\n", file="c.yaml")

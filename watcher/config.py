@@ -16,7 +16,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+)
 
 from watcher.exceptions import ConfigError, ConfigIssue, QuerySyntaxError
 from watcher.rules.query import FIELDS, entity_refs, parse_query
@@ -225,6 +233,14 @@ class FeedHealthSettings(_Model):
     churn_min_items: int = Field(default=10, ge=1)  # "the feed renumbered its items"
 
 
+def _processes(value: object) -> int | Literal["auto"]:
+    if value == "auto":
+        return "auto"
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 64:
+        return value
+    raise ValueError("expected 'auto' or a number of processes from 0 to 64")
+
+
 class Config(_Model):
     state: Path | None = None
     fetch: FetchSettings = Field(default_factory=FetchSettings)
@@ -234,7 +250,7 @@ class Config(_Model):
     retention: Duration = 30 * 86400.0  # how long items' text is kept for `watcher backtest`
     # Worker processes that parse feeds: "auto" is one per core (at most 4) on a machine
     # with more than one core; 0 parses in the daemon's own process (least memory).
-    parse_processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
+    parse_processes: Annotated[int | Literal["auto"], PlainValidator(_processes)] = "auto"
     feeds: tuple[FeedConfig, ...] = ()
     entities: dict[str, EntityConfig] = Field(default_factory=dict)
     rules: tuple[RuleConfig, ...] = ()
