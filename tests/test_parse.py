@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
 
 from watcher.exceptions import ParseError
 from watcher.models import FetchResult, ParsedFeed
 from watcher.parse import MAX_FIELD_CHARS, clean_link, item_identity, parse
+from watcher.rss_fast import parse_rss20
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 GOLDEN = sorted(p for p in FEEDS.iterdir() if not p.name.endswith(".expected.json"))
@@ -205,3 +208,139 @@ def test_dates_far_future_zoneless_and_garbage_are_tolerated() -> None:
     assert [i.id for i in items] == ["1", "2", "3"]
     assert items[0].published is not None and items[0].published.year == 9999
     assert items[2].published is None
+
+
+# -- the RSS 2.0 fast path against feedparser --------------------------------------------------
+
+FAST_EXAMPLES = int(os.environ.get("HYPOTHESIS_FAST_PATH_EXAMPLES", "400"))
+
+_WORDS = st.sampled_from(
+    [
+        "Kharkiv",
+        "Харків",
+        "café",
+        "Ã©",  # UTF-8 read as Latin-1: feedparser repairs it
+        "&amp;",
+        "&lt;b&gt;bold&lt;/b&gt;",
+        "&#133;",  # a cp1252 code point in an XML reference
+        "&#8217;s",
+        "  ",
+        "\n",
+        "a@b.org",
+        "(x)",
+        "<![CDATA[<p>Hi &amp; <em>there</em></p>]]>",
+        "<![CDATA[plain & simple]]>",
+        "http:///x",
+        "/rel?a=1&amp;b=2",
+        "&amp;amp;",
+        "",
+    ]
+)
+_TEXT = st.lists(_WORDS, max_size=5).map(" ".join)
+_DATES = st.sampled_from(
+    ["Mon, 23 Nov 2026 10:00:00 GMT", "2026-11-23T10:00:00Z", "23 Nov 2026", "garbage", "", " "]
+)
+
+
+@st.composite
+def _rss_item(draw: st.DrawFn) -> str:
+    parts = []
+    kinds = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "title",
+                    "link",
+                    "description",
+                    "guid",
+                    "pubDate",
+                    "category",
+                    "author",
+                    "dc:creator",
+                    "content:encoded",
+                    "comments",
+                    "enclosure",
+                    "media:content",
+                    "media:title",
+                    "source",
+                    "typed-description",
+                    "empty-category",
+                ]
+            ),
+            max_size=9,
+        )
+    )
+    for kind in kinds:
+        if kind == "guid":
+            attr = draw(st.sampled_from(["", ' isPermaLink="true"', ' isPermaLink="false"']))
+            parts.append(f"<guid{attr}>{draw(_TEXT)}</guid>")
+        elif kind == "pubDate":
+            parts.append(f"<pubDate>{draw(_DATES)}</pubDate>")
+        elif kind == "enclosure":
+            parts.append('<enclosure url="http://x/a.mp3" length="1" type="audio/mpeg"/>')
+        elif kind == "media:content":
+            parts.append('<media:content url="http://x/a.jpg"/>')
+        elif kind == "typed-description":
+            parts.append(f'<description type="text/plain">{draw(_TEXT)}</description>')
+        elif kind == "empty-category":
+            parts.append("<category></category>")
+        elif kind == "category":
+            domain = draw(st.sampled_from(["", ' domain="d"']))
+            parts.append(f"<category{domain}>{draw(_TEXT)}</category>")
+        else:
+            parts.append(f"<{kind}>{draw(_TEXT)}</{kind}>")
+    return "<item>" + "".join(parts) + "</item>"
+
+
+@st.composite
+def rss_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    items = "".join(draw(st.lists(_rss_item(), max_size=4)))
+    title = draw(st.sampled_from(["", f"<title>{draw(_TEXT)}</title>"]))
+    decl = draw(st.sampled_from(["", '<?xml version="1.0" encoding="utf-8"?>\n']))
+    namespaces = (
+        ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+        ' xmlns:media="http://search.yahoo.com/mrss/"'
+    )
+    document = f'{decl}<rss version="2.0"{namespaces}><channel>{title}{items}</channel></rss>'
+    content_type = draw(
+        st.sampled_from(
+            ["application/rss+xml", "text/xml", "application/xml; charset=utf-8", "text/html"]
+        )
+    )
+    headers = {"content-type": content_type}
+    if draw(st.integers(0, 9)) == 0:
+        headers["content-location"] = "http://example.org/feeds/"
+    return document.encode(), headers
+
+
+def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
+    try:
+        return parse("f", result, fast=fast)
+    except ParseError as exc:
+        return str(exc)
+
+
+@settings(max_examples=FAST_EXAMPLES, deadline=None)
+@given(rss_documents())
+def test_the_rss_fast_path_reads_exactly_what_feedparser_reads(
+    case: tuple[bytes, dict[str, str]],
+) -> None:
+    body, headers = case
+    result = FetchResult(url="http://x/", status=200, body=body, headers=headers)
+    event("fast path" if parse_rss20(body, headers) is not None else "feedparser")
+    assert _outcome(result, fast=True) == _outcome(result, fast=False)
+
+
+def test_every_golden_rss20_feed_takes_the_fast_path_with_the_same_items() -> None:
+    fast = 0
+    for path in sorted(FEEDS.iterdir()):
+        if path.name.endswith(".expected.json"):
+            continue
+        kind = "application/feed+json" if path.suffix == ".json" else "application/rss+xml"
+        result = FetchResult(
+            url="http://x/", status=200, body=path.read_bytes(), headers={"content-type": kind}
+        )
+        fast += parse_rss20(result.body, result.headers) is not None
+        assert parse("f", result) == parse("f", result, fast=False), path.name
+    assert fast >= 4

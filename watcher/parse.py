@@ -23,6 +23,7 @@ import feedparser
 
 from watcher.exceptions import ParseError
 from watcher.models import FetchResult, Item, ParsedFeed
+from watcher.rss_fast import parse_rss20
 from watcher.text import html_to_text, plain_text
 
 MAX_FIELD_CHARS = 65536
@@ -161,8 +162,12 @@ def _ascii_views(body: bytes) -> Iterator[bytes]:
                 continue
 
 
-def parse(feed: str, result: FetchResult) -> ParsedFeed:
-    """Items of a downloaded document; raises :class:`ParseError` naming the feed."""
+def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
+    """Items of a downloaded document; raises :class:`ParseError` naming the feed.
+
+    Plain RSS 2.0 goes through :mod:`watcher.rss_fast` (the same items, several times
+    faster); ``fast=False`` sends everything through feedparser, the reference.
+    """
     body = result.body
     if not body.strip():
         raise ParseError(feed, "the server sent an empty body")
@@ -173,6 +178,13 @@ def parse(feed: str, result: FetchResult) -> ParsedFeed:
     if _declares_entities(body):
         raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
     body = _numeric_entities(_repair_utf8(body, content_type))
+    if fast and (read := parse_rss20(body, result.headers)) is not None:
+        channel, entries = read
+        return ParsedFeed(
+            title=_detail_text(channel.get("title_detail"), channel.get("title", "")),
+            items=_dedupe(_entry_to_item(feed, entry) for entry in entries),
+            version="rss20",
+        )
     try:
         parsed = feedparser.parse(
             io.BytesIO(body),
