@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from watcher.exceptions import ParseError
 from watcher.models import FetchResult, ParsedFeed
 from watcher.parse import MAX_FIELD_CHARS, clean_link, item_identity, parse
-from watcher.rss_fast import parse_rss20
+from watcher.rss_fast import read_fast
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 GOLDEN = sorted(p for p in FEEDS.iterdir() if not p.name.endswith(".expected.json"))
@@ -210,7 +210,7 @@ def test_dates_far_future_zoneless_and_garbage_are_tolerated() -> None:
     assert items[2].published is None
 
 
-# -- the RSS 2.0 fast path against feedparser --------------------------------------------------
+# -- the RSS 2.0 and Atom 1.0 fast path against feedparser --------------------------------------------------
 
 FAST_EXAMPLES = int(os.environ.get("HYPOTHESIS_FAST_PATH_EXAMPLES", "400"))
 
@@ -314,6 +314,68 @@ def rss_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
     return document.encode(), headers
 
 
+@st.composite
+def _atom_entry(draw: st.DrawFn) -> str:
+    parts = []
+    kinds = st.sampled_from(
+        [
+            "title",
+            "typed-title",
+            "id",
+            "link",
+            "published",
+            "updated",
+            "summary",
+            "content",
+            "author",
+            "category",
+            "xhtml",
+            "media:title",
+        ]
+    )
+    for kind in draw(st.lists(kinds, max_size=9)):
+        text = draw(_TEXT)
+        if kind == "typed-title":
+            kind_attr = draw(st.sampled_from(["text", "html", "xhtml", "text/html"]))
+            parts.append(f'<title type="{kind_attr}">{text}</title>')
+        elif kind == "link":
+            rel = draw(st.sampled_from(["", ' rel="alternate"', ' rel="self"', ' rel="enclosure"']))
+            kind_attr = draw(st.sampled_from(["", ' type="text/html"', ' type="application/pdf"']))
+            href = draw(st.sampled_from(["http://x/a?b=1&amp;c=2", "/rel", "http:///x", ""]))
+            parts.append(f'<link{rel}{kind_attr} href="{href}"/>')
+        elif kind in ("published", "updated"):
+            parts.append(f"<{kind}>{draw(_DATES)}</{kind}>")
+        elif kind in ("summary", "content"):
+            kind_attr = draw(st.sampled_from(["", ' type="text"', ' type="html"']))
+            parts.append(f"<{kind}{kind_attr}>{text}</{kind}>")
+        elif kind == "author":
+            name = draw(st.sampled_from(["", f"<name>{text}</name>"]))
+            email = draw(st.sampled_from(["", "<email>a@b.org</email>"]))
+            parts.append(f"<author>{name}{email}</author>")
+        elif kind == "category":
+            term = draw(st.sampled_from(["", ' term="t"', ' term="u"']))
+            scheme = draw(st.sampled_from(["", ' scheme="s"']))
+            parts.append(f"<category{term}{scheme}>{draw(st.sampled_from(['', 'x']))}</category>")
+        elif kind == "xhtml":
+            parts.append(
+                '<content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">x</div></content>'
+            )
+        else:
+            parts.append(f"<{kind}>{text}</{kind}>")
+    return "<entry>" + "".join(parts) + "</entry>"
+
+
+@st.composite
+def atom_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+    entries = "".join(draw(st.lists(_atom_entry(), max_size=4)))
+    title = draw(st.sampled_from(["", f"<title>{draw(_TEXT)}</title>"]))
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"'
+        f' xmlns:media="http://search.yahoo.com/mrss/">{title}{entries}</feed>'
+    )
+    return document.encode(), {"content-type": "application/atom+xml"}
+
+
 def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
     try:
         return parse("f", result, fast=fast)
@@ -322,17 +384,17 @@ def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
 
 
 @settings(max_examples=FAST_EXAMPLES, deadline=None)
-@given(rss_documents())
-def test_the_rss_fast_path_reads_exactly_what_feedparser_reads(
+@given(st.one_of(rss_documents(), atom_documents()))
+def test_the_fast_path_reads_exactly_what_feedparser_reads(
     case: tuple[bytes, dict[str, str]],
 ) -> None:
     body, headers = case
     result = FetchResult(url="http://x/", status=200, body=body, headers=headers)
-    event("fast path" if parse_rss20(body, headers) is not None else "feedparser")
+    event("fast path" if read_fast(body, headers) is not None else "feedparser")
     assert _outcome(result, fast=True) == _outcome(result, fast=False)
 
 
-def test_every_golden_rss20_feed_takes_the_fast_path_with_the_same_items() -> None:
+def test_golden_rss_and_atom_feeds_take_the_fast_path_with_the_same_items() -> None:
     fast = 0
     for path in sorted(FEEDS.iterdir()):
         if path.name.endswith(".expected.json"):
@@ -341,6 +403,6 @@ def test_every_golden_rss20_feed_takes_the_fast_path_with_the_same_items() -> No
         result = FetchResult(
             url="http://x/", status=200, body=path.read_bytes(), headers={"content-type": kind}
         )
-        fast += parse_rss20(result.body, result.headers) is not None
+        fast += read_fast(result.body, result.headers) is not None
         assert parse("f", result) == parse("f", result, fast=False), path.name
-    assert fast >= 4
+    assert fast >= 5

@@ -1,4 +1,4 @@
-"""A fast path for the most common feed there is: well-formed RSS 2.0.
+"""A fast path for the most common feeds there are: well-formed RSS 2.0 and Atom 1.0.
 
 feedparser reads a document through a pure-Python SAX handler, about 280 us per item;
 expat building an ElementTree reads the same document in a fraction of that. This
@@ -34,6 +34,7 @@ CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 DC = "{http://purl.org/dc/elements/1.1/}"
 MEDIA = "{http://search.yahoo.com/mrss/}"
 XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+ATOM = "{http://www.w3.org/2005/Atom}"
 
 # What an <item> may hold. Text: read. Quiet: feedparser keeps it somewhere we never
 # read (links, media lists), so it may be there, but must be plain (no children).
@@ -56,8 +57,11 @@ class _Refused(Exception):
     """The document holds something only feedparser reads faithfully."""
 
 
-def parse_rss20(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any], list[Any]] | None:
-    """feedparser's ``(feed, entries)`` for a plain RSS 2.0 document, or None."""
+Read = tuple[dict[str, Any], list[dict[str, Any]], str]
+
+
+def read_fast(body: bytes, headers: Mapping[str, str]) -> Read | None:
+    """feedparser's ``(feed, entries, version)`` for plain RSS 2.0 or Atom 1.0, or None."""
     if not AVAILABLE:
         return None
     if "content-location" in {k.lower() for k in headers}:
@@ -73,29 +77,37 @@ def parse_rss20(body: bytes, headers: Mapping[str, str]) -> tuple[dict[str, Any]
         root = ET.fromstring(data)
     except ET.ParseError:
         return None  # not well-formed: feedparser's loose parser reads it its own way
+    try:
+        for element in root.iter():
+            if XML_BASE in element.attrib:
+                raise _Refused
+        if root.tag == f"{ATOM}feed":
+            feed, entries = _atom(root)
+            return feed, entries, "atom10"
+        rss = _rss(root)
+        return (rss[0], rss[1], "rss20") if rss is not None else None
+    except _Refused:
+        return None
+
+
+def _rss(root: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     if root.tag != "rss" or root.get("version") != "2.0" or len(root) != 1:
         return None
     channel = root[0]
     if channel.tag != "channel":
         return None
-    try:
-        for element in root.iter():
-            if XML_BASE in element.attrib:
-                raise _Refused
-        items = [child for child in channel if child.tag == "item"]
-        if len(items) != sum(1 for _ in root.iter("item")):
-            raise _Refused  # an item outside the channel
-        titles = [child for child in channel if child.tag == "title"]
-        if len(titles) > 1:
-            raise _Refused
-        feed: dict[str, Any] = {}
-        if titles:
-            value, kind = _text_value(titles[0], plain=True)
-            feed["title"] = value
-            feed["title_detail"] = {"type": kind, "value": value}
-        return feed, [_entry(item) for item in items]
-    except _Refused:
-        return None
+    items = [child for child in channel if child.tag == "item"]
+    if len(items) != sum(1 for _ in root.iter("item")):
+        raise _Refused  # an item outside the channel
+    titles = [child for child in channel if child.tag == "title"]
+    if len(titles) > 1:
+        raise _Refused
+    feed: dict[str, Any] = {}
+    if titles:
+        value, kind = _text_value(titles[0], plain=True)
+        feed["title"] = value
+        feed["title_detail"] = {"type": kind, "value": value}
+    return feed, [_entry(item) for item in items]
 
 
 def _entry(item: ET.Element) -> dict[str, Any]:
@@ -195,3 +207,126 @@ def _text_value(element: ET.Element, *, plain: bool = False, uri: bool = False) 
     if _C1_CONTROLS.search(value):  # translate() is slow on non-ASCII text: only if needed
         value = value.translate(_cp1252)
     return value, kind
+
+
+# -- Atom 1.0 ---------------------------------------------------------------------------------
+
+_ATOM_ONCE = frozenset(
+    f"{ATOM}{name}" for name in ("title", "id", "published", "updated", "summary", "content")
+) | {f"{ATOM}author"}
+_TEXT_TYPES = {None: "text/plain", "text": "text/plain", "html": "text/html"}
+_HTML_TYPES = {"text/html", "application/xhtml+xml"}
+
+
+def _atom(root: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    entries = [child for child in root if child.tag == f"{ATOM}entry"]
+    if len(entries) != sum(1 for _ in root.iter(f"{ATOM}entry")):
+        raise _Refused  # an entry inside something else (a source, say)
+    titles = [child for child in root if child.tag == f"{ATOM}title"]
+    if len(titles) > 1:
+        raise _Refused
+    feed: dict[str, Any] = {}
+    if titles:
+        value, kind = _atom_text(titles[0])
+        feed["title"] = value
+        feed["title_detail"] = {"type": kind, "value": value}
+    return feed, [_atom_entry(entry) for entry in entries]
+
+
+def _atom_entry(element: ET.Element) -> dict[str, Any]:
+    if element.attrib or (element.text or "").strip():
+        raise _Refused
+    seen: set[str] = set()
+    entry: dict[str, Any] = {}
+    tags: list[dict[str, str | None]] = []
+    id_link: str | None = None
+    for child in element:
+        tag = child.tag
+        if tag in _ATOM_ONCE:
+            if tag in seen:
+                raise _Refused
+            seen.add(tag)
+        local = tag.removeprefix(ATOM)
+        if local == tag:
+            raise _Refused  # another vocabulary: feedparser may map it onto our fields
+        if local == "link":
+            href = child.get("href")
+            if not href or len(child) or set(child.attrib) - {"href", "rel", "type", "title"}:
+                raise _Refused
+            rel = child.get("rel", "alternate")
+            kind = child.get("type", "application/atom+xml" if rel == "self" else "text/html")
+            if rel == "alternate" and _FeedParserMixin.map_content_type(kind) in _HTML_TYPES:
+                entry["link"] = _urljoin("", href.strip())
+        elif local == "category":
+            if len(child) or set(child.attrib) - {"term", "scheme", "label"}:
+                raise _Refused
+            value, _ = _text_value(child)
+            _add_atom_category(tags, child.get("term"), child.get("scheme"), child.get("label"))
+            if value:
+                _add_category(tags, value, None)
+        elif local == "author":
+            entry["author"] = _atom_author(child)
+        elif local in ("title", "summary", "content"):
+            value, kind = _atom_text(child)
+            if local == "title":
+                entry["title"] = value
+                entry["title_detail"] = {"type": kind, "value": value}
+            elif local == "summary":
+                entry["summary"] = value
+                entry["summary_detail"] = {"type": kind, "value": value}
+            else:
+                entry["content"] = [{"type": kind, "value": value}]
+        elif local in ("id", "published", "updated"):
+            if len(child) or child.attrib:
+                raise _Refused
+            value, _ = _text_value(child, uri=local == "id")
+            if local == "id":
+                entry["id"] = id_link = value
+            else:
+                entry[f"{local}_parsed"] = _parse_date(value)
+        else:
+            raise _Refused
+    # The id is the link when there is no alternate link (feedparser's guid rule).
+    if id_link is not None and "link" not in entry:
+        entry["link"] = id_link
+    if "content" in entry and "summary" not in entry:
+        entry["summary"] = entry["content"][0]["value"]
+    if tags:
+        entry["tags"] = tags
+    return entry
+
+
+def _atom_text(element: ET.Element) -> tuple[str, str]:
+    """A text construct: text or html only (xhtml and other types go to feedparser)."""
+    kind = _TEXT_TYPES.get(element.get("type"))
+    if kind is None or len(element) or set(element.attrib) - {"type"}:
+        raise _Refused
+    value, _ = _text_value(element)
+    return value, kind
+
+
+def _atom_author(element: ET.Element) -> str:
+    """feedparser's name, or "name (email)", from the author's own name and email."""
+    if element.attrib or (element.text or "").strip():
+        raise _Refused
+    parts: dict[str, str] = {}
+    for child in element:
+        local = child.tag.removeprefix(ATOM)
+        if local not in ("name", "email", "uri") or local in parts or len(child) or child.attrib:
+            raise _Refused
+        parts[local] = (child.text or "").strip()  # feedparser only strips these
+    name, email = parts.get("name"), parts.get("email")
+    if name and email:
+        return f"{name} ({email})"
+    return name or email or ""
+
+
+def _add_atom_category(
+    tags: list[dict[str, str | None]], term: str | None, scheme: str | None, label: str | None
+) -> None:
+    """feedparser's _add_tag for an Atom category's attributes."""
+    if not term and not scheme and not label:
+        return
+    tag: dict[str, str | None] = {"term": term, "scheme": scheme, "label": label}
+    if tag not in tags:
+        tags.append(tag)
