@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import FeedServer, Receiver, Route, Story, rss
+from support import FeedServer, Receiver, Route, Story, rss, wait_until
 
 from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
@@ -649,17 +649,8 @@ def test_the_pool_stops_when_idle_and_small_documents_stay_in_process() -> None:
     assert parsers._pool is None
     parsers.parse("f", _big_feed())
     assert parsers._pool is not None
-    assert wait_for(lambda: parsers._pool is None, 10)
+    assert wait_until(lambda: parsers._pool is None, 10)
     parsers.shutdown()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_where_no_worker_can_start_feeds_are_parsed_in_the_daemon(

@@ -74,6 +74,22 @@ def baselined(db: Path, count: int) -> bool:
         conn.close()
 
 
+def one_feed_daemon(
+    feed_server: FeedServer, receiver: Receiver, db: Path, tmp_path: Path, daemons: list[Daemon]
+) -> tuple[Daemon, Story]:
+    """A daemon polling one feed ("news") every second, started and past its baseline."""
+    story = Story()
+    story.add(0, "Before watcher started")
+    feed_server.routes["/news"] = Route(story.body())
+    config = tmp_path / "config.yaml"
+    config.write_text(config_text(db, {"news": feed_server.url("/news")}, receiver.url))
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemons.append(daemon)
+    daemon.start()
+    assert wait_until(lambda: baselined(db, 1), 30), daemon.log_text()
+    return daemon, story
+
+
 @pytest.fixture
 def daemons(tmp_path: Path) -> Iterator[list[Daemon]]:
     """Daemons a test starts; all killed at the end whatever happens."""
@@ -255,17 +271,9 @@ def test_a_full_disk_pauses_the_feed_says_so_and_recovers_when_space_returns(
 def test_a_read_only_database_is_reported_and_nothing_is_sent_until_it_is_writable(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
-    story = Story()
-    story.add(0, "Before watcher started")
-    feed_server.routes["/news"] = Route(story.body())
     state = tmp_path / "state"
     db = state / "watcher.db"
-    config = tmp_path / "config.yaml"
-    config.write_text(config_text(db, {"news": feed_server.url("/news")}, receiver.url))
-    daemon = Daemon(config, tmp_path / "daemon.log")
-    daemons.append(daemon)
-    daemon.start()
-    assert wait_until(lambda: baselined(db, 1), 30), daemon.log_text()
+    daemon, story = one_feed_daemon(feed_server, receiver, db, tmp_path, daemons)
     assert daemon.signal(signal.SIGTERM) == 0
 
     story.add(1, "Kharkiv: published while the database is read-only")
@@ -273,7 +281,7 @@ def test_a_read_only_database_is_reported_and_nothing_is_sent_until_it_is_writab
     # Linux refuses to make a file system read-only under a process writing to it, so the
     # daemon meets it read-only at start (a disk remounted read-only after errors, say).
     read_only = f"mount --bind {state} {state} && mount -o bind,remount,ro {state}"
-    blocked = NamespacedDaemon(config, tmp_path / "blocked.log", state, read_only)
+    blocked = NamespacedDaemon(daemon.config, tmp_path / "blocked.log", state, read_only)
     daemons.append(blocked)
     blocked.start()
     assert blocked.proc is not None
@@ -298,16 +306,8 @@ def test_a_read_only_database_is_reported_and_nothing_is_sent_until_it_is_writab
 def test_a_long_notifier_outage_delivers_everything_in_order_when_it_ends(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path, daemons: list[Daemon]
 ) -> None:
-    story = Story()
-    story.add(0, "Before watcher started")
-    feed_server.routes["/news"] = Route(story.body())
     db = tmp_path / "watcher.db"
-    config = tmp_path / "config.yaml"
-    config.write_text(config_text(db, {"news": feed_server.url("/news")}, receiver.url))
-    daemon = Daemon(config, tmp_path / "daemon.log")
-    daemons.append(daemon)
-    daemon.start()
-    assert wait_until(lambda: baselined(db, 1), 30), daemon.log_text()
+    daemon, story = one_feed_daemon(feed_server, receiver, db, tmp_path, daemons)
 
     receiver.status = 503
     titles = []

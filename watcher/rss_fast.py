@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 try:  # feedparser's own steps, so values come out as feedparser makes them
@@ -99,15 +99,21 @@ def _rss(root: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]] | None
     items = [child for child in channel if child.tag == "item"]
     if len(items) != sum(1 for _ in root.iter("item")):
         raise _Refused  # an item outside the channel
-    titles = [child for child in channel if child.tag == "title"]
+    feed = _feed_title(channel, "title", lambda title: _text_value(title, plain=True))
+    return feed, [_entry(item) for item in items]
+
+
+def _feed_title(
+    parent: ET.Element, tag: str, read: Callable[[ET.Element], tuple[str, str]]
+) -> dict[str, Any]:
+    """The feed's title and its detail, as feedparser files them (one title at most)."""
+    titles = [child for child in parent if child.tag == tag]
     if len(titles) > 1:
         raise _Refused
-    feed: dict[str, Any] = {}
-    if titles:
-        value, kind = _text_value(titles[0], plain=True)
-        feed["title"] = value
-        feed["title_detail"] = {"type": kind, "value": value}
-    return feed, [_entry(item) for item in items]
+    if not titles:
+        return {}
+    value, kind = read(titles[0])
+    return {"title": value, "title_detail": {"type": kind, "value": value}}
 
 
 def _entry(item: ET.Element) -> dict[str, Any]:
@@ -222,14 +228,7 @@ def _atom(root: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     entries = [child for child in root if child.tag == f"{ATOM}entry"]
     if len(entries) != sum(1 for _ in root.iter(f"{ATOM}entry")):
         raise _Refused  # an entry inside something else (a source, say)
-    titles = [child for child in root if child.tag == f"{ATOM}title"]
-    if len(titles) > 1:
-        raise _Refused
-    feed: dict[str, Any] = {}
-    if titles:
-        value, kind = _atom_text(titles[0])
-        feed["title"] = value
-        feed["title_detail"] = {"type": kind, "value": value}
+    feed = _feed_title(root, f"{ATOM}title", _atom_text)
     return feed, [_atom_entry(entry) for entry in entries]
 
 
