@@ -147,8 +147,9 @@ def test_random_sigkills_lose_no_alert_and_duplicate_at_most_one_per_kill(
     missing = [t for t in expected if not got[t]]
     assert done and not missing, f"seed {seed}: lost {missing}\n{daemon.log_text()[-3000:]}"
     assert set(got) == set(expected), f"seed {seed}: alerted what matched nothing"
+    # Each kill may leave one send unrecorded; one alert can be in flight at two kills.
     duplicates = {t: c for t, c in got.items() if c > 1}
-    assert max(got.values()) <= 2 and len(duplicates) <= kills, f"seed {seed}: {duplicates}"
+    assert sum(c - 1 for c in duplicates.values()) <= kills, f"seed {seed}: {duplicates}"
     assert integrity(db) == "ok"
     conn = sqlite3.connect(db)
     assert conn.execute("SELECT DISTINCT status FROM alerts").fetchall() == [("sent",)]
@@ -325,6 +326,25 @@ def test_a_long_notifier_outage_delivers_everything_in_order_when_it_ends(
     receiver.status = 200
     assert wait_until(lambda: len(receiver.titles()) >= 8, 60), daemon.log_text()[-3000:]
     assert receiver.titles() == titles  # all of them, once each, in the order queued
+    assert daemon.signal(signal.SIGTERM) == 0
+
+
+def test_an_alert_queued_during_a_delivery_pass_goes_out_when_the_pass_ends(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Not at the next 30-second tick: the pass that was busy wakes delivery again."""
+    db = tmp_path / "watcher.db"
+    daemon, story = one_feed_daemon(feed_server, receiver, db, tmp_path, daemons)
+    receiver.delay = 3.0  # a slow service: the first pass is still sending
+    story.add(1, "Kharkiv: first")
+    feed_server.routes["/news"].body = story.body()
+    assert wait_until(lambda: receiver.attempts >= 1, 20)
+    story.add(2, "Kharkiv: second, queued while the first is being sent")
+    feed_server.routes["/news"].body = story.body()
+    queued = time.monotonic()
+    assert receiver.wait_for(2, timeout=25)[-1]["title"].endswith("being sent")
+    assert time.monotonic() - queued < 15, daemon.log_text()[-2000:]
+    assert "maximum number of running instances" not in daemon.log_text()
     assert daemon.signal(signal.SIGTERM) == 0
 
 

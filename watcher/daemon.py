@@ -82,6 +82,7 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._deliver_lock = threading.Lock()
+        self._delivery_wanted = threading.Event()  # a poll queued alerts since the last pass
         self._busy_lock = threading.Lock()
         self._busy: dict[str, float] = {}  # feed -> monotonic start of its running poll
         self._last_poll_done = time.monotonic()
@@ -132,13 +133,30 @@ class Daemon:
         if outcome.alerts:
             # Wake the delivery job rather than deliver here: a slow notifier must never
             # hold up this feed's next poll.
-            job = self.scheduler.get_job("deliver")
-            if job is not None:
-                job.modify(next_run_time=datetime.now(UTC))
+            self._delivery_wanted.set()
+            if not self._deliver_lock.locked():
+                self._wake_delivery()
+            # else the pass in progress wakes it when it ends (see _deliver)
+
+    def _wake_delivery(self) -> None:
+        job = self.scheduler.get_job("deliver")
+        if job is not None and not self._stop.is_set():
+            job.modify(next_run_time=datetime.now(UTC))
 
     def _deliver(self) -> None:
         if not self._deliver_lock.acquire(blocking=False):
             return
+        self._delivery_wanted.clear()
+        try:
+            self._deliver_pass()
+        finally:
+            self._deliver_lock.release()
+        # Alerts queued while this pass ran: after the release, so a poll that queues
+        # one now either sees the lock free and wakes delivery itself, or is seen here.
+        if self._delivery_wanted.is_set():
+            self._wake_delivery()
+
+    def _deliver_pass(self) -> None:
         try:
             running = self.current
             deliver_pending(
@@ -151,8 +169,6 @@ class Daemon:
             self._wake_delivery_at(self.store.next_attempt_at())
         except Exception:
             log.exception("delivery pass crashed; pending alerts stay queued")
-        finally:
-            self._deliver_lock.release()
 
     def _wake_delivery_at(self, due: datetime | None) -> None:
         """Run delivery again when the next retry is due, if that is before the next tick:
