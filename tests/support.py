@@ -225,8 +225,16 @@ class Daemon:
         self.config, self.log = config, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra: list[str] = []  # more arguments for `watcher run`
+        self._starts_before = 0
+
+    def started(self, timeout: float = 30.0) -> bool:
+        """Wait until the process started last has logged that it runs (signals handled)."""
+        return wait_until(
+            lambda: self.log_text().count("watcher started") > self._starts_before, timeout
+        )
 
     def start(self) -> None:
+        self._starts_before = self.log_text().count("watcher started") if self.log.exists() else 0
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [

@@ -14,9 +14,9 @@ def test_every_public_name_resolves() -> None:
         assert getattr(watcher, name) is not None, name
 
 
-def test_the_parser_imports_without_the_daemons_dependencies() -> None:
+def test_the_parse_workers_import_without_the_daemons_dependencies() -> None:
     code = (
-        "import sys, watcher.parse; "
+        "import sys, watcher.workers; "
         "print(','.join(m for m in ('sqlalchemy', 'apprise', 'jinja2', 'pydantic', 'httpx') "
         "if m in sys.modules))"
     )

@@ -16,9 +16,10 @@ from watcher.fetch import Fetcher
 from watcher.models import Alert, FetchResult
 from watcher.notify import build_notifiers
 from watcher.parse import parse
-from watcher.pipeline import Parsers, backoff_delay, deliver_pending, poll_feed
+from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import PollRecord, Store
+from watcher.workers import Parsers
 
 
 def make_config(feed_server: FeedServer, receiver: Receiver, *paths: str) -> Config:
@@ -666,3 +667,23 @@ def test_where_no_worker_can_start_feeds_are_parsed_in_the_daemon(
     result = _big_feed()
     assert parsers.parse("f", result) == parse("f", result)
     assert parsers.processes == 0 and parsers._pool is None
+
+
+def test_workers_that_match_find_what_the_daemon_finds() -> None:
+    """test-run's pool: each worker builds the rule set once and matches what it parses."""
+    config = parse_config(
+        "entities: {kharkiv: {aliases: [Kharkiv, Харків], transliterate: true}}\n"
+        "rules: [{name: k, entities: [kharkiv]}, {name: q, query: 'story AND NOT officials'}]\n"
+    )
+    ruleset = RuleSet.from_config(config)
+    result = _big_feed()
+    parsers = Parsers(2)
+    parsers.configure(2, rules=(config.rules, config.entities))
+    try:
+        parsed, matched = parsers.parse_and_match("f", result, ruleset, tags=("t",))
+        assert parsers._pool is not None
+    finally:
+        parsers.shutdown()
+    assert parsed == parse("f", result)
+    assert matched == [(item, ruleset.match(item, tags=("t",))) for item in parsed.items]
+    assert sum(len(m) for _, m in matched) == 60  # every story names Kharkiv

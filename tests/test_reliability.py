@@ -142,6 +142,7 @@ def test_random_sigkills_lose_no_alert_and_duplicate_at_most_one_per_kill(
 
     receiver.delay = 0.0
     done = wait_until(lambda: set(expected) <= set(receiver.titles()), 90)
+    assert daemon.started(), daemon.log_text()[-2000:]  # SIGTERM before that is a plain kill
     assert daemon.signal(signal.SIGTERM) == 0
     got = Counter(receiver.titles())
     missing = [t for t in expected if not got[t]]

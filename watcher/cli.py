@@ -33,11 +33,12 @@ from watcher.exceptions import ConfigError, FeedError, StoreError
 from watcher.fetch import Fetcher, make_fetcher
 from watcher.models import FetchResult, Item, Match, NotModified
 from watcher.parse import parse
-from watcher.pipeline import PARSERS, configure_parsing, fetch_feed, match_items
 from watcher.pipeline import backtest as backtest_items
+from watcher.pipeline import configure_parsing, fetch_feed, match_items
 from watcher.rules import RuleSet
 from watcher.store import AlertRecord, FeedStatus, Store
 from watcher.text import html_to_text
+from watcher.workers import PARSERS
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -194,10 +195,10 @@ def _try_feed(
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
             return _FeedReport(feed, source=feed.url)
-        parsed = PARSERS.parse(feed.name, result)
+        parsed, matched = PARSERS.parse_and_match(feed.name, result, ruleset, tags=feed.tags)
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=feed.url)
-    return _report(feed, parsed.items, ruleset, rules, feed.url)
+    return _report(feed, parsed.items, matched, rules, feed.url)
 
 
 def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
@@ -213,14 +214,18 @@ def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
         return _FeedReport(feed, error=f"{path}: {exc.strerror}", source=str(path))
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=str(path))
-    return _report(feed, parsed.items, ruleset, rules, str(path))
+    return _report(feed, parsed.items, match_items(parsed.items, ruleset), rules, str(path))
 
 
 def _report(
-    feed: FeedConfig, items: Sequence[Item], ruleset: RuleSet, rules: set[str], source: str
+    feed: FeedConfig,
+    items: Sequence[Item],
+    found: Sequence[tuple[Item, list[Match]]],
+    rules: set[str],
+    source: str,
 ) -> _FeedReport:
     matched = []
-    for item, matches in match_items(items, ruleset, tags=feed.tags):
+    for item, matches in found:
         kept = [m for m in matches if not rules or m.rule in rules]
         if kept:
             matched.append((item, kept))
@@ -302,7 +307,7 @@ def test_run(
     ruleset = RuleSet.from_config(config)
     rules = set(rule_names)
     workers = max(1, min(config.fetch.max_connections, len(feeds) + len(files)))
-    configure_parsing(config)
+    configure_parsing(config, match=True)
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_try_feed, f, config, fetcher, ruleset, rules) for f in feeds]
         futures += [pool.submit(_try_file, p, ruleset, rules) for p in files]

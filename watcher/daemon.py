@@ -29,10 +29,11 @@ from watcher.exceptions import ConfigError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
 from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
-from watcher.pipeline import PARSERS, configure_parsing, deliver_pending, poll_feed
+from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import Store
 from watcher.systemd import Notifier as Systemd
+from watcher.workers import PARSERS
 
 log = logging.getLogger(__name__)
 

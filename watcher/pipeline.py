@@ -7,13 +7,9 @@ recorded and logged here, never raised to the scheduler.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import random
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,103 +25,22 @@ from watcher.models import (
     Item,
     Match,
     NotModified,
-    ParsedFeed,
     PendingAlert,
 )
 from watcher.notify import Notifier
-from watcher.parse import parse
 from watcher.rules import RuleSet
 from watcher.store import KEEP, PollRecord, Store
+from watcher.workers import PARSERS, default_parse_processes
 
 log = logging.getLogger(__name__)
 
 
-class Parsers:
-    """Where documents are parsed: in worker processes when there are cores to spare.
-
-    Parsing is CPU work under the GIL, so threads cannot share it out; processes can.
-    The pool starts on the first document worth sending (small ones are parsed here:
-    the round trip would cost more), and stops after a minute without work, so a daemon
-    whose feeds rarely change carries no extra processes. In this process, one
-    document at a time: twenty fetch threads parsing at once are no faster than one,
-    but hold twenty parse trees in memory. A worker that dies (the OOM killer, say)
-    costs one retry here, never the poll.
-    """
-
-    MIN_BYTES = 16_384
-    IDLE = 60.0
-
-    def __init__(self, processes: int = 0) -> None:
-        self.processes = processes
-        self._lock = threading.Lock()
-        self._here = threading.BoundedSemaphore(1)
-        self._pool: ProcessPoolExecutor | None = None
-        self._idle: threading.Timer | None = None
-
-    def configure(self, processes: int) -> None:
-        with self._lock:
-            if processes != self.processes:
-                self._stop_pool()
-            self.processes = processes
-
-    def parse(self, feed: str, result: FetchResult) -> ParsedFeed:
-        if self.processes > 0 and len(result.body) >= self.MIN_BYTES:
-            pool = None
-            try:
-                pool = self._ready_pool()
-                return pool.submit(parse, feed, result).result()
-            except BrokenProcessPool:
-                log.warning("parse worker died feed=%s; parsing it in the daemon", feed)
-                with self._lock:
-                    if self._pool is pool:
-                        self._pool = None
-            except (OSError, RuntimeError) as exc:  # no semaphores or sockets (a sandbox)
-                log.warning("parse workers cannot start, parsing in the daemon: %s", exc)
-                self.configure(0)
-        with self._here:
-            return parse(feed, result)
-
-    def _ready_pool(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                context = multiprocessing.get_context("forkserver")
-                # Workers fork from a server that imported only the parser (24 MiB), not
-                # the daemon's main module with SQLAlchemy, apprise and the rest.
-                context.set_forkserver_preload(["watcher.parse"])
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
-            if self._idle is not None:
-                self._idle.cancel()
-            self._idle = threading.Timer(self.IDLE, self.shutdown)
-            self._idle.daemon = True
-            self._idle.start()
-            return self._pool
-
-    def _stop_pool(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._stop_pool()
-
-
-def default_parse_processes() -> int:
-    """One worker per core when there is more than one core, at most four; else none."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 0 if not cores or cores < 2 else min(cores, 4)
-
-
-PARSERS = Parsers()
-
-
-def configure_parsing(config: Config) -> None:
-    """Apply the config's ``parse_processes`` to :data:`PARSERS`."""
+def configure_parsing(config: Config, *, match: bool = False) -> None:
+    """Apply the config's ``parse_processes`` to :data:`PARSERS`; with ``match``, the
+    workers also match what they parse (test-run, which matches every item)."""
     wanted = config.parse_processes
-    PARSERS.configure(default_parse_processes() if wanted == "auto" else wanted)
+    processes = default_parse_processes() if wanted == "auto" else wanted
+    PARSERS.configure(processes, rules=(config.rules, config.entities) if match else None)
 
 
 Clock = Callable[[], datetime]

@@ -1,0 +1,160 @@
+"""Worker processes that parse feeds (and, for test-run, match them), so a cold round
+uses every core.
+
+Parsing is CPU work under the GIL, so threads cannot share it out; processes can. The
+pool starts on the first document worth sending (small ones are parsed here: the
+round trip would cost more) and stops after a minute without work, so a daemon whose
+feeds rarely change carries no extra processes. Workers fork from a server that
+imported only this module and the parser (about 25 MiB each), not the daemon's main
+module with SQLAlchemy, apprise and the rest. A worker that dies (the OOM killer, say)
+costs one retry here, never the poll; a sandbox that refuses semaphores or sockets
+means parsing here.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TYPE_CHECKING, Any
+
+from watcher.models import FetchResult, Item, Match, ParsedFeed
+from watcher.parse import parse
+
+if TYPE_CHECKING:
+    from watcher.config import EntityConfig, RuleConfig
+    from watcher.rules import RuleSet
+
+log = logging.getLogger(__name__)
+
+Rules = tuple[Sequence["RuleConfig"], Mapping[str, "EntityConfig"]]
+Matched = list[tuple[Item, list[Match]]]
+
+
+class Parsers:
+    """Where documents are parsed: in worker processes when there are cores to spare.
+
+    In this process, one document at a time: twenty fetch threads parsing at once are
+    no faster than one, but hold twenty parse trees in memory.
+    """
+
+    MIN_BYTES = 16_384
+    IDLE = 60.0
+
+    def __init__(self, processes: int = 0) -> None:
+        self.processes = processes
+        self.rules: Rules | None = None  # set: workers also match (test-run)
+        self._lock = threading.Lock()
+        self._here = threading.BoundedSemaphore(1)
+        self._pool: ProcessPoolExecutor | None = None
+        self._idle: threading.Timer | None = None
+
+    def configure(self, processes: int, *, rules: Rules | None = None) -> None:
+        with self._lock:
+            if processes != self.processes or rules is not self.rules:
+                self._stop_pool()
+            self.processes, self.rules = processes, rules
+
+    def parse(self, feed: str, result: FetchResult) -> ParsedFeed:
+        parsed: ParsedFeed | None = self._in_pool(parse, feed, result)
+        if parsed is not None:
+            return parsed
+        with self._here:
+            return parse(feed, result)
+
+    def parse_and_match(
+        self, feed: str, result: FetchResult, ruleset: RuleSet, *, tags: Sequence[str] = ()
+    ) -> tuple[ParsedFeed, Matched]:
+        """Parse and match every item: in a worker when the pool matches, else here."""
+        if self.rules is not None:
+            done: tuple[ParsedFeed, Matched] | None = self._in_pool(
+                _parse_and_match, feed, result, tuple(tags)
+            )
+            if done is not None:
+                return done
+        parsed = self.parse(feed, result)
+        return parsed, [(item, ruleset.match(item, tags=tags)) for item in parsed.items]
+
+    def _in_pool(self, fn: Any, feed: str, result: FetchResult, *args: Any) -> Any:
+        """The function's result from a worker, or None to do it here."""
+        if self.processes <= 0 or len(result.body) < self.MIN_BYTES:
+            return None
+        pool = None
+        try:
+            pool = self._ready_pool()
+            return pool.submit(fn, feed, result, *args).result()
+        except BrokenProcessPool:
+            log.warning("parse worker died feed=%s; parsing it in this process", feed)
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = None
+        except (OSError, RuntimeError) as exc:  # no semaphores or sockets (a sandbox)
+            log.warning("parse workers cannot start, parsing in this process: %s", exc)
+            self.configure(0)
+        return None
+
+    def _ready_pool(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(["watcher.workers"])
+                if self.rules is None:
+                    self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
+                else:
+                    self._pool = ProcessPoolExecutor(
+                        self.processes,
+                        mp_context=context,
+                        initializer=_install_rules,
+                        initargs=self.rules,
+                    )
+            if self._idle is not None:
+                self._idle.cancel()
+            self._idle = threading.Timer(self.IDLE, self.shutdown)
+            self._idle.daemon = True
+            self._idle.start()
+            return self._pool
+
+    def _stop_pool(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._stop_pool()
+
+
+def default_parse_processes() -> int:
+    """One worker per core when there is more than one core, at most four; else none."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 0 if not cores or cores < 2 else min(cores, 4)
+
+
+PARSERS = Parsers()
+
+# -- in the worker -----------------------------------------------------------------------------
+
+_RULESET: RuleSet | None = None
+
+
+def _install_rules(rules: Sequence[RuleConfig], entities: Mapping[str, EntityConfig]) -> None:
+    """Build the rule set once per worker (compiled rules are closures: they do not pickle)."""
+    from watcher.rules import RuleSet
+
+    global _RULESET
+    _RULESET = RuleSet(rules, entities)
+
+
+def _parse_and_match(
+    feed: str, result: FetchResult, tags: tuple[str, ...]
+) -> tuple[ParsedFeed, Matched]:
+    assert _RULESET is not None, "the pool was started without rules"
+    parsed = parse(feed, result)
+    return parsed, [(item, _RULESET.match(item, tags=tags)) for item in parsed.items]
