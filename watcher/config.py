@@ -399,20 +399,25 @@ def _substitute(value: Any, path: Path_, located: _Located) -> Any:
     return _ENV.sub(repl, value)
 
 
+# libyaml's parser when PyYAML has it (its wheels do): the same node tree with line
+# marks, read about ten times faster, which a config of thousands of rules feels.
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(text: str, file: str) -> tuple[Any, _Located]:
     located = _Located(file)
+    loader = None
     try:
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:  # a character YAML refuses, found on reading
-        problem = f"character #x{exc.character:04x} is not allowed in YAML"
-        at = text.count("\n", 0, exc.position) + 1
-        located.issues.append(ConfigIssue(file, at, "", f"invalid YAML: {problem}"))
-        return None, located
-    try:
+        loader = _Loader(text)
         node = loader.get_single_node()
         if node is None:
             return None, located
         data = located.build(node, (), loader)
+    except yaml.reader.ReaderError as exc:  # a character YAML refuses
+        problem = f"character #x{exc.character:04x} is not allowed in YAML"
+        at = text.count("\n", 0, exc.position) + 1
+        located.issues.append(ConfigIssue(file, at, "", f"invalid YAML: {problem}"))
+        return None, located
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -423,7 +428,8 @@ def _read_yaml(text: str, file: str) -> tuple[Any, _Located]:
         located.issues.append(ConfigIssue(file, None, "", f"invalid YAML: {exc}"))
         return None, located
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     return data, located
 
 
