@@ -18,15 +18,7 @@ from watcher.alerts import Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig, FeedHealthSettings
 from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
 from watcher.fetch import Fetcher
-from watcher.models import (
-    Alert,
-    FeedState,
-    FetchResult,
-    Item,
-    Match,
-    NotModified,
-    PendingAlert,
-)
+from watcher.models import Alert, FeedState, FetchResult, Item, Match, NotModified, PendingAlert
 from watcher.notify import Notifier
 from watcher.rules import RuleSet
 from watcher.store import KEEP, PollRecord, Store
