@@ -19,6 +19,16 @@ from xml.sax.saxutils import escape
 
 DATA = Path(__file__).parent / "data"
 
+# The rule most daemon tests watch for: the Kharkiv entity in two spellings.
+MATCH_RULES = """\
+entities:
+  kharkiv:
+    aliases: [Kharkiv, Kharkov]
+rules:
+  - name: kharkiv
+    entities: [kharkiv]
+"""
+
 
 @dataclass
 class Route:

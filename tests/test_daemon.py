@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import Daemon, FeedServer, Receiver, Route, Story, wait_until
+from support import MATCH_RULES, Daemon, FeedServer, Receiver, Route, Story, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -44,13 +44,7 @@ feeds:
   - name: broken
     url: {feed_server.url("/broken")}
     interval: 1s
-entities:
-  kharkiv:
-    aliases: [Kharkiv, Kharkov]
-rules:
-  - name: kharkiv
-    entities: [kharkiv]
-notifiers:
+{MATCH_RULES}notifiers:
   hook: "{receiver.url}"
 """
     )

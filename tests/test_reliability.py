@@ -22,18 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Daemon, FeedServer, Receiver, Route, Story, wait_until
+from support import MATCH_RULES, Daemon, FeedServer, Receiver, Route, Story, wait_until
 
 pytestmark = pytest.mark.e2e
-
-MATCH_RULES = """\
-entities:
-  kharkiv:
-    aliases: [Kharkiv, Kharkov]
-rules:
-  - name: kharkiv
-    entities: [kharkiv]
-"""
 
 
 def config_text(
