@@ -135,6 +135,52 @@ def test_flood_guard_sends_one_summary_per_notifier() -> None:
     )
 
 
+URGENT = Match("alarm", ("explosion",), (), "", priority="urgent")
+HIGH = Match("graded", ("strike",), (), "", priority="high")
+
+
+def test_an_alert_has_the_highest_priority_of_its_rules_and_says_so() -> None:
+    routes = {**ROUTES, "graded": ("ops",)}
+    ops, mail = plan(
+        [(ITEM, [KHARKIV, HIGH])], notifiers_of=routes.__getitem__, notifiers=["ops", "mail"]
+    )
+    assert (ops.priority, ops.payload["priority"]) == ("high", "high")
+    assert ops.title == "HIGH [kharkiv, graded] Ceasefire talks in Kharkiv"
+    assert mail.priority == "normal"  # the high rule is not routed to it
+    assert mail.title.startswith("[kharkiv]")
+    styled = Style(title="{{ priority }}: {{ item.title }}")
+    (custom,) = plan(
+        [(ITEM, [URGENT])],
+        notifiers_of=lambda _: (),
+        notifiers=["ops"],
+        styles={"ops": styled},
+    )
+    assert custom.title == "urgent: Ceasefire talks in Kharkiv"
+
+
+def test_the_flood_guard_never_folds_an_urgent_alert() -> None:
+    many = [
+        (Item(feed="f", id=str(n), title=f"Kharkiv {n}"), [URGENT if n in (3, 7) else KHARKIV])
+        for n in range(13)
+    ]
+    alerts = plan(many, notifiers_of=lambda _: (), notifiers=["ops"], flood_threshold=10)
+    assert [a.title for a in alerts] == [
+        "[watcher] f: 11 matching items",
+        "URGENT [alarm] Kharkiv 3",
+        "URGENT [alarm] Kharkiv 7",
+    ]
+    assert "Kharkiv 3" not in alerts[0].body
+    assert [a.priority for a in alerts] == ["normal", "urgent", "urgent"]
+
+
+def test_a_digest_marks_high_and_urgent_lines() -> None:
+    entries = [
+        {"title": "A", "link": "", "feed": "f", "rules": ["r"], "priority": "high"},
+        {"title": "B", "link": "", "feed": "f", "rules": ["r"]},
+    ]
+    assert render_digest(entries)[1].splitlines() == ["r (2)", "• HIGH: A (f)", "• B (f)"]
+
+
 def test_digest_groups_by_rule() -> None:
     entries = [
         {"title": "A", "link": "http://x/a", "feed": "f1", "rules": ["kharkiv"]},

@@ -126,6 +126,7 @@ def test_test_run_json_lines(served: tuple[FeedServer, Path]) -> None:
     assert first["feed"] == "news"
     assert first["link"] == "http://example.org/story/3"
     assert first["matched"] == ["Kharkiv"]
+    assert first["priority"] == "normal"
 
 
 def test_test_run_only_fetches_selected_feeds(served: tuple[FeedServer, Path]) -> None:
@@ -233,6 +234,27 @@ def test_match_explains_rule_by_rule(served: tuple[FeedServer, Path]) -> None:
         "  terms: Харків",
         "  snippet: Вибухи у «Харків».",
     ]
+
+
+def test_match_and_test_run_show_a_priority_other_than_normal(
+    served: tuple[FeedServer, Path], tmp_path: Path
+) -> None:
+    _, config = served
+    graded = tmp_path / "graded.yaml"
+    graded.write_text(
+        config.read_text(encoding="utf-8").replace(
+            "entities: [kharkiv]", "entities: [kharkiv]\n    priority: {high: 3}", 1
+        ),
+        encoding="utf-8",
+    )
+    result = invoke("match", "-c", str(graded), "--rule", "kharkiv", "-", input="Kharkiv")
+    assert result.stdout.splitlines()[0] == "rule kharkiv: MATCH (score 1)"
+    result = invoke(
+        "match", "-c", str(graded), "--rule", "kharkiv", "Kharkiv", "--title", "Kharkiv"
+    )
+    assert result.stdout.splitlines()[0] == "rule kharkiv: MATCH (score 4, priority high)"
+    out = invoke("test-run", "-c", str(graded), "--feed", "news").stdout
+    assert "rule kharkiv [high]: Kharkov" in out
 
 
 def test_match_reads_a_file_and_rejects_unknown_rules(

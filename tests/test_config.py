@@ -70,6 +70,22 @@ def test_unknown_key_is_an_error_with_its_line(tmp_path: Path) -> None:
     assert errors(text, tmp_path) == ["FILE:4: feeds.0.intreval: unknown key"]
 
 
+def test_priority_is_a_level_or_scores_that_rise(tmp_path: Path) -> None:
+    head = "rules:\n  - name: r\n    keywords: [x]\n    priority: "
+    fixed = parse_config(head + "urgent\n").rules[0]
+    graded = parse_config(head + "{high: 6, urgent: 10}\n").rules[0]
+    assert (fixed.priority, graded.priority) == ("urgent", {"high": 6.0, "urgent": 10.0})
+    assert parse_config("rules:\n  - {name: r, keywords: [x]}\n").rules[0].priority == "normal"
+    levels = "low, normal, high, urgent"
+    for value, why in [
+        ("hgh", f"expected one of {levels}, or scores such as {{high: 6, urgent: 10}}"),
+        ("{hgh: 3}", f"'hgh' is not a priority; use {levels}"),
+        ("{high: -1}", "the score for high must be a number >= 0, got -1"),
+        ("{high: 6, urgent: 3}", "scores must rise with priority: high 6, urgent 3"),
+    ]:
+        assert errors(head + value + "\n", tmp_path) == [f"FILE:4: rules.0.priority: {why}"]
+
+
 def test_unknown_top_level_key(tmp_path: Path) -> None:
     assert errors("feeds: []\nruels: []\n", tmp_path) == ["FILE:2: ruels: unknown key"]
 

@@ -13,7 +13,7 @@ from support import FeedServer, Receiver, Route, Story, rss, wait_until
 from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
 from watcher.fetch import Fetcher
-from watcher.models import Alert, FetchResult
+from watcher.models import Alert, FetchResult, Priority
 from watcher.notify import build_notifiers
 from watcher.parse import parse
 from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
@@ -425,7 +425,15 @@ def outbox(receivers: dict[str, str], extra: str = "", max_age: str = "24h") -> 
     )
 
 
-def queue(store: Store, notifier: str, count: int, at: datetime, *, start: int = 0) -> None:
+def queue(
+    store: Store,
+    notifier: str,
+    count: int,
+    at: datetime,
+    *,
+    start: int = 0,
+    priority: Priority = "normal",
+) -> None:
     alerts = [
         Alert(
             feed="f",
@@ -440,7 +448,9 @@ def queue(store: Store, notifier: str, count: int, at: datetime, *, start: int =
                 "link": f"http://x/{n}",
                 "feed": "f",
                 "rules": ["kharkiv"],
+                "priority": priority,
             },
+            priority=priority,
         )
         for n in range(start, start + count)
     ]
@@ -551,6 +561,59 @@ def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, tmp_pat
     clock.advance(minutes=31)
     assert deliver_pending(store, notifiers, now=clock).sent == 3
     assert receiver.titles() == ["[kharkiv] story 0", "[kharkiv] story 1", "[watcher] 3 alerts"]
+
+
+def test_an_urgent_alert_goes_through_quiet_hours_alone_and_typed_as_failure(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    config = outbox({"hook": f"{{url: '{receiver.url}', quiet_hours: '22:00-07:00 Europe/Kyiv'}}"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock.now = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 3, clock.now)
+    assert deliver_pending(store, notifiers, now=clock).deferred == 3
+    clock.advance(minutes=10)
+    queue(store, "hook", 1, clock.now, start=3, priority="urgent")
+    outcome = deliver_pending(store, notifiers, now=clock)
+    assert (outcome.sent, outcome.deferred) == (1, 0)  # the others stay where they were
+    (message,) = receiver.messages
+    assert (message["title"], message["type"]) == ("[kharkiv] story 3", "failure")
+    clock.now = datetime(2026, 11, 25, 5, 0, tzinfo=UTC)  # 07:00: the window ends
+    assert deliver_pending(store, notifiers, now=clock).sent == 3
+    assert receiver.titles()[1:] == ["[watcher] 3 alerts"]
+
+
+def test_an_urgent_alert_is_not_stuck_behind_a_full_page_of_deferred_ones(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    config = outbox({"hook": f"{{url: '{receiver.url}', digest: 1h}}"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 600, clock.now)  # more than one page of pending_alerts (500)
+    assert deliver_pending(store, notifiers, now=clock).deferred == 500
+    queue(store, "hook", 1, clock.now, start=600, priority="urgent")
+    assert deliver_pending(store, notifiers, now=clock).sent == 1
+    assert receiver.titles() == ["[kharkiv] story 600"]
+
+
+def test_higher_priority_goes_first_and_gets_the_hourly_budget(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    config = outbox({"hook": f"{{url: '{receiver.url}', max_per_hour: 2}}"})
+    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    notifiers = build_notifiers(config.notifiers)
+    queue(store, "hook", 2, clock.now, priority="low")
+    queue(store, "hook", 2, clock.now, start=2)
+    queue(store, "hook", 1, clock.now, start=4, priority="high")
+    outcome = deliver_pending(store, notifiers, now=clock)
+    assert (outcome.sent, outcome.deferred) == (2, 3)
+    assert [(m["title"], m["type"]) for m in receiver.messages] == [
+        ("[kharkiv] story 4", "warning"),
+        ("[kharkiv] story 2", "info"),
+    ]
+    clock.advance(minutes=61)
+    assert deliver_pending(store, notifiers, now=clock).sent == 3
+    assert receiver.titles()[2] == "[watcher] 3 alerts"
 
 
 def test_ntfy_on_loopback_receives_alerts(receiver: Receiver, tmp_path: Path) -> None:

@@ -189,6 +189,8 @@ def test_golden_rule_case(path: Path, config: dict[str, Any], case: dict[str, An
     assert [m.rule for m in matches] == case["fires"], case
     for rule, terms in case.get("terms", {}).items():
         assert list(next(m for m in matches if m.rule == rule).terms) == terms
+    for rule, level in case.get("priority", {}).items():
+        assert next(m for m in matches if m.rule == rule).priority == level
 
 
 # -- new query syntax and its errors ----------------------------------------------------------

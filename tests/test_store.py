@@ -10,19 +10,22 @@ from pathlib import Path
 import pytest
 
 from watcher.exceptions import StoreError
-from watcher.models import Alert, Item
+from watcher.models import Alert, Item, Priority
 from watcher.store import PollRecord, Store
 from watcher.store.schema import LATEST
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+DATA = Path(__file__).parent / "data"
 
 
 def items(*ids: str) -> list[Item]:
     return [Item(feed="f", id=i, title=f"title {i}") for i in ids]
 
 
-def alert(item_id: str, notifier: str = "ops") -> Alert:
-    return Alert("f", item_id, notifier, ("r",), f"[r] {item_id}", "body", "http://x")
+def alert(item_id: str, notifier: str = "ops", *, priority: Priority = "normal") -> Alert:
+    return Alert(
+        "f", item_id, notifier, ("r",), f"[r] {item_id}", "body", "http://x", priority=priority
+    )
 
 
 def commit(store: Store, seen: list[Item], queued: Sequence[Alert] = ()) -> int:
@@ -65,6 +68,22 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="newer than this watcher"):
         Store.open(path)
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_alerts(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / "state" / "schema-v1.sql").read_text(encoding="utf-8"))
+    conn.close()
+    store = Store.open(path)
+    (pending,) = store.pending_alerts()
+    assert (pending.title, pending.priority) == ("[kharkiv] Kharkiv story", "normal")
+    commit(store, items("b"), [alert("b", priority="urgent")])
+    assert [a.priority for a in store.pending_alerts()] == ["urgent", "normal"]
+    store.close()
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST
+    conn.close()
 
 
 def test_new_items_and_feed_state(tmp_path: Path) -> None:

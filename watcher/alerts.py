@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -21,7 +21,7 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
-from watcher.models import Alert, Item, Match
+from watcher.models import PRIORITIES, Alert, Item, Match, Priority
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,10 @@ _ENVIRONMENTS = {
 }
 _PLAIN = ImmutableSandboxedEnvironment(autoescape=False)
 
-DEFAULT_TITLE = "[{{ rules|join(', ') }}] {{ item.title }}"
+DEFAULT_TITLE = (
+    "{% if priority in ('high', 'urgent') %}{{ priority|upper }} {% endif %}"
+    "[{{ rules|join(', ') }}] {{ item.title }}"
+)
 DEFAULT_BODY = {
     "text": (
         "{{ item.title }}\n"
@@ -151,8 +154,15 @@ def context(item: Item, matches: Sequence[Match], fmt: str) -> dict[str, Any]:
             "id": item.id,
         },
         "rules": [m.rule for m in matches],
+        "priority": highest(m.priority for m in matches),
         "matches": [
-            {"rule": m.rule, "terms": list(m.terms), "score": m.score, "snippet": m.snippet}
+            {
+                "rule": m.rule,
+                "terms": list(m.terms),
+                "score": m.score,
+                "snippet": m.snippet,
+                "priority": m.priority,
+            }
             for m in matches
         ],
         "entities": entities,
@@ -196,7 +206,13 @@ def payload(item: Item, matches: Sequence[Match]) -> dict[str, Any]:
         "feed": item.feed,
         "rules": [m.rule for m in matches],
         "terms": list(dict.fromkeys(t for m in matches for t in m.terms)),
+        "priority": highest(m.priority for m in matches),
     }
+
+
+def highest(priorities: Iterable[Priority]) -> Priority:
+    """The highest of some priorities (normal when there are none)."""
+    return max(priorities, key=PRIORITIES.index, default="normal")
 
 
 def render_digest(
@@ -233,6 +249,8 @@ def _digest_line(entry: Mapping[str, Any], fmt: str) -> str:
         str(entry.get("link", "")),
         str(entry.get("feed", "")),
     )
+    if entry.get("priority") in ("high", "urgent"):
+        title = f"{str(entry['priority']).upper()}: {title}"
     if fmt == "markdown":
         shown = (
             f"[{markdown_escape(title)}]({quote(link, safe=':/?&=%#+,;@~!$*')})"
@@ -258,7 +276,8 @@ def plan(
 
     ``notifiers_of(rule)`` gives the notifiers a rule names; an empty answer means all.
     When one poll yields more than ``flood_threshold`` alerts for a notifier, that
-    notifier gets one summary instead (the flood guard).
+    notifier gets one summary instead (the flood guard); urgent alerts are never
+    folded into it, nor counted towards it.
     """
     styles = styles or {}
     per_target: dict[str, list[tuple[Item, list[Match]]]] = {}
@@ -274,9 +293,11 @@ def plan(
     for target in notifiers:
         found = per_target.get(target, [])
         style = styles.get(target, Style())
-        if flood_threshold is not None and len(found) > flood_threshold:
-            planned.append(_flood_summary(target, found, style))
-            continue
+        urgent = [highest(m.priority for m in matches) == "urgent" for _, matches in found]
+        ordinary = [entry for entry, alone in zip(found, urgent, strict=True) if not alone]
+        if flood_threshold is not None and len(ordinary) > flood_threshold:
+            planned.append(_flood_summary(target, ordinary, style))
+            found = [entry for entry, alone in zip(found, urgent, strict=True) if alone]
         for item, matches in found:
             title, body = render(item, matches, style)
             planned.append(
@@ -289,6 +310,7 @@ def plan(
                     body=body,
                     link=item.link,
                     payload=payload(item, matches),
+                    priority=highest(m.priority for m in matches),
                 )
             )
     return planned
@@ -302,6 +324,7 @@ def _flood_summary(
     _, listing = render_digest(entries, style)
     ids = hashlib.sha256("\n".join(sorted(item.id for item, _ in found)).encode()).hexdigest()[:16]
     rules = tuple(dict.fromkeys(m.rule for _, matches in found for m in matches))
+    priority = highest(m.priority for _, matches in found for m in matches)
     note = (
         f"One poll of {feed} matched {len(found)} items; "
         "they are listed here instead of one message each."
@@ -324,7 +347,9 @@ def _flood_summary(
             "feed": feed,
             "rules": list(rules),
             "terms": [],
+            "priority": priority,
         },
+        priority=priority,
     )
 
 
@@ -358,5 +383,6 @@ def match_json(item: Item, match: Match) -> Mapping[str, object]:
         "matched": list(match.terms),
         "snippet": match.snippet,
         "score": match.score,
+        "priority": match.priority,
         "entities": [entity for entity, _ in match.entities],
     }

@@ -247,7 +247,8 @@ def _print_human(report: _FeedReport) -> None:
         if item.published is not None:
             click.echo(f"    published {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
         for m in matches:
-            click.echo(f"    rule {click.style(m.rule, fg='green')}: {', '.join(m.terms)}")
+            level = f" [{m.priority}]" if m.priority != "normal" else ""
+            click.echo(f"    rule {click.style(m.rule, fg='green')}{level}: {', '.join(m.terms)}")
         first = next((m for m in matches if m.snippet), None)
         if first is not None:
             click.echo(f"    {first.marked_snippet()}")
@@ -568,7 +569,8 @@ def match(
     matched = False
     for report in ruleset.explain(item, rules=rule_names or None, tags=tags):
         found = report.match
-        verdict = f"MATCH (score {found.score:g})" if found else "no match"
+        level = f", priority {found.priority}" if found and found.priority != "normal" else ""
+        verdict = f"MATCH (score {found.score:g}{level})" if found else "no match"
         click.echo(f"rule {report.rule}: {verdict}")
         for clause in report.clauses:
             click.echo(f"  {'ok  ' if clause.ok else 'FAIL'} {clause.name}: {clause.detail}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from datetime import UTC, datetime, time, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from watcher.exceptions import ConfigError, ConfigIssue, QuerySyntaxError
+from watcher.models import PRIORITIES, Priority
 from watcher.rules.query import FIELDS, entity_refs, parse_query
 from watcher.rules.terms import regex_problem, term_problem
 
@@ -128,6 +130,30 @@ class EntityConfig(_Model):
     case_sensitive: tuple[NonEmpty, ...] = ()  # these aliases match only in this exact case
 
 
+def _priority(value: object) -> Priority | dict[Priority, float]:
+    levels = ", ".join(PRIORITIES)
+    if isinstance(value, str) and value in PRIORITIES:
+        return value
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"expected one of {levels}, or scores such as {{high: 6, urgent: 10}}")
+    scores: dict[Priority, float] = {}
+    for level in PRIORITIES:
+        if level in value:
+            score = value[level]
+            if isinstance(score, bool) or not isinstance(score, int | float) or score < 0:
+                raise ValueError(f"the score for {level} must be a number >= 0, got {score!r}")
+            scores[level] = float(score)
+    unknown = [key for key in value if key not in PRIORITIES]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not a priority; use {levels}")
+    for (low, low_score), (high, high_score) in pairwise(scores.items()):
+        if high_score <= low_score:
+            raise ValueError(
+                f"scores must rise with priority: {low} {low_score:g}, {high} {high_score:g}"
+            )
+    return scores
+
+
 class RuleConfig(_Model):
     name: NonEmpty
     keywords: tuple[NonEmpty, ...] = ()
@@ -139,6 +165,8 @@ class RuleConfig(_Model):
     feeds: tuple[NonEmpty, ...] = ()
     notify: tuple[NonEmpty, ...] = ()
     min_score: float = Field(default=0.0, ge=0)  # a title hit weighs 3, any other field 1
+    # low | normal | high | urgent, or by score: {high: 6, urgent: 10} (below all: normal)
+    priority: Annotated[Priority | dict[Priority, float], PlainValidator(_priority)] = "normal"
 
 
 class FetchSettings(_Model):

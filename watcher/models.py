@@ -9,7 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
+
+Priority = Literal["low", "normal", "high", "urgent"]
+# In rising order: an alert's priority is the highest of its rules'.
+PRIORITIES: tuple[Priority, ...] = ("low", "normal", "high", "urgent")
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,8 @@ class Match:
     """Why one rule fired on one item.
 
     ``marks`` are the spans of ``snippet`` that are hits; ``entities`` are the
-    (id, type) of the entities mentioned; ``score`` weighs title hits 3, others 1.
+    (id, type) of the entities mentioned; ``score`` weighs title hits 3, others 1;
+    ``priority`` is the rule's, or the level its score reached.
     """
 
     rule: str
@@ -124,6 +129,7 @@ class Match:
     score: float = 0.0
     entities: tuple[tuple[str, str | None], ...] = ()
     marks: tuple[tuple[int, int], ...] = ()
+    priority: Priority = "normal"
 
     def marked_snippet(self, before: str = "«", after: str = "»") -> str:
         """The snippet with every hit wrapped in ``before`` and ``after``."""
@@ -151,6 +157,7 @@ class Alert:
     body: str
     link: str = ""
     payload: Mapping[str, Any] = field(default_factory=dict)
+    priority: Priority = "normal"
 
 
 @dataclass(frozen=True)
@@ -166,3 +173,4 @@ class PendingAlert:
     payload: Mapping[str, Any] = field(default_factory=dict)
     held: bool = False  # deferred by quiet hours or a rate limit: goes out in a digest
     next_attempt_at: datetime | None = None
+    priority: Priority = "normal"

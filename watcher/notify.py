@@ -21,6 +21,7 @@ import apprise
 from watcher.alerts import Style
 from watcher.config import NotifierConfig
 from watcher.exceptions import NotifyError
+from watcher.models import Priority
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,13 @@ _BODY_FORMATS = {
     "markdown": apprise.NotifyFormat.MARKDOWN,
     "html": apprise.NotifyFormat.HTML,
 }
+# Chat services colour a message by its type (Slack, Discord, Teams...): priority shows.
+_NOTIFY_TYPES = {
+    "low": apprise.NotifyType.INFO,
+    "normal": apprise.NotifyType.INFO,
+    "high": apprise.NotifyType.WARNING,
+    "urgent": apprise.NotifyType.FAILURE,
+}
 _URL_PIECES = re.compile(r"[/:@?&=,+]+")
 
 
@@ -125,20 +133,23 @@ class Notifier:
             text = text.replace(secret, "****")
         return text
 
-    def send(self, title: str, body: str) -> DeliveryResult:
+    def send(self, title: str, body: str, *, priority: Priority = "normal") -> DeliveryResult:
         """Deliver one message within the notifier's timeout; never raises."""
-        future = _SENDERS.submit(self._send, title, body)
+        future = _SENDERS.submit(self._send, title, body, priority)
         try:
             return future.result(timeout=self.settings.timeout)
         except FutureTimeout:
             return DeliveryResult(False, f"no answer within {self.settings.timeout:g} s")
 
-    def _send(self, title: str, body: str) -> DeliveryResult:
+    def _send(self, title: str, body: str, priority: Priority) -> DeliveryResult:
         with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
             try:
                 ok = bool(
                     self._apprise.notify(
-                        title=title, body=body, body_format=_BODY_FORMATS[self.style.format]
+                        title=title,
+                        body=body,
+                        body_format=_BODY_FORMATS[self.style.format],
+                        notify_type=_NOTIFY_TYPES[priority],
                     )
                 )
             except Exception as exc:  # a plugin bug must not kill the delivery loop

@@ -18,7 +18,16 @@ from watcher.alerts import Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig, FeedHealthSettings
 from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
 from watcher.fetch import Fetcher
-from watcher.models import Alert, FeedState, FetchResult, Item, Match, NotModified, PendingAlert
+from watcher.models import (
+    PRIORITIES,
+    Alert,
+    FeedState,
+    FetchResult,
+    Item,
+    Match,
+    NotModified,
+    PendingAlert,
+)
 from watcher.notify import Notifier
 from watcher.rules import RuleSet
 from watcher.store import KEEP, PollRecord, Store
@@ -380,7 +389,8 @@ def deliver_pending(
     by_notifier: dict[str, list[PendingAlert]] = {}
     blocked: set[str] = set()
     for alert in store.pending_alerts():
-        # In order per notifier: nothing overtakes an earlier alert that is not due yet.
+        # In order per notifier (highest priority first, then oldest): nothing overtakes
+        # an alert before it that is not due yet.
         if alert.notifier in blocked:
             continue
         if alert.next_attempt_at is not None and alert.next_attempt_at > at:
@@ -443,12 +453,24 @@ class _Delivery:
         self.retry_at: datetime | None = None  # set by a failed attempt
 
     def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
-        at = self.now()
         notifier = self.notifier
         if notifier is None:
             self._claim(due)
             return self._failed(due, f"notifier {self.name!r} is not configured")
-        settings = notifier.settings
+        # Urgent alerts go out at once, each alone: through quiet hours, digest windows
+        # and max_per_hour (they still count against it). The store lists them first.
+        urgent = [a for a in due if a.priority == "urgent"]
+        rest = [a for a in due if a.priority != "urgent"]
+        outcome = self._send_each(urgent, rest)
+        if outcome.failed or not rest:
+            return outcome
+        return outcome + self._ordinary(rest)
+
+    def _ordinary(self, due: list[PendingAlert]) -> DeliveryOutcome:
+        """Everything below urgent, highest priority first (the store's order)."""
+        assert self.notifier is not None
+        at = self.now()
+        settings = self.notifier.settings
         if settings.quiet_hours is not None:
             end = settings.quiet_hours.window_end(at)
             if end is not None:
@@ -473,11 +495,16 @@ class _Delivery:
                 fresh = fresh[:budget]
                 free_at = (sent[0] if sent else at) + timedelta(hours=1)
                 outcome += self._defer(later, free_at, "max_per_hour", held=True)
-        for index, alert in enumerate(fresh):
+        return outcome + self._send_each(fresh, [])
+
+    def _send_each(self, group: list[PendingAlert], after: list[PendingAlert]) -> DeliveryOutcome:
+        """One message per alert, in order; at the first failure the rest (and ``after``) wait."""
+        outcome = DeliveryOutcome()
+        for index, alert in enumerate(group):
             result = self._send_one(alert)
             outcome += result
             if result.failed:
-                return outcome + self._after_failure(fresh[index + 1 :])
+                return outcome + self._after_failure([*group[index + 1 :], *after])
         return outcome
 
     def _after_failure(self, rest: list[PendingAlert]) -> DeliveryOutcome:
@@ -495,7 +522,7 @@ class _Delivery:
     def _send_one(self, alert: PendingAlert) -> DeliveryOutcome:
         assert self.notifier is not None
         self._claim([alert])
-        result = self.notifier.send(alert.title, alert.body)
+        result = self.notifier.send(alert.title, alert.body, priority=alert.priority)
         if result.ok:
             at = self.now()
             self.store.mark_sent([alert.id], at)
@@ -507,7 +534,8 @@ class _Delivery:
         assert self.notifier is not None
         title, body = render_digest([a.payload for a in group], self.notifier.style)
         self._claim(group)
-        result = self.notifier.send(title, body)
+        top = max((a.priority for a in group), key=PRIORITIES.index)
+        result = self.notifier.send(title, body, priority=top)
         ids = [a.id for a in group]
         if result.ok:
             at = self.now()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import ahocorasick
 import regex
 
-from watcher.models import Hit, Item, Match
+from watcher.models import Hit, Item, Match, Priority
 from watcher.rules.query import (
     And,
     EntityRef,
@@ -91,6 +91,8 @@ class _Rule:
     scope: frozenset[str]
     notify: tuple[str, ...]
     min_score: float
+    priority: Priority  # below every score of ``escalate``: the rule's own level
+    escalate: tuple[tuple[float, Priority], ...]  # (score, level), highest score first
     positive: frozenset[Literal]  # literals whose hit can make the rule fire
     mentionable: frozenset[_Entity]  # entities named by the rule or its query
     needs_hit: bool  # False for a regex rule, or a query that holds on an empty text
@@ -367,8 +369,16 @@ class RuleSet:
             bool(keywords or entities)
             or (query is not None and not evaluate(query, lambda _leaf, _field: False))
         )
+        priority: Priority = "normal"
+        escalate: tuple[tuple[float, Priority], ...] = ()
+        if isinstance(rule.priority, str):
+            priority = rule.priority
+        else:
+            escalate = tuple(sorted(((v, k) for k, v in rule.priority.items()), reverse=True))
         return _Rule(
             name=rule.name,
+            priority=priority,
+            escalate=escalate,
             keywords=keywords,
             entities=entities,
             query=query,
@@ -683,6 +693,7 @@ class RuleSet:
             for e in mentioned
             if e.min_mentions == 1 or self._mentions(e, scan, fields) >= e.min_mentions
         )
+        priority = next((p for least, p in rule.escalate if score >= least), rule.priority)
         text = ""
         marks: tuple[tuple[int, int], ...] = ()
         if hits:
@@ -702,6 +713,7 @@ class RuleSet:
             score=score,
             entities=entities_found,
             marks=marks,
+            priority=priority,
         )
 
 

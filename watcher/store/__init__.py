@@ -34,7 +34,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement
 
 from watcher.exceptions import StoreError
-from watcher.models import Alert, FeedState, Item, PendingAlert
+from watcher.models import PRIORITIES, Alert, FeedState, Item, PendingAlert
 from watcher.store import schema
 from watcher.store.schema import alerts, feeds, items
 
@@ -385,6 +385,7 @@ class Store:
                     attempts=0,
                     next_attempt_at=now,
                     payload=json.dumps(dict(alert.payload), ensure_ascii=False, default=str),
+                    priority=PRIORITIES.index(alert.priority),
                 )
                 .on_conflict_do_nothing()
             )
@@ -519,9 +520,14 @@ class Store:
     def pending_alerts(
         self, now: datetime | None = None, *, limit: int = 500
     ) -> list[PendingAlert]:
-        """Pending alerts, oldest first; only those due by ``now`` when it is given."""
+        """Pending alerts, highest priority first, then oldest first; only those due by
+        ``now`` when it is given. (Priority first, so an urgent alert is never stuck
+        behind ``limit`` alerts deferred by quiet hours.)"""
         query = (
-            select(alerts).where(alerts.c.status == "pending").order_by(alerts.c.id).limit(limit)
+            select(alerts)
+            .where(alerts.c.status == "pending")
+            .order_by(alerts.c.priority.desc(), alerts.c.id)
+            .limit(limit)
         )
         if now is not None:
             query = query.where(alerts.c.next_attempt_at <= now)
@@ -537,6 +543,7 @@ class Store:
                     payload=json.loads(r.payload or "{}"),
                     held=bool(r.held),
                     next_attempt_at=r.next_attempt_at,
+                    priority=PRIORITIES[r.priority],
                 )
                 for r in conn.execute(query)
             ]

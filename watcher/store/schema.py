@@ -26,6 +26,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     select,
+    text,
 )
 
 
@@ -118,6 +119,8 @@ alerts = Table(
     Column("payload", Text, nullable=False, default="{}"),  # JSON: what a digest lists
     Column("held", Boolean, nullable=False, default=False),  # deferred: goes out in a digest
     Column("batch", Integer),  # the message it went out in (its own id, or a digest's)
+    # The index of models.PRIORITIES (0 low ... 3 urgent): delivery sends higher first.
+    Column("priority", Integer, nullable=False, default=1, server_default="1"),
     # One message per (item, notifier), however often the item is seen: the database,
     # not Python, guarantees that an item is never alerted twice to one target.
     UniqueConstraint("feed", "item_id", "notifier", name="uq_alert_item_notifier"),
@@ -127,9 +130,15 @@ Index("ix_alerts_sent", alerts.c.notifier, alerts.c.sent_at)
 
 Migration = Callable[[Connection], None]
 
+
+def _add_alert_priority(conn: Connection) -> None:
+    """Version 2: alerts carry their rules' priority; every earlier alert is normal (1)."""
+    conn.execute(text("ALTER TABLE alerts ADD COLUMN priority INTEGER NOT NULL DEFAULT 1"))
+
+
 # MIGRATIONS[n] brings a database from version n + 1 to n + 2. Version 1 is the
-# first schema; there is nothing to migrate yet.
-MIGRATIONS: list[Migration] = []
+# first schema.
+MIGRATIONS: list[Migration] = [_add_alert_priority]
 LATEST = 1 + len(MIGRATIONS)
 
 
