@@ -11,6 +11,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from watcher.text import (
+    TranslitMap,
     _fold_char,
     _parser_text,
     _simple_markup_text,
@@ -177,3 +178,18 @@ def test_transliteration_maps_back() -> None:
     latin, index = transliterate_with_map(folded)
     assert latin == transliterate(folded) == "kharkov, kiiv and thessaloniki"
     assert len(index) == len(latin)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Харків", "ь", "Щ", "ъ", "Kyiv", "Θ", "№", " ", "  ", "-", "’s", "ї"]),
+        max_size=40,
+    )
+)
+def test_the_translit_map_agrees_with_the_character_by_character_map(pieces: list[str]) -> None:
+    """TranslitMap jumps word by word; transliterate_with_map walks every character."""
+    folded = fold("".join(pieces))
+    latin, index = transliterate_with_map(folded)
+    back = TranslitMap(folded)
+    assert [back(i) for i in range(len(latin))] == index

@@ -13,8 +13,9 @@ import bisect
 import html
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
+from itertools import accumulate
 
 from anyascii import anyascii
 
@@ -231,20 +232,43 @@ _CYRILLIC_EXCEPTIONS = "".join(
 )
 
 
-_NOT_ASCII_OR_CYRILLIC = re.compile("[^\x00-\x7f\u0400-\u04ff]")
+def _character_class(chars: Iterable[str]) -> str:
+    """A regex character class body (no brackets) for a set of characters, as ranges."""
+    points = sorted(set(map(ord, chars)))
+    ranges: list[tuple[int, int]] = []
+    for point in points:
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1] = (ranges[-1][0], point)
+        else:
+            ranges.append((point, point))
+    return "".join(
+        re.escape(chr(lo)) + (f"-{re.escape(chr(hi))}" if hi > lo else "") for lo, hi in ranges
+    )
+
+
+# Every character whose fold may differ from its lower case: outside ASCII and outside
+# the Cyrillic block, plus the block's exceptions. One class, so one regex pass.
+_MAY_FOLD = re.compile(
+    "[^"
+    + _character_class(
+        [
+            *map(chr, range(0x80)),
+            *(chr(c) for c in range(0x400, 0x500) if chr(c) not in _CYRILLIC_EXCEPTIONS),
+        ]
+    )
+    + "]"
+)
 
 
 def _distinct_non_ascii(text: str) -> set[str]:
-    """The distinct non-ASCII characters of ``text`` outside the Cyrillic block, plus the
-    block's few exceptions (ё, combining marks): the only ones whose fold may differ
-    from their lower case.
+    """The distinct characters of ``text`` whose fold may differ from their lower case:
+    those outside ASCII and the Cyrillic block, plus the block's few exceptions (ё,
+    combining marks).
 
     Cyrillic text is mostly Cyrillic letters, which never need the table, so one regex
     pass (C speed) finds the few others.
     """
-    found = {c for c in _CYRILLIC_EXCEPTIONS if c in text}
-    found.update(_NOT_ASCII_OR_CYRILLIC.findall(text))
-    return found
+    return set(_MAY_FOLD.findall(text))
 
 
 def fold(text: str) -> str:
@@ -376,25 +400,29 @@ def transliterate_with_map(folded: str) -> tuple[str, list[int]]:
 class TranslitMap:
     """Maps offsets of ``transliterate(folded)`` back to offsets of ``folded``.
 
-    Checkpoints every ``step`` characters (each chunk transliterated in C) mean a lookup
-    walks at most one chunk in Python, instead of building a map of the whole text.
+    transliterate() goes word by word (words split at spaces, each cached), so the map
+    keeps where each word starts on both sides and a lookup walks characters in Python
+    only inside one word.
     """
 
-    def __init__(self, folded: str, *, step: int = 128) -> None:
+    def __init__(self, folded: str) -> None:
         self._folded = folded
-        self._step = step
         self._ascii = folded.isascii()
-        self._marks = [0]  # transliterated length of folded[: k * step]
-        if not self._ascii:
-            for start in range(0, len(folded), step):
-                chunk = folded[start : start + step]
-                self._marks.append(self._marks[-1] + len(chunk.translate(_TRANSLIT)))
+        if self._ascii:
+            return
+        words = folded.split(" ")
+        # Where word k starts in the folded text and in its transliteration (+1: the space).
+        self._starts = [0, *accumulate(len(word) + 1 for word in words)]
+        self._latin_starts = [
+            0,
+            *accumulate(len(_TRANSLIT_WORDS[word]) + 1 for word in words),
+        ]
 
     def __call__(self, offset: int) -> int:
         if self._ascii:
             return offset
-        k = bisect.bisect_right(self._marks, offset) - 1
-        pos, length = k * self._step, self._marks[k]
+        k = bisect.bisect_right(self._latin_starts, offset) - 1
+        pos, length = self._starts[k], self._latin_starts[k]
         while pos < len(self._folded):
             length += len(_TRANSLIT[ord(self._folded[pos])])
             if length > offset:

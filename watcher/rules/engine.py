@@ -684,16 +684,27 @@ class RuleSet:
         if rule.pattern is not None:
             for hit in self._regex_hits(rule, scan) or ():
                 located.setdefault((hit.field, hit.start), hit)
-        hits = sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start))
-        terms = tuple(dict.fromkeys(h.term for h in hits))
-        distinct = {(h.term.casefold(), h.field) for h in hits}
-        score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
-        entities_found = tuple(
-            (e.id, e.type)
-            for e in mentioned
-            if e.min_mentions == 1 or self._mentions(e, scan, fields) >= e.min_mentions
+        if len(located) == 1:  # the usual case: no sorting, no sets
+            hits = list(located.values())
+            terms: tuple[str, ...] = (hits[0].term,)
+            score = FIELD_WEIGHTS.get(hits[0].field, 1.0)
+        else:
+            hits = sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start))
+            terms = tuple(dict.fromkeys(h.term for h in hits))
+            distinct = {(h.term.casefold(), h.field) for h in hits}
+            score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
+        entities_found = (
+            tuple(
+                (e.id, e.type)
+                for e in mentioned
+                if e.min_mentions == 1 or self._mentions(e, scan, fields) >= e.min_mentions
+            )
+            if mentioned
+            else ()
         )
-        priority = next((p for least, p in rule.escalate if score >= least), rule.priority)
+        priority = rule.priority
+        if rule.escalate:
+            priority = next((p for least, p in rule.escalate if score >= least), priority)
         text = ""
         marks: tuple[tuple[int, int], ...] = ()
         if hits:
