@@ -78,10 +78,16 @@ class FeedServer(_Loopback):
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.connections = 0  # TCP connections accepted
         self.lock = threading.Lock()
         server = self
 
         class Handler(_Quiet):
+            def setup(self) -> None:
+                super().setup()
+                with server.lock:
+                    server.connections += 1
+
             def do_GET(self) -> None:
                 with server.lock:
                     server.requests.append((self.path, dict(self.headers.items())))

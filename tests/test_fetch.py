@@ -62,6 +62,22 @@ def test_etag_round_trip_gives_not_modified(feed_server: FeedServer, client: htt
     assert sent["If-Modified-Since"] == "Tue, 24 Nov 2026 10:00:00 GMT"
 
 
+def test_not_modified_and_redirects_keep_the_connection(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    """A 304 (or a redirect) read to its end returns its connection to the pool; closed
+    early, every poll of a host would open a new connection (and, over TLS, a handshake)."""
+    feed_server.routes["/f"] = Route(BODY, etag='"v1"')
+    feed_server.routes["/old"] = Route(b"moved", status=301, headers={"Location": "/f"})
+    for _ in range(5):
+        assert isinstance(
+            fetch(client, "f", feed_server.url("/f"), FeedState(etag='"v1"')), NotModified
+        )
+        assert isinstance(fetch(client, "f", feed_server.url("/old")), FetchResult)
+    assert len(feed_server.requests) == 15
+    assert feed_server.connections == 1
+
+
 def test_http_error_names_the_feed_and_status(
     feed_server: FeedServer, client: httpx.Client
 ) -> None:

@@ -371,6 +371,7 @@ def _fetch(
         try:
             status = response.status_code
             if status in _REDIRECTS and "location" in response.headers:
+                _drain(response)
                 permanent = permanent and status in _PERMANENT
                 current = current.join(response.headers["location"])
                 if str(current) in visited:
@@ -378,6 +379,7 @@ def _fetch(
                 continue
             moved = str(current) if permanent and len(visited) > 1 else None
             if status == 304:
+                _drain(response)
                 return NotModified(
                     url=str(current),
                     etag=response.headers.get("etag") or (state.etag if state else None),
@@ -408,6 +410,20 @@ def _fetch(
         finally:
             response.close()
     raise FetchError(feed, f"more than {policy.max_redirects} redirects: {' -> '.join(visited)}")
+
+
+def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
+    """Read a small body to its end, so the connection goes back to the pool.
+
+    A response closed before its end closes its connection: every 304 would then cost
+    a new TCP connection (and a TLS handshake) on the next poll of the same host.
+    A body over ``limit`` is not worth reading; its connection is dropped.
+    """
+    total = 0
+    for chunk in response.iter_raw():
+        total += len(chunk)
+        if total > limit:
+            return
 
 
 def _read_capped(
