@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from watcher.exceptions import StoreError
 from watcher.models import Alert, Item, Priority
@@ -192,3 +197,34 @@ def test_a_quiet_success_clears_failures_with_the_short_update(tmp_path: Path) -
     # A feed the store has never seen still gets its row (the full upsert path).
     store.record_poll(PollRecord("new", "http://x/new", later, etag='"1"', health_notice=None))
     assert store.feed_state("new").etag == '"1"'
+
+
+def test_quiet_successes_finishing_together_share_one_commit(tmp_path: Path) -> None:
+    """Group commit: 40 polls that end at once cost a few commits (fsyncs), not 40, and
+    every one of them is committed before its record_poll returns."""
+    store = Store.open(tmp_path / "w.db")
+    names = [f"f{n}" for n in range(40)]
+    for name in names:
+        store.record_poll(PollRecord(name, f"http://x/{name}", NOW, etag='"1"', baselined=True))
+    commits: list[float] = []
+
+    @event.listens_for(store.engine, "commit")
+    def _slow_commit(_conn: Any) -> None:
+        commits.append(time.monotonic())
+        if len(commits) == 1:
+            time.sleep(0.3)  # the first commit is slow: the other polls queue behind it
+
+    barrier = threading.Barrier(len(names))
+    later = NOW + timedelta(minutes=10)
+
+    def poll(name: str) -> int:
+        barrier.wait()
+        record = PollRecord(name, f"http://x/{name}", later, etag='"2"', health_notice=None)
+        return store.record_poll(record)
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        assert list(pool.map(poll, names)) == [0] * len(names)
+    assert 2 <= len(commits) <= 4
+    assert {
+        s.name: (s.last_success_at, store.feed_state(s.name).etag) for s in store.feed_statuses()
+    } == {name: (later, '"2"') for name in names}

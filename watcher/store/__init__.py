@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -174,11 +175,24 @@ def _file_system_trouble(path: Path) -> str:
     return ""
 
 
+@dataclass
+class _QuietWrite:
+    """One poll's quiet update, waiting to be committed with others (Store._quiet_success)."""
+
+    params: dict[str, Any]
+    done: bool = False
+    updated: bool = False
+    error: BaseException | None = None
+
+
 class Store:
     """One state database. Safe to share between threads."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._quiet_queue: list[_QuietWrite] = []
+        self._quiet_queue_lock = threading.Lock()
+        self._quiet_writer = threading.Lock()
         try:
             with engine.begin() as conn:
                 schema.migrate(conn)
@@ -332,15 +346,42 @@ class Store:
         )
         if not simple:
             return False
-        params = {
-            "b_name": record.feed,
-            "b_url": record.url,
-            "b_now": record.now,
-            "b_etag": record.etag,
-            "b_last_modified": record.last_modified,
-        }
-        with self.engine.begin() as conn:
-            return bool(conn.execute(self._QUIET, params).rowcount)
+        mine = _QuietWrite(
+            {
+                "b_name": record.feed,
+                "b_url": record.url,
+                "b_now": record.now,
+                "b_etag": record.etag,
+                "b_last_modified": record.last_modified,
+            }
+        )
+        with self._quiet_queue_lock:
+            self._quiet_queue.append(mine)
+        # Group commit: whoever holds the writer lock commits every quiet update queued
+        # so far in one transaction (one fsync), so polls finishing together wait for
+        # one commit instead of queueing for one each. Nobody returns before its own
+        # update is committed, so nothing is less durable than one commit per poll.
+        with self._quiet_writer:
+            if not mine.done:
+                with self._quiet_queue_lock:
+                    batch, self._quiet_queue = self._quiet_queue, []
+                try:
+                    with self.engine.begin() as conn:
+                        for write in batch:
+                            write.updated = bool(conn.execute(self._QUIET, write.params).rowcount)
+                except BaseException as exc:
+                    for write in batch:
+                        write.error = exc
+                    raise
+                finally:
+                    for write in batch:
+                        write.done = True
+        if mine.error is not None:
+            # Another poll's commit of this update failed (a full disk...): try alone, so
+            # the error raised here is this thread's own.
+            with self.engine.begin() as conn:
+                return bool(conn.execute(self._QUIET, mine.params).rowcount)
+        return mine.updated
 
     def _mark_seen(
         self, conn: Connection, feed: str, seen: Sequence[Item], now: datetime, *, silent: bool
