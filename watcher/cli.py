@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -36,9 +36,11 @@ from watcher.parse import parse
 from watcher.pipeline import backtest as backtest_items
 from watcher.pipeline import configure_parsing, fetch_feed, match_items
 from watcher.rules import RuleSet
-from watcher.store import AlertRecord, FeedStatus, Store
 from watcher.text import html_to_text
 from watcher.workers import PARSERS
+
+if TYPE_CHECKING:  # imported where used: SQLAlchemy costs test-run, check and match 0.1 s
+    from watcher.store import AlertRecord, FeedStatus, Store
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -195,10 +197,10 @@ def _try_feed(
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
             return _FeedReport(feed, source=feed.url)
-        parsed, matched = PARSERS.parse_and_match(feed.name, result, ruleset, tags=feed.tags)
+        count, matched = PARSERS.parse_and_match(feed.name, result, ruleset, tags=feed.tags)
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=feed.url)
-    return _report(feed, parsed.items, matched, rules, feed.url)
+    return _report(feed, count, matched, rules, feed.url)
 
 
 def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
@@ -214,12 +216,13 @@ def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
         return _FeedReport(feed, error=f"{path}: {exc.strerror}", source=str(path))
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=str(path))
-    return _report(feed, parsed.items, match_items(parsed.items, ruleset), rules, str(path))
+    found = match_items(parsed.items, ruleset)
+    return _report(feed, len(parsed.items), found, rules, str(path))
 
 
 def _report(
     feed: FeedConfig,
-    items: Sequence[Item],
+    items: int,
     found: Sequence[tuple[Item, list[Match]]],
     rules: set[str],
     source: str,
@@ -229,7 +232,7 @@ def _report(
         kept = [m for m in matches if not rules or m.rule in rules]
         if kept:
             matched.append((item, kept))
-    return _FeedReport(feed, items=len(items), matches=matched, source=source)
+    return _FeedReport(feed, items=items, matches=matched, source=source)
 
 
 def _print_human(report: _FeedReport) -> None:
@@ -305,10 +308,12 @@ def test_run(
         [] if only_extra else [f for f in config.feeds if not feed_names or f.name in feed_names]
     )
     feeds += adhoc
+    configure_parsing(config, match=True)
+    if len(feeds) > 1:
+        PARSERS.start()  # the workers start (and build the rule set) while this process does
     ruleset = RuleSet.from_config(config)
     rules = set(rule_names)
     workers = max(1, min(config.fetch.max_connections, len(feeds) + len(files)))
-    configure_parsing(config, match=True)
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_try_feed, f, config, fetcher, ruleset, rules) for f in feeds]
         futures += [pool.submit(_try_file, p, ruleset, rules) for p in files]
@@ -732,6 +737,8 @@ def _open_existing(config: Config) -> Store | None:
     if not config.state_path.exists():
         return None
     try:
+        from watcher.store import Store
+
         return Store.open(config.state_path)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -6,7 +6,7 @@ fetch, parse, rules, alerts, store and notify. Datetimes are always UTC-aware.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -174,3 +174,35 @@ class PendingAlert:
     held: bool = False  # deferred by quiet hours or a rate limit: goes out in a digest
     next_attempt_at: datetime | None = None
     priority: Priority = "normal"
+
+
+class _Keep:
+    """Marker: leave a column as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+
+@dataclass(frozen=True)
+class PollRecord:
+    """Everything one poll writes about its feed; ``error`` None means the poll succeeded."""
+
+    feed: str
+    url: str  # the URL in the config
+    now: datetime
+    error: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None  # None keeps the stored hash
+    baselined: bool = False  # the items were parsed and recorded
+    seen: Sequence[Item] = ()
+    silent: bool = False  # the items were recorded without being matched (baseline, churn)
+    alerts: Sequence[Alert] = ()
+    notices: Sequence[Alert] = ()  # feed health notices, through the same outbox
+    moved_to: str | None = None  # a permanent redirect to remember
+    retry_at: datetime | None = None  # after an error: not before this
+    disabled_url: str | None = None  # after a 410: the URL that is gone
+    health_notice: Any = KEEP  # "failing", None (cleared), or KEEP

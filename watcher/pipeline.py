@@ -12,13 +12,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.alerts import Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig, FeedHealthSettings
 from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
 from watcher.fetch import Fetcher
 from watcher.models import (
+    KEEP,
     PRIORITIES,
     Alert,
     FeedState,
@@ -27,11 +28,14 @@ from watcher.models import (
     Match,
     NotModified,
     PendingAlert,
+    PollRecord,
 )
-from watcher.notify import Notifier
 from watcher.rules import RuleSet
-from watcher.store import KEEP, PollRecord, Store
 from watcher.workers import PARSERS, default_parse_processes
+
+if TYPE_CHECKING:  # test-run and check need neither SQLAlchemy nor apprise: not imported
+    from watcher.notify import Notifier
+    from watcher.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -68,16 +68,30 @@ class Parsers:
 
     def parse_and_match(
         self, feed: str, result: FetchResult, ruleset: RuleSet, *, tags: Sequence[str] = ()
-    ) -> tuple[ParsedFeed, Matched]:
-        """Parse and match every item: in a worker when the pool matches, else here."""
+    ) -> tuple[int, Matched]:
+        """How many items the document has, and those that match with their matches: in a
+        worker when the pool matches, else here. Only matching items come back from a
+        worker, so the others are never pickled."""
         if self.rules is not None:
-            done: tuple[ParsedFeed, Matched] | None = self._in_pool(
+            done: tuple[int, Matched] | None = self._in_pool(
                 _parse_and_match, feed, result, tuple(tags)
             )
             if done is not None:
                 return done
         parsed = self.parse(feed, result)
-        return parsed, [(item, ruleset.match(item, tags=tags)) for item in parsed.items]
+        return len(parsed.items), _matching(parsed.items, ruleset, tags)
+
+    def start(self) -> None:
+        """Start the workers now rather than at the first document, so their start-up
+        (and, for test-run, building the rule set) overlaps the caller's own work."""
+        if self.processes > 0:
+            try:
+                pool = self._ready_pool()
+                for _ in range(self.processes):
+                    pool.submit(_ready)
+            except (OSError, RuntimeError) as exc:
+                log.warning("parse workers cannot start, parsing in this process: %s", exc)
+                self.configure(0)
 
     def _in_pool(self, fn: Any, feed: str, result: FetchResult, *args: Any) -> Any:
         """The function's result from a worker, or None to do it here."""
@@ -152,9 +166,20 @@ def _install_rules(rules: Sequence[RuleConfig], entities: Mapping[str, EntityCon
     _RULESET = RuleSet(rules, entities)
 
 
-def _parse_and_match(
-    feed: str, result: FetchResult, tags: tuple[str, ...]
-) -> tuple[ParsedFeed, Matched]:
+def _matching(items: Sequence[Item], ruleset: RuleSet, tags: Sequence[str]) -> Matched:
+    found = []
+    for item in items:
+        matches = ruleset.match(item, tags=tags)
+        if matches:
+            found.append((item, matches))
+    return found
+
+
+def _parse_and_match(feed: str, result: FetchResult, tags: tuple[str, ...]) -> tuple[int, Matched]:
     assert _RULESET is not None, "the pool was started without rules"
     parsed = parse(feed, result)
-    return parsed, [(item, _RULESET.match(item, tags=tags)) for item in parsed.items]
+    return len(parsed.items), _matching(parsed.items, _RULESET, tags)
+
+
+def _ready() -> None:
+    """Nothing: submitted once per worker by Parsers.start, so every worker starts."""

@@ -35,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement
 
 from watcher.exceptions import StoreError
-from watcher.models import PRIORITIES, Alert, FeedState, Item, PendingAlert
+from watcher.models import KEEP, PRIORITIES, Alert, FeedState, Item, PendingAlert, PollRecord
 from watcher.store import schema
 from watcher.store.schema import alerts, feeds, items
 
@@ -81,38 +81,6 @@ class AlertRecord:
     sent_at: datetime | None
     next_attempt_at: datetime
     last_error: str | None
-
-
-class _Keep:
-    """Marker: leave a column as it is."""
-
-    def __repr__(self) -> str:
-        return "KEEP"
-
-
-KEEP: Any = _Keep()
-
-
-@dataclass(frozen=True)
-class PollRecord:
-    """Everything one poll writes about its feed; ``error`` None means the poll succeeded."""
-
-    feed: str
-    url: str  # the URL in the config
-    now: datetime
-    error: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None  # None keeps the stored hash
-    baselined: bool = False  # the items were parsed and recorded
-    seen: Sequence[Item] = ()
-    silent: bool = False  # the items were recorded without being matched (baseline, churn)
-    alerts: Sequence[Alert] = ()
-    notices: Sequence[Alert] = ()  # feed health notices, through the same outbox
-    moved_to: str | None = None  # a permanent redirect to remember
-    retry_at: datetime | None = None  # after an error: not before this
-    disabled_url: str | None = None  # after a 410: the URL that is gone
-    health_notice: Any = KEEP  # "failing", None (cleared), or KEEP
 
 
 # What any successful poll resets on its feed.
