@@ -15,8 +15,9 @@ from watcher.config import EntityConfig, RuleConfig, parse_config
 from watcher.exceptions import ConfigError, QuerySyntaxError
 from watcher.models import Item
 from watcher.rules import RuleSet, parse_query
+from watcher.rules.engine import _Scan
 from watcher.rules.query import to_text
-from watcher.text import fold, html_to_text
+from watcher.text import fold, fold_with_map, html_to_text, transliterate
 
 ENTITIES = {"kharkiv": EntityConfig(aliases=("Kharkiv", "Kharkov", "Харків", "Харьков"))}
 
@@ -379,6 +380,90 @@ def test_adding_a_rule_never_removes_another_rules_match(
     alone = {m.rule for m in RuleSet([RuleConfig.model_validate(s) for s in specs], {}).match(item)}
     grown = RuleSet([RuleConfig.model_validate(s) for s in [*specs, extra]], {}).match(item)
     assert alone <= {m.rule for m in grown}
+
+
+MIXED_WORDS = [
+    *("харків", "Харкові", "харьков", "Київ", "мир", "сьогодні", "НАТО", "нато", "Kharkiv"),
+    *("kharkov", "Kyiv", "nato", "NATO", "peace", "Θεσσαλονίκη", "thessaloniki", "№", "ь"),
+    *("kharkivs", "kyivs", "мирь", "pro", "про", "премир", "антинато", "ukyiv", "напро"),
+]
+MIXED_TERMS = [
+    *("харків", "Харків*", "мир", "kyiv", "nato", "peace", "pro*", "Θεσσαλονίκη"),
+    *("сьогодні", "ь мир", "kharkiv", "Kharkov*", "про"),
+]
+
+
+def _reference_hits(ruleset: RuleSet, item: Item) -> set[tuple[Any, ...]]:
+    """Every hit the scan must find, worked out the slow way: str.find for each literal
+    at each place, word boundaries checked by hand, plain keys in the folded text and
+    Latin ones in the transliterated text."""
+    found: set[tuple[Any, ...]] = set()
+    literals = set().union(*(RuleSet._literals_of(rule) for rule in ruleset._rules))
+    for name in ruleset.fields:
+        original = item.field_text(name)
+        if not original:
+            continue
+        folded, index = fold_with_map(original)
+        for lit in literals:
+            text = transliterate(folded) if lit.translit else folded
+            key, at = lit.key, text.find(lit.key)
+            while at != -1:
+                end = at + len(key)
+                before_ok = (
+                    not (key[0].isalnum() or key[0] == "_")
+                    or at == 0
+                    or not (text[at - 1].isalnum() or text[at - 1] == "_")
+                )
+                if lit.prefix:
+                    while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+                        end += 1
+                after_ok = (
+                    lit.prefix
+                    or not (key[-1].isalnum() or key[-1] == "_")
+                    or end == len(text)
+                    or not (text[end].isalnum() or text[end] == "_")
+                )
+                exact_ok = lit.exact is None or (
+                    original[index[at] : index[end - 1] + 1] == lit.exact
+                )
+                if before_ok and after_ok and exact_ok:
+                    found.add((lit, name, at, end))
+                at = text.find(key, at + 1)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.lists(
+        st.lists(st.sampled_from(MIXED_WORDS), min_size=1, max_size=10), min_size=2, max_size=2
+    ),
+    seps=st.lists(st.sampled_from([" ", ", ", "-", "’s ", "ь "]), min_size=10, max_size=10),
+    terms=st.lists(st.sampled_from(MIXED_TERMS), min_size=1, max_size=4),
+    aliases=st.lists(st.sampled_from(MIXED_TERMS), min_size=1, max_size=3),
+    translit=st.booleans(),
+)
+def test_the_scan_finds_exactly_what_a_slow_search_finds(
+    fields: list[list[str]],
+    seps: list[str],
+    terms: list[str],
+    aliases: list[str],
+    translit: bool,
+) -> None:
+    """Non-ASCII text with entities that transliterate takes one pass over the Latin text,
+    plain keys confirmed in the folded text: it must find every hit, and nothing else."""
+    title, content = ("".join(w + seps[i] for i, w in enumerate(f)) for f in fields)
+    entities = {
+        "e": EntityConfig(
+            aliases=(*aliases, "NATO"), transliterate=translit, case_sensitive=("NATO",)
+        )
+    }
+    specs = [{"name": "k", "keywords": terms}, {"name": "e", "entities": ["e"]}]
+    ruleset = RuleSet([RuleConfig.model_validate(s) for s in specs], entities)
+    item = Item(feed="f", id="1", title=title, content=content)
+    scan = _Scan(ruleset, item)
+    got = {(h.literal, h.field, h.start, h.end) for hits in scan.hits.values() for h in hits}
+    assert got == _reference_hits(ruleset, item)
+    assert sum(map(len, scan.hits.values())) == len(got)  # no hit twice
 
 
 PROPERTY_ENTITIES = {

@@ -15,7 +15,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
-from itertools import accumulate
+from itertools import accumulate, count
+from operator import add
 
 from anyascii import anyascii
 
@@ -383,7 +384,13 @@ def transliterate(folded: str) -> str:
     """
     if folded.isascii():
         return folded
-    return " ".join(map(_TRANSLIT_WORDS.__getitem__, folded.split(" ")))
+    return " ".join(transliterate_words(folded.split(" ")))
+
+
+def transliterate_words(words: list[str]) -> list[str]:
+    """Each word of a folded text (split at spaces) in Latin letters; a transliterated
+    word never contains a space, so the two lists stay aligned."""
+    return list(map(_TRANSLIT_WORDS.__getitem__, words))
 
 
 def transliterate_with_map(folded: str) -> tuple[str, list[int]]:
@@ -405,18 +412,27 @@ class TranslitMap:
     only inside one word.
     """
 
-    def __init__(self, folded: str) -> None:
+    def __init__(
+        self,
+        folded: str,
+        words: list[str] | None = None,
+        latin_words: list[str] | None = None,
+    ) -> None:
+        """``words`` and ``latin_words``, when the caller has them: ``folded.split(" ")``
+        and :func:`transliterate_words` of that."""
         self._folded = folded
         self._ascii = folded.isascii()
         if self._ascii:
             return
-        words = folded.split(" ")
-        # Where word k starts in the folded text and in its transliteration (+1: the space).
-        self._starts = [0, *accumulate(len(word) + 1 for word in words)]
-        self._latin_starts = [
-            0,
-            *accumulate(len(_TRANSLIT_WORDS[word]) + 1 for word in words),
-        ]
+        if words is None or latin_words is None:
+            words = folded.split(" ")
+            latin_words = transliterate_words(words)
+        # Where word k starts in the folded text and in its transliteration: the lengths
+        # of the words before it, plus k spaces (C-level iterators: no loop in Python).
+        self._starts: list[int] = list(map(add, accumulate(map(len, words), initial=0), count()))
+        self._latin_starts: list[int] = list(
+            map(add, accumulate(map(len, latin_words), initial=0), count())
+        )
 
     def __call__(self, offset: int) -> int:
         if self._ascii:

@@ -49,6 +49,7 @@ from watcher.text import (
     fold,
     is_word_char,
     transliterate,
+    transliterate_words,
 )
 
 if TYPE_CHECKING:
@@ -111,7 +112,10 @@ class _Key(NamedTuple):
     """What the automaton returns for one key: enough to judge a hit without looking again.
 
     ``plain`` and ``latin`` are the literals with this key in the folded and in the
-    transliterated text; each is ``(literal, prefix, exact)``.
+    transliterated text; each is ``(literal, prefix, exact)``. ``checked`` are plain
+    literals whose folded key transliterates to this key: found in the transliterated
+    text, each is confirmed in the folded text (``(literal, prefix, exact, starts_word,
+    ends_word)``, the last two of its own key).
     """
 
     length: int
@@ -119,6 +123,7 @@ class _Key(NamedTuple):
     ends_word: bool
     plain: tuple[tuple[Literal, bool, str | None], ...]
     latin: tuple[tuple[Literal, bool, str | None], ...]
+    checked: tuple[tuple[Literal, bool, str | None, bool, bool], ...] = ()
 
 
 Check = Callable[["_Scan"], bool]
@@ -154,6 +159,7 @@ class _Scan:
         self.hits: dict[Literal, list[_Hit]] = {}
         self._fold_maps: dict[str, OffsetMap] = {}
         self._translit_maps: dict[str, TranslitMap] = {}
+        self._words: dict[str, tuple[list[str], list[str]]] = {}  # folded, transliterated
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
         self._located: dict[_Hit, tuple[Hit, int, int]] = {}
         self._snippets: dict[tuple[str, int, int], tuple[str, int, int]] = {}
@@ -167,10 +173,16 @@ class _Scan:
                 self.translit[name] = folded
                 self._scan(both, folded, name, plain=True, latin=True)
             else:
-                if plain is not None:
-                    self._scan(plain, folded, name, plain=True, latin=False)
-                self.translit[name] = transliterated = transliterate(folded)
-                self._scan(latin, transliterated, name, plain=False, latin=True)
+                # One pass over the transliterated text finds the Latin keys and, under
+                # their transliteration, the plain ones, each then confirmed in the folded
+                # text: a second pass over the (Cyrillic...) folded text costs more.
+                words = folded.split(" ")
+                latin_words = transliterate_words(words)
+                self._words[name] = (words, latin_words)
+                self.translit[name] = transliterated = " ".join(latin_words)
+                self._scan_latin(ruleset._via_latin, transliterated, name, folded)
+                if ruleset._residue is not None:
+                    self._scan(ruleset._residue, folded, name, plain=True, latin=False)
 
     def _scan(
         self, automaton: ahocorasick.Automaton, text: str, name: str, *, plain: bool, latin: bool
@@ -208,6 +220,82 @@ class _Scan:
                     else:
                         found.append(hit)
 
+    def _scan_latin(
+        self, automaton: ahocorasick.Automaton, text: str, name: str, folded: str
+    ) -> None:
+        """Scan transliterated text: Latin keys as :meth:`_scan` does; plain keys (under
+        their transliteration) confirmed in ``folded``, with hits in its offsets."""
+        size = len(text)
+        hits = self.hits
+        # A key could be found twice for one place if a character's transliteration
+        # repeated itself ("xx"); each place counts once.
+        confirmed: set[tuple[Literal, int]] = set()
+        for end_index, key in automaton.iter(text):
+            end = end_index + 1
+            start = end - key.length
+            if key.checked:
+                at = self._translit_map(name)(start)
+                for lit, prefix, exact, starts_word, ends_word in key.checked:
+                    found_hit = self._confirm(
+                        lit, prefix, exact, starts_word, ends_word, name, folded, at
+                    )
+                    if found_hit is not None and (lit, at) not in confirmed:
+                        confirmed.add((lit, at))
+                        hits.setdefault(lit, []).append(found_hit)
+            if not key.latin:
+                continue
+            if key.starts_word and start > 0:
+                before = text[start - 1]
+                if before.isalnum() or before == "_":
+                    continue
+            if key.ends_word and end < size:
+                after = text[end]
+                if after.isalnum() or after == "_":
+                    continue
+            for lit, _prefix, _exact in key.latin:  # never prefixes nor case-sensitive
+                hit = _Hit(lit, name, start, end)
+                found = hits.get(lit)
+                if found is None:
+                    hits[lit] = [hit]
+                else:
+                    found.append(hit)
+
+    def _confirm(
+        self,
+        lit: Literal,
+        prefix: bool,
+        exact: str | None,
+        starts_word: bool,
+        ends_word: bool,
+        name: str,
+        folded: str,
+        start: int,
+    ) -> _Hit | None:
+        """The hit of a plain literal at ``start`` of the folded text, if it is one there."""
+        key = lit.key
+        if not folded.startswith(key, start):
+            return None
+        end = start + len(key)
+        if starts_word and start > 0 and is_word_char(folded[start - 1]):
+            return None
+        if prefix:
+            while end < len(folded) and is_word_char(folded[end]):
+                end += 1
+            return _Hit(lit, name, start, end)
+        if ends_word and end < len(folded) and is_word_char(folded[end]):
+            return None
+        if exact is not None and not self._exact(name, start, end, exact):
+            return None
+        return _Hit(lit, name, start, end)
+
+    def _translit_map(self, name: str) -> TranslitMap:
+        back = self._translit_maps.get(name)
+        if back is None:
+            back = self._translit_maps[name] = TranslitMap(
+                self.folded[name], *self._words.get(name, (None, None))
+            )
+        return back
+
     def has(self, lit: Literal, fields: frozenset[str] | None) -> bool:
         """Whether the literal hit in one of ``fields`` (None: in any field scanned)."""
         found = self.hits.get(lit)
@@ -244,9 +332,7 @@ class _Scan:
     def original_span(self, name: str, start: int, end: int, *, translit: bool) -> tuple[int, int]:
         """Offsets in the field's original text of a span of its folded (or translit) text."""
         if translit:
-            if name not in self._translit_maps:
-                self._translit_maps[name] = TranslitMap(self.folded[name])
-            back = self._translit_maps[name]
+            back = self._translit_map(name)
             start, end = back(start), back(end - 1) + 1
         if name not in self._fold_maps:
             self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
@@ -308,6 +394,20 @@ class RuleSet:
         self._plain = _automaton(plain, {})
         self._latin = _automaton({}, latin)
         self._both = _automaton(plain, latin) if self._latin is not None else self._plain
+        # For non-ASCII text when entities transliterate: every plain key under its
+        # transliteration, beside the Latin keys (see _Scan._scan_latin). A key whose
+        # transliteration loses its first or last character (a soft sign) cannot be
+        # placed back exactly: those few are scanned in the folded text, as the residue.
+        via: dict[str, list[Literal]] = {}
+        residue: dict[str, list[Literal]] = {}
+        for key, group in plain.items():
+            latin_key = transliterate(key)
+            if latin_key and transliterate(key[0]) and transliterate(key[-1]):
+                via.setdefault(latin_key, []).extend(group)
+            else:
+                residue[key] = group
+        self._via_latin = _automaton({}, latin, checked=via) if self._latin is not None else None
+        self._residue = _automaton(residue, {})
         everywhere = frozenset(self.fields)
         self._deciders = tuple(self._decider(rule, everywhere) for rule in self._rules)
 
@@ -729,13 +829,17 @@ class RuleSet:
 
 
 def _automaton(
-    plain: Mapping[str, Sequence[Literal]], latin: Mapping[str, Sequence[Literal]]
+    plain: Mapping[str, Sequence[Literal]],
+    latin: Mapping[str, Sequence[Literal]],
+    *,
+    checked: Mapping[str, Sequence[Literal]] | None = None,
 ) -> ahocorasick.Automaton | None:
-    """One automaton over the keys of both tables; each key carries a :class:`_Key`."""
-    if not plain and not latin:
+    """One automaton over the keys of the tables; each key carries a :class:`_Key`."""
+    checked = checked or {}
+    if not plain and not latin and not checked:
         return None
     automaton = ahocorasick.Automaton()
-    for key in {**plain, **latin}:
+    for key in {**plain, **latin, **checked}:
         automaton.add_word(
             key,
             _Key(
@@ -744,6 +848,16 @@ def _automaton(
                 ends_word=is_word_char(key[-1]),
                 plain=tuple((lit, lit.prefix, lit.exact) for lit in plain.get(key, ())),
                 latin=tuple((lit, lit.prefix, lit.exact) for lit in latin.get(key, ())),
+                checked=tuple(
+                    (
+                        lit,
+                        lit.prefix,
+                        lit.exact,
+                        is_word_char(lit.key[0]),
+                        is_word_char(lit.key[-1]),
+                    )
+                    for lit in checked.get(key, ())
+                ),
             ),
         )
     automaton.make_automaton()
