@@ -300,7 +300,10 @@ def test_alerts_lists_sent_pending_and_failed(tmp_path: Path) -> None:
             "u",
             now,
             baselined=True,
-            alerts=[Alert("f", str(n), "ops", ("r",), f"[r] item {n}", "b") for n in range(3)],
+            alerts=[
+                Alert("f", str(n), "ops", ("r",), f"[r] item {n}", "b", priority=level)
+                for n, level in enumerate(("normal", "normal", "low"))
+            ],
         )
     )
     first, second, _ = store.pending_alerts(now)
@@ -312,7 +315,7 @@ def test_alerts_lists_sent_pending_and_failed(tmp_path: Path) -> None:
     failed = invoke("alerts", "-c", str(config), "--failed").stdout.splitlines()
     assert len(failed) == 2 and "[r] item 1" in failed[0] and "HTTP 500" in failed[1]
     pending = invoke("alerts", "-c", str(config), "--pending", "--since", "1h").stdout
-    assert "[r] item 2" in pending and "next attempt" in pending
+    assert "[low] [r] item 2" in pending and "next attempt" in pending
     assert invoke("alerts", "-c", str(config), "--since", "soon").exit_code == 2
 
 

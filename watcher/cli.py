@@ -644,7 +644,11 @@ def alerts(config_path: Path | None, status: str | None, since: float) -> None:
 def _print_alerts(records: Sequence[AlertRecord]) -> None:
     for record in reversed(records):
         when = _when(record.sent_at if record.status == "sent" else record.created_at)
-        line = f"{record.id:>6}  {record.status:<7}  {when}  {record.notifier:<12}  {record.title}"
+        level = f"[{record.priority}] " if record.priority != "normal" else ""
+        line = (
+            f"{record.id:>6}  {record.status:<7}  {when}  {record.notifier:<12}  "
+            f"{level}{record.title}"
+        )
         click.echo(line)
         if record.status == "pending":
             click.echo(

@@ -35,7 +35,16 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement
 
 from watcher.exceptions import StoreError
-from watcher.models import KEEP, PRIORITIES, Alert, FeedState, Item, PendingAlert, PollRecord
+from watcher.models import (
+    KEEP,
+    PRIORITIES,
+    Alert,
+    FeedState,
+    Item,
+    PendingAlert,
+    PollRecord,
+    Priority,
+)
 from watcher.store import schema
 from watcher.store.schema import alerts, feeds, items
 
@@ -81,6 +90,7 @@ class AlertRecord:
     sent_at: datetime | None
     next_attempt_at: datetime
     last_error: str | None
+    priority: Priority = "normal"
 
 
 # What any successful poll resets on its feed.
@@ -623,6 +633,7 @@ class Store:
                     sent_at=r.sent_at,
                     next_attempt_at=r.next_attempt_at,
                     last_error=r.last_error,
+                    priority=PRIORITIES[r.priority],
                 )
                 for r in conn.execute(query)
             ]
