@@ -129,6 +129,34 @@ def test_test_run_json_lines(served: tuple[FeedServer, Path]) -> None:
     assert first["priority"] == "normal"
 
 
+def test_test_run_finds_the_same_with_parse_workers_as_without(
+    served: tuple[FeedServer, Path], tmp_path: Path
+) -> None:
+    """Documents over Parsers.MIN_BYTES go to worker processes, which parse and match."""
+    server, config = served
+    for name in ("big1", "big2"):
+        story = Story()
+        for n in range(60):
+            about = "Kharkiv under fire" if n % 7 == 0 else "Weather report"
+            story.add(n, f"{name} story {n}: {about}", "Officials said more. " * 20)
+        server.routes[f"/{name}"] = Route(story.body())
+        assert len(story.body()) > 16_384
+    text = config.read_text(encoding="utf-8").replace(
+        "feeds:\n",
+        f"feeds:\n  - {{name: big1, url: '{server.url('/big1')}'}}\n"
+        f"  - {{name: big2, url: '{server.url('/big2')}'}}\n",
+    )
+    outputs = []
+    for processes in (2, 0):
+        path = tmp_path / f"workers-{processes}.yaml"
+        path.write_text(f"parse_processes: {processes}\n{text}", encoding="utf-8")
+        result = invoke("test-run", "-c", str(path), "--json")
+        assert result.exit_code == 0, result.output
+        outputs.append(sorted(result.stdout.splitlines()))
+    assert outputs[0] == outputs[1]
+    assert sum('"feed": "big' in line for line in outputs[0]) == 2 * 9  # n = 0, 7, ..., 56
+
+
 def test_test_run_only_fetches_selected_feeds(served: tuple[FeedServer, Path]) -> None:
     server, config = served
     assert invoke("test-run", "-c", str(config), "--feed", "status").exit_code == 0

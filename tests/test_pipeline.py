@@ -743,7 +743,7 @@ def test_workers_that_match_find_what_the_daemon_finds() -> None:
     parsers = Parsers(2)
     parsers.configure(2, rules=(config.rules, config.entities))
     try:
-        count, matched = parsers.parse_and_match("f", result, ruleset, tags=("t",))
+        count, matched = parsers.parse_and_match("f", result, lambda: ruleset, tags=("t",))
         assert parsers._pool is not None
     finally:
         parsers.shutdown()

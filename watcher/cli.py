@@ -10,7 +10,8 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -191,7 +192,11 @@ class _FeedReport:
 
 
 def _try_feed(
-    feed: FeedConfig, config: Config, fetcher: Fetcher, ruleset: RuleSet, rules: set[str]
+    feed: FeedConfig,
+    config: Config,
+    fetcher: Fetcher,
+    ruleset: Callable[[], RuleSet],
+    rules: set[str],
 ) -> _FeedReport:
     try:
         result = fetch_feed(feed, config, fetcher)
@@ -203,7 +208,7 @@ def _try_feed(
     return _report(feed, count, matched, rules, feed.url)
 
 
-def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
+def _try_file(path: Path, ruleset: Callable[[], RuleSet], rules: set[str]) -> _FeedReport:
     feed = FeedConfig(name=path.name, url="http://localhost/")
     kind = "application/feed+json" if path.suffix.lower() == ".json" else "application/xml"
     try:
@@ -216,7 +221,7 @@ def _try_file(path: Path, ruleset: RuleSet, rules: set[str]) -> _FeedReport:
         return _FeedReport(feed, error=f"{path}: {exc.strerror}", source=str(path))
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=str(path))
-    found = match_items(parsed.items, ruleset)
+    found = match_items(parsed.items, ruleset())
     return _report(feed, len(parsed.items), found, rules, str(path))
 
 
@@ -310,8 +315,8 @@ def test_run(
     feeds += adhoc
     configure_parsing(config, match=True)
     if len(feeds) > 1:
-        PARSERS.start()  # the workers start (and build the rule set) while this process does
-    ruleset = RuleSet.from_config(config)
+        PARSERS.start()  # the workers start (and build the rule set) while this process fetches
+    ruleset = _lazy_ruleset(config)  # here only for what is matched here (small documents)
     rules = set(rule_names)
     workers = max(1, min(config.fetch.max_connections, len(feeds) + len(files)))
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
@@ -334,9 +339,23 @@ def test_run(
                     click.echo(json.dumps(match_json(item, m), ensure_ascii=False))
         else:
             _print_human(report)
-    if send and not _send_test(config, ruleset, reports, notifier_names):
+    if send and not _send_test(config, ruleset(), reports, notifier_names):
         failed = True
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
+
+
+def _lazy_ruleset(config: Config) -> Callable[[], RuleSet]:
+    """The config's rule set, built on the first call (from any thread), then kept."""
+    lock = threading.Lock()
+    built: list[RuleSet] = []
+
+    def get() -> RuleSet:
+        with lock:
+            if not built:
+                built.append(RuleSet.from_config(config))
+            return built[0]
+
+    return get
 
 
 def _plural(count: int, word: str) -> str:

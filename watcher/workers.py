@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -67,11 +67,18 @@ class Parsers:
             return parse(feed, result)
 
     def parse_and_match(
-        self, feed: str, result: FetchResult, ruleset: RuleSet, *, tags: Sequence[str] = ()
+        self,
+        feed: str,
+        result: FetchResult,
+        ruleset: Callable[[], RuleSet],
+        *,
+        tags: Sequence[str] = (),
     ) -> tuple[int, Matched]:
         """How many items the document has, and those that match with their matches: in a
         worker when the pool matches, else here. Only matching items come back from a
-        worker, so the others are never pickled."""
+        worker, so the others are never pickled. ``ruleset`` is called only when the
+        document is matched here: with 10,000 rules, building a rule set takes a second
+        and a half, which a process whose workers do the matching need never spend."""
         if self.rules is not None:
             done: tuple[int, Matched] | None = self._in_pool(
                 _parse_and_match, feed, result, tuple(tags)
@@ -79,7 +86,7 @@ class Parsers:
             if done is not None:
                 return done
         parsed = self.parse(feed, result)
-        return len(parsed.items), _matching(parsed.items, ruleset, tags)
+        return len(parsed.items), _matching(parsed.items, ruleset(), tags)
 
     def start(self) -> None:
         """Start the workers now rather than at the first document, so their start-up
