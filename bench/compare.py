@@ -309,7 +309,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--items", type=int, default=50)
-    parser.add_argument("--rules", default="0,1000", help="comma-separated rule counts")
+    parser.add_argument("--rules", default="0,1000,10000", help="comma-separated rule counts")
     parser.add_argument("--workers", type=int, default=20)
     args = parser.parse_args()
     drive(args.feeds, args.items, [int(r) for r in args.rules.split(",")], args.workers)
