@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +20,7 @@ from watcher.parse import parse
 from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import PollRecord, Store
-from watcher.workers import Parsers
+from watcher.workers import Parsers, default_parse_processes
 
 
 def make_config(feed_server: FeedServer, receiver: Receiver, *paths: str) -> Config:
@@ -730,6 +731,21 @@ def test_where_no_worker_can_start_feeds_are_parsed_in_the_daemon(
     result = _big_feed()
     assert parsers.parse("f", result) == parse("f", result)
     assert parsers.processes == 0 and parsers._pool is None
+
+
+def test_a_sandbox_that_refuses_sched_getaffinity_still_gets_a_worker_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """systemd's SystemCallFilter answers EPERM to what it filters: count the CPUs instead."""
+
+    def refused(_pid: int) -> set[int]:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_getaffinity", refused)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_parse_processes() == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_parse_processes() == 0
 
 
 def test_workers_that_match_find_what_the_daemon_finds() -> None:

@@ -154,7 +154,10 @@ class Parsers:
 
 def default_parse_processes() -> int:
     """One worker per core when there is more than one core, at most four; else none."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux, or a seccomp filter refuses the call
+        cores = os.cpu_count() or 1
     return 0 if not cores or cores < 2 else min(cores, 4)
 
 
