@@ -462,14 +462,20 @@ def test_test_run_send_delivers_marked_as_a_test_and_writes_nothing(
     served: tuple[FeedServer, Path], receiver: Receiver
 ) -> None:
     _, config = served
-    config.write_text(config.read_text().replace("json://127.0.0.1:9/never-called", receiver.url))
+    text = config.read_text().replace("json://127.0.0.1:9/never-called", receiver.url)
+    config.write_text(
+        text.replace("entities: [kharkiv]", "entities: [kharkiv]\n    priority: urgent")
+    )
     assert invoke("test-run", "-c", str(config), "--notifier", "ops").exit_code == 2  # needs --send
     result = invoke("test-run", "-c", str(config), "--feed", "news", "--send")
     assert result.exit_code == 0, result.output
-    assert receiver.titles() == [
-        "[test] [kharkiv, peace-talks] Ceasefire talks: Ukraine and Russia meet",
-        "[test] [kharkiv] Shelling in Kharkov’s north",
-    ]
+    assert [(m["title"], m["type"]) for m in receiver.messages] == [
+        (
+            "[test] URGENT [kharkiv, peace-talks] Ceasefire talks: Ukraine and Russia meet",
+            "failure",
+        ),
+        ("[test] URGENT [kharkiv] Shelling in Kharkov’s north", "failure"),
+    ]  # what an urgent alert will look like, notify type included
     assert "sent to ops:" in result.stderr
     assert not (config.parent / "state").exists()
     receiver.status = 500

@@ -386,7 +386,9 @@ def _send_test(
     )
     ok = True
     for alert in planned:
-        result = notifiers[alert.notifier].send(f"[test] {alert.title}", alert.body)
+        result = notifiers[alert.notifier].send(
+            f"[test] {alert.title}", alert.body, priority=alert.priority
+        )
         if result.ok:
             click.echo(f"sent to {alert.notifier}: {alert.title}", err=True)
         else:
