@@ -15,7 +15,7 @@ from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
 from watcher.fetch import Fetcher
 from watcher.models import Alert, FetchResult, Priority
-from watcher.notify import build_notifiers
+from watcher.notify import Notifier, build_notifiers
 from watcher.parse import parse
 from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
 from watcher.rules import RuleSet
@@ -426,6 +426,14 @@ def outbox(receivers: dict[str, str], extra: str = "", max_age: str = "24h") -> 
     )
 
 
+def hook(
+    tmp_path: Path, receiver: Receiver, options: str
+) -> tuple[Store, Clock, dict[str, Notifier]]:
+    """A fresh outbox and one notifier, "hook", posting to ``receiver`` with ``options``."""
+    config = outbox({"hook": f"{{url: '{receiver.url}', {options}}}"})
+    return Store.open(tmp_path / "w.db"), Clock(), build_notifiers(config.notifiers)
+
+
 def queue(
     store: Store,
     notifier: str,
@@ -520,9 +528,7 @@ def test_undeliverable_alerts_are_marked_failed_after_max_age(
 
 
 def test_digest_window_batches_alerts_into_one_message(receiver: Receiver, tmp_path: Path) -> None:
-    config = outbox({"hook": f"{{url: '{receiver.url}', digest: 1h}}"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
-    notifiers = build_notifiers(config.notifiers)
+    store, clock, notifiers = hook(tmp_path, receiver, "digest: 1h")
     queue(store, "hook", 2, clock.now)
     assert deliver_pending(store, notifiers, now=clock).deferred == 2
     clock.advance(minutes=30)
@@ -537,10 +543,8 @@ def test_digest_window_batches_alerts_into_one_message(receiver: Receiver, tmp_p
 
 
 def test_quiet_hours_hold_alerts_until_the_window_ends(receiver: Receiver, tmp_path: Path) -> None:
-    config = outbox({"hook": f"{{url: '{receiver.url}', quiet_hours: '22:00-07:00 Europe/Kyiv'}}"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    store, clock, notifiers = hook(tmp_path, receiver, "quiet_hours: '22:00-07:00 Europe/Kyiv'")
     clock.now = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv
-    notifiers = build_notifiers(config.notifiers)
     queue(store, "hook", 3, clock.now)
     assert deliver_pending(store, notifiers, now=clock).deferred == 3
     clock.now = datetime(2026, 11, 25, 4, 59, tzinfo=UTC)  # 06:59 in Kyiv
@@ -551,9 +555,7 @@ def test_quiet_hours_hold_alerts_until_the_window_ends(receiver: Receiver, tmp_p
 
 
 def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, tmp_path: Path) -> None:
-    config = outbox({"hook": f"{{url: '{receiver.url}', max_per_hour: 2}}"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
-    notifiers = build_notifiers(config.notifiers)
+    store, clock, notifiers = hook(tmp_path, receiver, "max_per_hour: 2")
     queue(store, "hook", 5, clock.now)
     outcome = deliver_pending(store, notifiers, now=clock)
     assert (outcome.sent, outcome.deferred) == (2, 3)
@@ -567,10 +569,8 @@ def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, tmp_pat
 def test_an_urgent_alert_goes_through_quiet_hours_alone_and_typed_as_failure(
     receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = outbox({"hook": f"{{url: '{receiver.url}', quiet_hours: '22:00-07:00 Europe/Kyiv'}}"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    store, clock, notifiers = hook(tmp_path, receiver, "quiet_hours: '22:00-07:00 Europe/Kyiv'")
     clock.now = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv
-    notifiers = build_notifiers(config.notifiers)
     queue(store, "hook", 3, clock.now)
     assert deliver_pending(store, notifiers, now=clock).deferred == 3
     clock.advance(minutes=10)
@@ -587,9 +587,7 @@ def test_an_urgent_alert_goes_through_quiet_hours_alone_and_typed_as_failure(
 def test_an_urgent_alert_is_not_stuck_behind_a_full_page_of_deferred_ones(
     receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = outbox({"hook": f"{{url: '{receiver.url}', digest: 1h}}"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
-    notifiers = build_notifiers(config.notifiers)
+    store, clock, notifiers = hook(tmp_path, receiver, "digest: 1h")
     queue(store, "hook", 600, clock.now)  # more than one page of pending_alerts (500)
     assert deliver_pending(store, notifiers, now=clock).deferred == 500
     queue(store, "hook", 1, clock.now, start=600, priority="urgent")
@@ -600,9 +598,7 @@ def test_an_urgent_alert_is_not_stuck_behind_a_full_page_of_deferred_ones(
 def test_higher_priority_goes_first_and_gets_the_hourly_budget(
     receiver: Receiver, tmp_path: Path
 ) -> None:
-    config = outbox({"hook": f"{{url: '{receiver.url}', max_per_hour: 2}}"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
-    notifiers = build_notifiers(config.notifiers)
+    store, clock, notifiers = hook(tmp_path, receiver, "max_per_hour: 2")
     queue(store, "hook", 2, clock.now, priority="low")
     queue(store, "hook", 2, clock.now, start=2)
     queue(store, "hook", 1, clock.now, start=4, priority="high")
