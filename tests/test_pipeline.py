@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import FeedServer, Receiver, Route, Story, rss, wait_until
+from support import MATCH_RULES, FeedServer, Receiver, Route, Story, rss, wait_until
 
 from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
@@ -30,13 +30,7 @@ def make_config(feed_server: FeedServer, receiver: Receiver, *paths: str) -> Con
 allow_private_networks: true
 feeds:
 {feeds}
-entities:
-  kharkiv:
-    aliases: [Kharkiv, Kharkov]
-rules:
-  - name: kharkiv
-    entities: [kharkiv]
-  - name: ceasefire
+{MATCH_RULES}  - name: ceasefire
     keywords: [ceasefire]
 notifiers:
   hook: "{receiver.url}"

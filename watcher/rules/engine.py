@@ -253,12 +253,7 @@ class _Scan:
                 if after.isalnum() or after == "_":
                     continue
             for lit, _prefix, _exact in key.latin:  # never prefixes nor case-sensitive
-                hit = _Hit(lit, name, start, end)
-                found = hits.get(lit)
-                if found is None:
-                    hits[lit] = [hit]
-                else:
-                    found.append(hit)
+                hits.setdefault(lit, []).append(_Hit(lit, name, start, end))
 
     def _confirm(
         self,
