@@ -163,9 +163,9 @@ class _Scan:
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
         self._located: dict[_Hit, tuple[Hit, int, int]] = {}
         self._snippets: dict[tuple[str, int, int], tuple[str, int, int]] = {}
-        plain, latin, both = ruleset._plain, ruleset._latin, ruleset._both
+        plain, both, via = ruleset._plain, ruleset._both, ruleset._via_latin
         for name, folded in self.folded.items():
-            if latin is None:
+            if via is None:  # no entity transliterates
                 if plain is not None:
                     self._scan(plain, folded, name, plain=True, latin=False)
             elif both is not None and folded.isascii():
@@ -180,7 +180,7 @@ class _Scan:
                 latin_words = transliterate_words(words)
                 self._words[name] = (words, latin_words)
                 self.translit[name] = transliterated = " ".join(latin_words)
-                self._scan_latin(ruleset._via_latin, transliterated, name, folded)
+                self._scan_latin(via, transliterated, name, folded)
                 if ruleset._residue is not None:
                     self._scan(ruleset._residue, folded, name, plain=True, latin=False)
 
@@ -387,21 +387,20 @@ class RuleSet:
                 if lit not in group:
                     group.append(lit)
         self._plain = _automaton(plain, {})
-        self._latin = _automaton({}, latin)
-        self._both = _automaton(plain, latin) if self._latin is not None else self._plain
+        self._both = _automaton(plain, latin) if latin else self._plain
         # For non-ASCII text when entities transliterate: every plain key under its
         # transliteration, beside the Latin keys (see _Scan._scan_latin). A key whose
         # transliteration loses its first or last character (a soft sign) cannot be
         # placed back exactly: those few are scanned in the folded text, as the residue.
         via: dict[str, list[Literal]] = {}
         residue: dict[str, list[Literal]] = {}
-        for key, group in plain.items():
+        for key, group in plain.items() if latin else ():
             latin_key = transliterate(key)
             if latin_key and transliterate(key[0]) and transliterate(key[-1]):
                 via.setdefault(latin_key, []).extend(group)
             else:
                 residue[key] = group
-        self._via_latin = _automaton({}, latin, checked=via) if self._latin is not None else None
+        self._via_latin = _automaton({}, latin, checked=via) if latin else None
         self._residue = _automaton(residue, {})
         everywhere = frozenset(self.fields)
         self._deciders = tuple(self._decider(rule, everywhere) for rule in self._rules)
