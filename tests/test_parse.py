@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from watcher.exceptions import ParseError
+from watcher.identity import clean_link
+from watcher.identity import primary_identity as item_identity
 from watcher.models import FetchResult, ParsedFeed
-from watcher.parse import MAX_FIELD_CHARS, clean_link, item_identity, parse
+from watcher.parse import MAX_FIELD_CHARS, parse
 from watcher.rss_fast import read_fast
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
@@ -68,10 +71,17 @@ def test_every_golden_feed_has_an_expected_result() -> None:
 def test_identity_fallbacks() -> None:
     assert item_identity(" urn:1 ", "http://x/a", "t", "c") == "urn:1"
     assert item_identity("", "http://x/a?utm_source=x&id=1", "t", "c") == "http://x/a?id=1"
-    hashed = item_identity("", "", "title", "content")
+    # Neither guid nor link: the folded title (and date) is the item, so an edit of its
+    # text (a live blog) keeps it, and only an untitled item falls back to its text.
+    titled = item_identity("", "", "Title", "content")
+    assert titled.startswith("title:")
+    assert titled == item_identity("", "", "  TITLE ", "other content")
+    dated = item_identity("", "", "Title", "content", datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+    assert dated.startswith("title:") and dated != titled
+    hashed = item_identity("", "", "", "content")
     assert hashed.startswith("sha256:")
-    assert hashed == item_identity("", "", "title", "content")
-    assert hashed != item_identity("", "", "title", "other content")
+    assert hashed == item_identity("", "", "", "content")
+    assert hashed != item_identity("", "", "", "other content")
 
 
 @pytest.mark.parametrize(

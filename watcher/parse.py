@@ -1,7 +1,7 @@
 """Bytes to items: RSS and Atom through feedparser, JSON Feed through our own reader.
 
-Owns item identity (guid, else the link without tracking parameters, else a hash
-of title and text) and the conversion of feed HTML to plain text, done once here.
+Owns the conversion of feed HTML to plain text, done once here; each item's identity
+comes from :mod:`watcher.identity`.
 feedparser is only ever handed bytes we downloaded, never a URL or a path, with
 its sanitizer and URI resolution off: we never render feed HTML, we read it.
 """
@@ -9,7 +9,6 @@ its sanitizer and URI resolution off: we never render feed HTML, we read it.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import html.entities
 import io
 import json
@@ -17,11 +16,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import feedparser
 
 from watcher.exceptions import ParseError
+from watcher.identity import primary_identity
 from watcher.models import FetchResult, Item, ParsedFeed
 from watcher.rss_fast import read_fast
 from watcher.text import html_to_text, plain_text
@@ -29,38 +28,7 @@ from watcher.text import html_to_text, plain_text
 MAX_FIELD_CHARS = 65536
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_TRACKING_PARAMS = re.compile(
-    r"^(utm_[a-z_]+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid"
-    r"|_hsenc|_hsmi|mkt_tok|oly_enc_id|oly_anon_id|vero_id|wt_mc|at_medium|at_campaign)$",
-    re.IGNORECASE,
-)
 _JSON_FEED_VERSION = "https://jsonfeed.org/version/"
-
-
-def clean_link(link: str) -> str:
-    """The link without tracking parameters, so a re-tagged link stays the same item."""
-    link = link.strip()
-    try:
-        parts = urlsplit(link)
-    except ValueError:
-        return link
-    if not parts.query:
-        return link
-    pairs = parts.query.split("&")
-    kept = [p for p in pairs if p and not _TRACKING_PARAMS.match(p.split("=", 1)[0])]
-    if len(kept) == len(pairs):
-        return link
-    return urlunsplit(parts._replace(query="&".join(kept)))
-
-
-def item_identity(guid: str, link: str, title: str, text: str) -> str:
-    """guid; else the cleaned link; else a hash of title and text."""
-    if guid.strip():
-        return guid.strip()
-    if link.strip():
-        return clean_link(link)
-    digest = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
-    return f"sha256:{digest[:40]}"
 
 
 def _cap(text: str) -> str:
@@ -225,7 +193,9 @@ def _entry_to_item(feed: str, entry: Mapping[str, Any]) -> Item:
     tags = tuple(str(t.get("term")) for t in entry.get("tags", ()) if t.get("term"))
     return Item(
         feed=feed,
-        id=item_identity(str(entry.get("id") or ""), link, title, content or summary),
+        id=primary_identity(
+            str(entry.get("id") or ""), link, title, content or summary, published
+        ),
         title=title,
         link=link,
         summary=summary,
@@ -279,14 +249,17 @@ def _json_item(feed: str, raw: Mapping[str, Any]) -> Item:
     author = ", ".join(str(a.get("name")) for a in authors if isinstance(a, dict) and a.get("name"))
     raw_id = raw.get("id")
     tags = raw.get("tags")
+    published = _json_date(raw.get("date_published") or raw.get("date_modified"))
     return Item(
         feed=feed,
-        id=item_identity("" if raw_id is None else str(raw_id), link, title, content or summary),
+        id=primary_identity(
+            "" if raw_id is None else str(raw_id), link, title, content or summary, published
+        ),
         title=title,
         link=link,
         summary=summary,
         content=content,
-        published=_json_date(raw.get("date_published") or raw.get("date_modified")),
+        published=published,
         author=author,
         tags=tuple(str(t) for t in tags) if isinstance(tags, list) else (),
     )
