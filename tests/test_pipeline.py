@@ -304,16 +304,22 @@ def test_guid_churn_sends_one_notice_instead_of_a_flood(
     assert run(config, client, store, clock)[0] == "unchanged"
 
 
-def test_a_few_new_items_are_not_churn(
+def test_a_small_feed_that_renumbers_is_silent_and_its_new_stories_alert(
     feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
 ) -> None:
     feed_server.routes["/news"] = route = Route(renumbered(5, "a"))
     config = health_config(feed_server, receiver)
     store, clock = Store.open(tmp_path / "w.db"), Clock()
     run(config, client, store, clock)
-    route.body = renumbered(5, "b")  # all new, but fewer than 10: ordinary news
+    route.body = renumbered(5, "b")  # five items, every id new, every title seen
+    assert run(config, client, store, clock)[0] == "renumbered"
+    assert store.alert_counts() == {"pending": 1}  # the notice only
+    story = Story()
+    for n in range(5):
+        story.items.append({"title": f"Kharkiv update {n}", "guid": f"c-{n}"})
+    route.body = story.body()  # five new ids with titles never seen: five new stories
     assert run(config, client, store, clock)[0] == "new"
-    assert store.alert_counts() == {"pending": 5}
+    assert store.alert_counts() == {"pending": 6}
 
 
 def test_churn_without_health_notifiers_is_only_logged(

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import event
 
 from watcher.exceptions import StoreError
-from watcher.models import Alert, Item, Priority
+from watcher.models import Alert, Item, Priority, SeenItem
 from watcher.store import PollRecord, Store
 from watcher.store.schema import LATEST
 
@@ -42,9 +42,21 @@ def commit(store: Store, seen: list[Item], queued: Sequence[Alert] = ()) -> int:
             etag='"e"',
             body_hash="h",
             baselined=True,
-            seen=seen,
+            seen=[SeenItem(item) for item in seen],
+            present=[item.id for item in seen],
             alerts=queued,
         )
+    )
+
+
+def record(url: str, at: datetime, seen: list[Item]) -> PollRecord:
+    return PollRecord(
+        "f",
+        url,
+        at,
+        baselined=True,
+        seen=[SeenItem(item) for item in seen],
+        present=[item.id for item in seen],
     )
 
 
@@ -170,8 +182,8 @@ def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(tmp_path: Path)
     store = Store.open(tmp_path / "w.db")
     for n in range(6):  # one item per poll: the feed's largest size is 1
         at = NOW - timedelta(days=200 - n)
-        store.record_poll(PollRecord("f", "u", at, baselined=True, seen=items(str(n))))
-    store.record_poll(PollRecord("f", "u", NOW, baselined=True, seen=items("fresh")))
+        store.record_poll(record("u", at, items(str(n))))
+    store.record_poll(record("u", NOW, items("fresh")))
     assert store.prune_items(NOW, keep_days=90) == 5  # keeps the 2 newest: "fresh" and "5"
     assert [i.id for i in store.new_items("f", items("0", "4", "5", "fresh"))] == ["0", "4"]
     assert store.prune_items(NOW, keep_days=90) == 0

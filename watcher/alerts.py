@@ -67,6 +67,7 @@ DEFAULT_BODY = {
         "{{ item.title }}\n"
         "{% if item.link %}{{ item.link }}\n{% endif %}"
         "Feed: {{ item.feed }}\n"
+        "{% if also %}Also in: {{ also|join(', ') }}\n{% endif %}"
         "{% if item.published %}Published: {{ item.published }}\n{% endif %}"
         "Matched: {% for m in matches %}{{ m.rule }}{% if m.terms %}: {{ m.terms|join(', ') }}"
         "{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}"
@@ -76,7 +77,8 @@ DEFAULT_BODY = {
     "markdown": (
         "{% if item.link %}**[{{ item.title }}]({{ link_md }})**{% else %}**{{ item.title }}**"
         "{% endif %}\n"
-        "{{ item.feed }}{% if item.published %} · {{ item.published }}{% endif %}\n"
+        "{{ item.feed }}{% if also %} (also in {{ also|join(', ') }}){% endif %}"
+        "{% if item.published %} · {{ item.published }}{% endif %}\n"
         "{% for m in matches %}*{{ m.rule }}*{% if m.terms %}: {{ m.terms|join(', ') }}{% endif %}"
         "{% if not loop.last %}; {% endif %}{% endfor %}"
         "{% if entities %}\n{{ entities|join(', ') }}{% endif %}"
@@ -85,7 +87,8 @@ DEFAULT_BODY = {
     "html": (
         '<p><b>{% if item.link %}<a href="{{ item.link }}">{{ item.title }}</a>'
         "{% else %}{{ item.title }}{% endif %}</b><br>"
-        "{{ item.feed }}{% if item.published %} · {{ item.published }}{% endif %}<br>"
+        "{{ item.feed }}{% if also %} (also in {{ also|join(', ') }}){% endif %}"
+        "{% if item.published %} · {{ item.published }}{% endif %}<br>"
         "{% for m in matches %}<i>{{ m.rule }}</i>{% if m.terms %}: {{ m.terms|join(', ') }}"
         "{% endif %}{% if not loop.last %}; {% endif %}{% endfor %}"
         "{% if entities %}<br>{{ entities|join(', ') }}{% endif %}</p>"
@@ -134,8 +137,19 @@ def _marked(match: Match, fmt: str) -> Markup | str:
     return Markup(marked.replace("\x00", "<b>").replace("\x01", "</b>"))
 
 
-def context(item: Item, matches: Sequence[Match], fmt: str) -> dict[str, Any]:
-    """What a template sees. Strings are plain data; the environment escapes them."""
+@dataclass(frozen=True)
+class StoryPlan:
+    """The story an item belongs to, and the other feeds that carried it before."""
+
+    story: str
+    also: tuple[str, ...] = ()
+
+
+def context(
+    item: Item, matches: Sequence[Match], fmt: str, also: Sequence[str] = ()
+) -> dict[str, Any]:
+    """What a template sees. Strings are plain data; the environment escapes them.
+    ``also``: the other feeds that carried the item's story before it."""
     link = safe_link(item.link)
     published = item.published.strftime("%Y-%m-%d %H:%M UTC") if item.published else ""
     first = next((m for m in matches if m.snippet), None)
@@ -166,6 +180,7 @@ def context(item: Item, matches: Sequence[Match], fmt: str) -> dict[str, Any]:
             for m in matches
         ],
         "entities": entities,
+        "also": list(also),
         "snippet": _marked(first, fmt) if first is not None else "",
         "link_md": quote(link, safe=":/?&=%#+,;@~!$'*"),
     }
@@ -176,14 +191,16 @@ def _title(source: str, ctx: Mapping[str, Any]) -> str:
     return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
-def render(item: Item, matches: Sequence[Match], style: Style | None = None) -> tuple[str, str]:
+def render(
+    item: Item, matches: Sequence[Match], style: Style | None = None, also: Sequence[str] = ()
+) -> tuple[str, str]:
     """Title and body of the message about one item, in the notifier's format.
 
     A notifier template that fails (the sandbox refuses something, a filter breaks)
     falls back to the default, so the alert still goes out; the error is logged.
     """
     style = style or Style()
-    ctx = context(item, matches, style.format)
+    ctx = context(item, matches, style.format, also)
     env = _ENVIRONMENTS[style.format]
     try:
         title = _title(style.title or DEFAULT_TITLE, ctx)
@@ -198,12 +215,13 @@ def render(item: Item, matches: Sequence[Match], style: Style | None = None) -> 
     return title, body.strip()
 
 
-def payload(item: Item, matches: Sequence[Match]) -> dict[str, Any]:
+def payload(item: Item, matches: Sequence[Match], also: Sequence[str] = ()) -> dict[str, Any]:
     """What a digest needs to list an alert later: plain data, stored with the alert."""
     return {
         "title": item.title or item.link or item.id,
         "link": safe_link(item.link),
         "feed": item.feed,
+        "sources": [item.feed, *also],
         "rules": [m.rule for m in matches],
         "terms": list(dict.fromkeys(t for m in matches for t in m.terms)),
         "priority": highest(m.priority for m in matches),
@@ -244,10 +262,12 @@ def _esc(text: str, fmt: str, *, heading: bool = False) -> str:
 
 
 def _digest_line(entry: Mapping[str, Any], fmt: str) -> str:
+    sources = entry.get("sources")
     title, link, feed = (
         str(entry.get("title", "")),
         str(entry.get("link", "")),
-        str(entry.get("feed", "")),
+        # every feed that carried the story, when the store knows them at delivery
+        ", ".join(map(str, sources)) if sources else str(entry.get("feed", "")),
     )
     if entry.get("priority") in ("high", "urgent"):
         title = f"{str(entry['priority']).upper()}: {title}"
@@ -271,15 +291,20 @@ def plan(
     notifiers: Sequence[str],
     styles: Mapping[str, Style] | None = None,
     flood_threshold: int | None = None,
+    stories: Mapping[str, StoryPlan] | None = None,
+    told: Callable[[str, str, Sequence[str], Priority], bool] | None = None,
 ) -> list[Alert]:
     """The alerts to queue: per item, one per notifier, naming the rules routed to it.
 
     ``notifiers_of(rule)`` gives the notifiers a rule names; an empty answer means all.
-    When one poll yields more than ``flood_threshold`` alerts for a notifier, that
+    ``stories`` gives an item's story; ``told(item id, notifier, rules, priority)`` says
+    that notifier already heard all of it from another feed's copy, so it is not told
+    again. When one poll yields more than ``flood_threshold`` alerts for a notifier, that
     notifier gets one summary instead (the flood guard); urgent alerts are never
     folded into it, nor counted towards it.
     """
     styles = styles or {}
+    stories = stories or {}
     per_target: dict[str, list[tuple[Item, list[Match]]]] = {}
     for item, matches in item_matches:
         routed: dict[str, list[Match]] = {}
@@ -287,8 +312,18 @@ def plan(
             for target in notifiers_of(match.rule) or notifiers:
                 routed.setdefault(target, []).append(match)
         for target in notifiers:
-            if target in routed:
-                per_target.setdefault(target, []).append((item, routed[target]))
+            if target not in routed:
+                continue
+            rules = [m.rule for m in routed[target]]
+            level = highest(m.priority for m in routed[target])
+            if told is not None and told(item.id, target, rules, level):
+                log.info(
+                    "alert not repeated: another feed's copy of the story told notifier=%s item=%r",
+                    target,
+                    item.title,
+                )
+                continue
+            per_target.setdefault(target, []).append((item, routed[target]))
     planned: list[Alert] = []
     for target in notifiers:
         found = per_target.get(target, [])
@@ -299,7 +334,9 @@ def plan(
             planned.append(_flood_summary(target, ordinary, style))
             found = [entry for entry, alone in zip(found, urgent, strict=True) if alone]
         for item, matches in found:
-            title, body = render(item, matches, style)
+            story = stories.get(item.id)
+            also = story.also if story is not None else ()
+            title, body = render(item, matches, style, also)
             planned.append(
                 Alert(
                     feed=item.feed,
@@ -309,8 +346,9 @@ def plan(
                     title=title,
                     body=body,
                     link=item.link,
-                    payload=payload(item, matches),
+                    payload=payload(item, matches, also),
                     priority=highest(m.priority for m in matches),
+                    story=story.story if story is not None else None,
                 )
             )
     return planned

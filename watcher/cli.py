@@ -153,6 +153,10 @@ def check(config_path: Path | None) -> None:
     Example: watcher check -c config/example.yaml
     """
     config = _load(config_path)
+    for warning in config.warnings:
+        click.echo(
+            f"{warning.file}:{warning.line}: {warning.path}: warning: {warning.message}", err=True
+        )
     click.echo(f"ok: {config_path or default_config_path()}: {config.summary()}")
 
 

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -112,6 +113,7 @@ class FeedConfig(_Model):
     headers: dict[NonEmpty, str] = Field(default_factory=dict)
     auth: BasicAuth | None = None
     allow_private_networks: bool | None = None  # default: the top-level setting
+    max_item_age: Duration | None = None  # default: the top-level setting
 
     @field_validator("url")
     @classmethod
@@ -167,6 +169,7 @@ class RuleConfig(_Model):
     min_score: float = Field(default=0.0, ge=0)  # a title hit weighs 3, any other field 1
     # low | normal | high | urgent, or by score: {high: 6, urgent: 10} (below all: normal)
     priority: Annotated[Priority | dict[Priority, float], PlainValidator(_priority)] = "normal"
+    collapse_stories: bool | None = None  # default: the top-level setting
 
 
 class FetchSettings(_Model):
@@ -257,8 +260,10 @@ class FeedHealthSettings(_Model):
 
     notify: tuple[NonEmpty, ...] = ()  # notifier names; none: notices are only logged
     failures: int = Field(default=5, ge=1)  # consecutive failures before a notice
-    churn_ratio: float = Field(default=0.5, gt=0, le=1)  # share of new items that means
-    churn_min_items: int = Field(default=10, ge=1)  # "the feed renumbered its items"
+    # Deprecated, no longer used: renumbering is judged per item (watcher/identity.py).
+    # Still accepted, so an old config keeps loading; `watcher check` warns.
+    churn_ratio: float | None = Field(default=None, gt=0, le=1)
+    churn_min_items: int | None = Field(default=None, ge=1)
 
 
 def _processes(value: object) -> int | Literal["auto"]:
@@ -276,6 +281,11 @@ class Config(_Model):
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     retention: Duration = 30 * 86400.0  # how long items' text is kept for `watcher backtest`
+    # An item whose date is older than this when first seen is recorded and never alerts.
+    max_item_age: Duration | None = None
+    # One story across feeds is one alert, within this window (see watcher/stories.py).
+    story_window: Duration = 86400.0
+    collapse_stories: bool = True
     # Worker processes that parse feeds: "auto" is one per core (at most 4) on a machine
     # with more than one core; 0 parses in the daemon's own process (least memory).
     parse_processes: Annotated[int | Literal["auto"], PlainValidator(_processes)] = "auto"
@@ -285,11 +295,27 @@ class Config(_Model):
     notifiers: dict[str, Annotated[NotifierConfig, BeforeValidator(_notifier)]] = Field(
         default_factory=dict
     )
+    _warnings: tuple[ConfigIssue, ...] = PrivateAttr(default=())
+
+    @property
+    def warnings(self) -> tuple[ConfigIssue, ...]:
+        """What is valid but does nothing or is about to go: shown by check, logged by run."""
+        return self._warnings
 
     @property
     def state_path(self) -> Path:
         """Where the state database lives: the ``state`` key, else the XDG default."""
         return self.state if self.state is not None else default_state_path()
+
+    def item_age_limit(self, feed: FeedConfig) -> float | None:
+        """Seconds beyond which an item is too old to alert in this feed (None: no limit)."""
+        return feed.max_item_age if feed.max_item_age is not None else self.max_item_age
+
+    def collapses(self, rule: RuleConfig) -> bool:
+        """Whether an item this rule matched may join a story another feed started."""
+        if rule.collapse_stories is not None:
+            return rule.collapse_stories
+        return self.collapse_stories
 
     def allows_private(self, feed: FeedConfig) -> bool:
         """Whether a feed may reach loopback, private and link-local addresses."""
@@ -591,7 +617,27 @@ def parse_config(text: str, *, file: str = "<config>", base: Path | None = None)
     _cross_check(config, located)
     if located.issues:
         raise ConfigError(_sorted(located.issues))
-    return _resolve_state(config, base or Path.cwd())
+    config = _resolve_state(config, base or Path.cwd())
+    config._warnings = tuple(_warnings(config, located))
+    return config
+
+
+_CHURN_GONE = (
+    "no longer used: renumbering is judged item by item (an item whose canonical link or "
+    "title and date were seen before is the same item), so a burst of new items always "
+    "alerts; remove this key"
+)
+
+
+def _warnings(config: Config, located: _Located) -> list[ConfigIssue]:
+    found = []
+    for key in ("churn_ratio", "churn_min_items"):
+        if getattr(config.feed_health, key) is not None:
+            path = ("feed_health", key)
+            found.append(
+                ConfigIssue(located.file, located.line_of(path), _fmt_path(path), _CHURN_GONE)
+            )
+    return found
 
 
 def _sorted(issues: list[ConfigIssue]) -> list[ConfigIssue]:

@@ -158,6 +158,7 @@ class Alert:
     link: str = ""
     payload: Mapping[str, Any] = field(default_factory=dict)
     priority: Priority = "normal"
+    story: str | None = None  # the story it reports: one per (story, notifier) unless it adds
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class PendingAlert:
     held: bool = False  # deferred by quiet hours or a rate limit: goes out in a digest
     next_attempt_at: datetime | None = None
     priority: Priority = "normal"
+    sources: tuple[str, ...] = ()  # every feed that carried its story, first first
 
 
 class _Keep:
@@ -184,6 +186,29 @@ class _Keep:
 
 
 KEEP: Any = _Keep()
+
+
+ItemKind = Literal["new", "baseline", "renumbered", "old"]
+
+
+@dataclass(frozen=True)
+class SeenItem:
+    """An item recorded for the first time, with its secondary keys and its story.
+
+    ``kind``: new (it could alert), baseline (a feed's first poll), renumbered (a new id
+    for an item seen before, ``same_as``), or old (older than ``max_item_age``). Only new
+    items ever alert, and only they are replayed by backtest.
+    """
+
+    item: Item
+    kind: ItemKind = "new"
+    link_key: str = ""
+    fragment: str = ""
+    title_key: str = ""
+    same_as: str | None = None  # the first id of the item this one renumbers
+    story: str | None = None
+    story_keys: tuple[str, ...] = ()  # exact keys other feeds' copies join it by
+    joined: bool = False  # ``story`` was found, not started here
 
 
 @dataclass(frozen=True)
@@ -198,8 +223,9 @@ class PollRecord:
     last_modified: str | None = None
     body_hash: str | None = None  # None keeps the stored hash
     baselined: bool = False  # the items were parsed and recorded
-    seen: Sequence[Item] = ()
-    silent: bool = False  # the items were recorded without being matched (baseline, churn)
+    seen: Sequence[SeenItem] = ()  # items recorded for the first time
+    present: Sequence[str] = ()  # ids of every item in the document (seen again now)
+    story_cutoff: datetime | None = None  # story keys older than this are free again
     alerts: Sequence[Alert] = ()
     notices: Sequence[Alert] = ()  # feed health notices, through the same outbox
     moved_to: str | None = None  # a permanent redirect to remember

@@ -10,14 +10,15 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from watcher.alerts import Style, notices, plan, render_digest
-from watcher.config import Config, FeedConfig, FeedHealthSettings
+from watcher.alerts import StoryPlan, Style, notices, plan, render_digest
+from watcher.config import Config, FeedConfig
 from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
 from watcher.fetch import Fetcher
+from watcher.identity import Classified, classify, item_keys
 from watcher.models import (
     KEEP,
     PRIORITIES,
@@ -25,12 +26,16 @@ from watcher.models import (
     FeedState,
     FetchResult,
     Item,
+    ItemKind,
     Match,
     NotModified,
     PendingAlert,
     PollRecord,
+    Priority,
+    SeenItem,
 )
 from watcher.rules import RuleSet
+from watcher.stories import Recent, covered, headline_key, join, keys_for, new_story
 from watcher.workers import PARSERS, default_parse_processes
 
 if TYPE_CHECKING:  # test-run and check need neither SQLAlchemy nor apprise: not imported
@@ -92,11 +97,6 @@ def backoff_delay(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return timedelta(seconds=min(delay, cap))
-
-
-def is_churn(new: int, total: int, health: FeedHealthSettings) -> bool:
-    """Whether a poll's new items mean the feed renumbered them rather than published them."""
-    return new >= health.churn_min_items and new > health.churn_ratio * total
 
 
 def fetch_feed(
@@ -190,43 +190,65 @@ def _poll(
     except FeedError as exc:
         return _failed(feed, state, config, store, exc, now())
 
-    new = store.new_items(feed.name, parsed.items)
+    at = now()
+    ids = store.seen_ids(feed.name, [item.id for item in parsed.items])
+    fresh = [item for item in parsed.items if item.id not in ids]
+    keys = {item.id: item_keys(item) for item in parsed.items} if fresh else {}
+    known = store.known(feed.name, ids, [keys[item.id] for item in fresh])
+    judged = classify(parsed.items, known, keys)
     notices = _recovery(feed, state, config)
     planned: list[Alert] = []
     matched: tuple[str, ...] = ()
     if not state.baselined:
         status = "baseline"
-    elif is_churn(len(new), len(parsed.items), config.feed_health):
-        status = "renumbered"
-        title = f"[watcher] feed {feed.name} renumbered its items"
-        body = (
-            f"{len(new)} of the {len(parsed.items)} items in feed {feed.name} ({url}) have ids "
-            "never seen before, so the feed most likely changed how it identifies items. "
-            "They were recorded as seen and not alerted one by one."
-        )
-        notices += _health(feed, config, "renumbered", now().isoformat(), title, body)
+        seen = [_seen(item, judged, "baseline") for item in fresh]
+        new: list[Item] = []
     else:
-        status = "new"
+        cutoff = _too_old_before(config, feed, at)
+        new = [i for i in judged.new if cutoff is None or not _older(i, cutoff)]
+        old = [i for i in judged.new if cutoff is not None and _older(i, cutoff)]
+        status = "new" if new or not judged.renumbered else "renumbered"
         found = match_items(new, ruleset, tags=feed.tags)
         matched = tuple(m.rule for _, matches in found for m in matches)
+        stories = _stories(feed, config, store, judged, found, at)
         planned = plan(
             found,
             notifiers_of=ruleset.notifiers_of,
             notifiers=tuple(config.notifiers),
             styles={name: Style(n.format, n.title, n.body) for name, n in config.notifiers.items()},
             flood_threshold=config.delivery.flood_threshold,
+            stories=stories.plans,
+            told=stories.told,
         )
+        seen = [
+            *(stories.seen[item.id] for item in new),
+            *(_seen(item, judged, "old") for item in old),
+            *(
+                _seen(item, judged, "renumbered", same_as=earlier.thing)
+                for item, earlier in judged.renumbered
+            ),
+        ]
+        for item in old:
+            log.info(
+                "item too old to alert feed=%s item=%r published=%s",
+                feed.name,
+                item.title,
+                item.published,
+            )
+        if judged.renumbered:
+            notices += _renumbered(feed, config, url, judged, at)
     queued = store.record_poll(
         PollRecord(
             feed.name,
             feed.url,
-            now(),
+            at,
             etag=result.etag,
             last_modified=result.last_modified,
             body_hash=result.body_hash,
             baselined=True,
-            seen=parsed.items,
-            silent=status in ("baseline", "renumbered"),
+            seen=seen,
+            present=[item.id for item in parsed.items],
+            story_cutoff=at - timedelta(seconds=config.story_window),
             alerts=planned,
             notices=notices,
             moved_to=result.moved_to,
@@ -243,14 +265,131 @@ def _poll(
             alert.title,
         )
     log.info(
-        "poll feed=%s status=%s items=%d new=%d alerts=%d",
+        "poll feed=%s status=%s items=%d new=%d renumbered=%d alerts=%d",
         feed.name,
         status,
         len(parsed.items),
-        len(new),
+        len(new) if state.baselined else len(fresh),
+        len(judged.renumbered) if state.baselined else 0,
         len(planned),
     )
-    return PollOutcome(feed.name, status, len(parsed.items), len(new), queued, matched=matched)
+    return PollOutcome(
+        feed.name,
+        status,
+        len(parsed.items),
+        len(new) if state.baselined else len(fresh),
+        queued,
+        matched=matched,
+    )
+
+
+def _too_old_before(config: Config, feed: FeedConfig, at: datetime) -> datetime | None:
+    limit = config.item_age_limit(feed)
+    return at - timedelta(seconds=limit) if limit is not None else None
+
+
+def _older(item: Item, cutoff: datetime) -> bool:
+    """Dated before ``cutoff``; an undated item is judged new, and a future date is not old."""
+    return item.published is not None and item.published < cutoff
+
+
+def _seen(
+    item: Item, judged: Classified, kind: ItemKind, *, same_as: str | None = None
+) -> SeenItem:
+    keys = judged.keys.get(item.id) or item_keys(item)
+    return SeenItem(
+        item,
+        kind,
+        link_key=keys.link,
+        fragment=keys.fragment,
+        title_key=keys.title,
+        same_as=same_as,
+    )
+
+
+@dataclass(frozen=True)
+class _Stories:
+    """The story of each new item, and which notifiers were already told of it."""
+
+    seen: dict[str, SeenItem]
+    plans: dict[str, StoryPlan]
+    told: Callable[[str, str, Sequence[str], Priority], bool]
+
+
+def _stories(
+    feed: FeedConfig,
+    config: Config,
+    store: Store,
+    judged: Classified,
+    found: Sequence[tuple[Item, Sequence[Match]]],
+    at: datetime,
+) -> _Stories:
+    """Which story each new item belongs to: a copy of one another feed started (within
+    ``story_window``) joins it, unless a rule it matched says ``collapse_stories: false``."""
+    since = at - timedelta(seconds=config.story_window)
+    rules = {rule.name: rule for rule in config.rules}
+    wanted: dict[str, tuple[tuple[str, ...], str, bool]] = {}
+    for item, matches in found:
+        k = judged.keys[item.id]
+        headline = headline_key(item.title)
+        story_keys = keys_for(k.link, headline, shared_link=k.link in judged.shared_links)
+        allowed = all(config.collapses(rules[m.rule]) for m in matches if m.rule in rules)
+        wanted[item.id] = (story_keys, headline if matches else "", allowed)
+    recent = (
+        store.recent_stories(
+            feed.name,
+            (key for keys, _, allowed in wanted.values() if allowed for key in keys),
+            since=since,
+            headlines=any(headline for _, headline, allowed in wanted.values() if allowed),
+        )
+        if wanted
+        else Recent()
+    )
+    seen: dict[str, SeenItem] = {}
+    plans: dict[str, StoryPlan] = {}
+    taken: set[str] = set()  # stories an item of this poll joined: one copy per feed
+    for item, _ in found:
+        story_keys, headline, allowed = wanted[item.id]
+        story = join(feed.name, story_keys, headline, recent, since=since) if allowed else None
+        if story in taken:
+            story = None
+        joined = story is not None
+        story = story or new_story(feed.name, item.id)
+        taken.add(story)
+        also = tuple(sorted(recent.carried.get(story, frozenset()) - {feed.name}))
+        plans[item.id] = StoryPlan(story, also)
+        base = _seen(item, judged, "new")
+        seen[item.id] = replace(
+            base, story=story, story_keys=story_keys if allowed else (), joined=joined
+        )
+
+    def told(item_id: str, notifier: str, rule_names: Sequence[str], priority: Priority) -> bool:
+        plan_ = plans.get(item_id)
+        if plan_ is None:
+            return False
+        return covered(recent.alerted.get((plan_.story, notifier)), rule_names, priority)
+
+    return _Stories(seen, plans, told)
+
+
+def _renumbered(
+    feed: FeedConfig, config: Config, url: str, judged: Classified, at: datetime
+) -> list[Alert]:
+    """One notice a day for a feed that gave items it had already published new ids."""
+    count = len(judged.renumbered)
+    if count < 2:
+        log.info(
+            "item renumbered feed=%s items=%d (same link or title as one seen)", feed.name, count
+        )
+        return []
+    title = f"[watcher] feed {feed.name} renumbered its items"
+    body = (
+        f"{count} items in feed {feed.name} ({url}) came with ids never seen before, but each "
+        "has the link or the title and date of an item seen earlier, so the feed most likely "
+        "changed how it identifies items. They were recorded as seen and not alerted again. "
+        f"Items that are new by every key ({len(judged.new)} in this poll) alerted as usual."
+    )
+    return _health(feed, config, "renumbered", at.date().isoformat(), title, body)
 
 
 def _health(
@@ -536,7 +675,10 @@ class _Delivery:
 
     def _send_digest(self, group: list[PendingAlert]) -> DeliveryOutcome:
         assert self.notifier is not None
-        title, body = render_digest([a.payload for a in group], self.notifier.style)
+        entries = [
+            {**a.payload, "sources": list(a.sources)} if a.sources else a.payload for a in group
+        ]
+        title, body = render_digest(entries, self.notifier.style)
         self._claim(group)
         top = max((a.priority for a in group), key=PRIORITIES.index)
         result = self.notifier.send(title, body, priority=top)

@@ -35,6 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement
 
 from watcher.exceptions import StoreError
+from watcher.identity import Keys, Known, Seen, minute
 from watcher.models import (
     KEEP,
     PRIORITIES,
@@ -46,7 +47,8 @@ from watcher.models import (
     Priority,
 )
 from watcher.store import schema
-from watcher.store.schema import alerts, feeds, items
+from watcher.store.schema import alerts, feeds, items, story_alerts, story_keys, story_sources
+from watcher.stories import Recent, StoryKey, covered
 
 _CHUNK = 500
 T = TypeVar("T")
@@ -91,6 +93,8 @@ class AlertRecord:
     next_attempt_at: datetime
     last_error: str | None
     priority: Priority = "normal"
+    link: str = ""
+    sources: tuple[str, ...] = ()  # every feed that carried the alert's story
 
 
 # What any successful poll resets on its feed.
@@ -264,8 +268,8 @@ class Store:
                 values["body_hash"] = record.body_hash
             if record.baselined:
                 values["baselined"] = True
-            if record.seen:
-                size = len(record.seen)
+            if record.present:
+                size = len(record.present)
                 values["max_items"] = case(
                     (feeds.c.max_items < size, size), else_=feeds.c.max_items
                 )
@@ -287,13 +291,12 @@ class Store:
             insert_values = {k: v for k, v in values.items() if not isinstance(v, ClauseElement)}
             if record.error is not None:
                 insert_values.update(failures=1, failing_since=now)
-            if record.seen:
-                insert_values["max_items"] = len(record.seen)
+            if record.present:
+                insert_values["max_items"] = len(record.present)
             stmt = self._insert(feeds).values(name=record.feed, created_at=now, **insert_values)
             conn.execute(stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values))
-            if record.seen:
-                self._mark_seen(conn, record.feed, record.seen, now, silent=record.silent)
-            return self._queue(conn, [*record.alerts, *record.notices], now)
+            stories = self._mark_seen(conn, record, now)
+            return self._queue(conn, [*record.alerts, *record.notices], now, stories)
 
     # Most polls in a daemon's life are 304s or unchanged bodies: one small UPDATE, built
     # once, instead of a full upsert statement built on every poll.
@@ -318,7 +321,7 @@ class Store:
         simple = (
             record.error is None
             and record.body_hash is None
-            and not (record.seen or record.alerts or record.notices)
+            and not (record.seen or record.present or record.alerts or record.notices)
             and record.moved_to is None
             and record.health_notice is None
         )
@@ -361,34 +364,104 @@ class Store:
                 return bool(conn.execute(self._QUIET, mine.params).rowcount)
         return mine.updated
 
-    def _mark_seen(
-        self, conn: Connection, feed: str, seen: Sequence[Item], now: datetime, *, silent: bool
-    ) -> None:
-        rows = [
-            {
-                "feed": feed,
-                "item_id": item.id,
-                "title": item.title[:1000],
-                "link": item.link,
-                "published": item.published,
-                "first_seen_at": now,
-                "last_seen_at": now,
-                "text": _item_text(item),
-                "silent": silent,
-            }
-            for item in seen
-        ]
-        conn.execute(self._insert(items).on_conflict_do_nothing(), rows)
-        for chunk in _chunks([item.id for item in seen]):
+    def _mark_seen(self, conn: Connection, record: PollRecord, now: datetime) -> dict[str, str]:
+        """Record the poll's new items and their stories; touch the items seen again.
+
+        Returns item id -> story for the items whose story changed from the one planned:
+        a poll of another feed that committed the same story key first (the key's primary
+        key decides), so this item joins that story instead of starting its own.
+        """
+        feed = record.feed
+        stories = self._claim_story_keys(conn, record, now)
+        if record.seen:
+            rows = [
+                {
+                    "feed": feed,
+                    "item_id": s.item.id,
+                    "title": s.item.title[:1000],
+                    "link": s.item.link,
+                    "published": s.item.published,
+                    "first_seen_at": now,
+                    "last_seen_at": now,
+                    "text": _item_text(s.item),
+                    "silent": s.kind != "new",
+                    "kind": s.kind,
+                    "link_key": s.link_key,
+                    "fragment": s.fragment,
+                    "title_key": s.title_key,
+                    "same_as": s.same_as,
+                    "story": stories.get(s.item.id, s.story),
+                }
+                for s in record.seen
+            ]
+            conn.execute(self._insert(items).on_conflict_do_nothing(), rows)
+            sources = [
+                {"story": row["story"], "feed": feed, "item_id": row["item_id"], "seen_at": now}
+                for row in rows
+                if row["story"] is not None and row["kind"] == "new"
+            ]
+            if sources:
+                conn.execute(self._insert(story_sources).on_conflict_do_nothing(), sources)
+        for chunk in _chunks(list(record.present)):
             conn.execute(
                 update(items)
                 .where(items.c.feed == feed, items.c.item_id.in_(chunk))
                 .values(last_seen_at=now)
             )
+        return stories
 
-    def _queue(self, conn: Connection, to_queue: Sequence[Alert], now: datetime) -> int:
+    def _claim_story_keys(
+        self, conn: Connection, record: PollRecord, now: datetime
+    ) -> dict[str, str]:
+        """Point each new item's story keys at its story; a key another feed holds (fresh,
+        within the story window) wins, and the item joins that story instead."""
+        cutoff = record.story_cutoff or now
+        changed: dict[str, str] = {}
+        for seen in record.seen:
+            if seen.story is None or not seen.story_keys:
+                continue
+            story = seen.story
+            for key in seen.story_keys:
+                stmt = self._insert(story_keys).values(
+                    key=key,
+                    kind=key.partition(":")[0],
+                    story=story,
+                    feed=record.feed,
+                    created_at=now,
+                )
+                if seen.joined:  # found there by the poll: keep the story's own rows
+                    conn.execute(stmt.on_conflict_do_nothing())
+                    continue
+                # A stale key, or one this feed itself set (a status page's next incident),
+                # is taken over; a fresh key of another feed is not.
+                taken = conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=[story_keys.c.key],
+                        set_={"story": story, "feed": record.feed, "created_at": now},
+                        where=(story_keys.c.created_at < cutoff)
+                        | (story_keys.c.feed == record.feed),
+                    )
+                ).rowcount
+                if not taken:
+                    story = conn.execute(
+                        select(story_keys.c.story).where(story_keys.c.key == key)
+                    ).scalar_one()
+                    changed[seen.item.id] = story
+                    break
+        return changed
+
+    def _queue(
+        self,
+        conn: Connection,
+        to_queue: Sequence[Alert],
+        now: datetime,
+        stories: dict[str, str] | None = None,
+    ) -> int:
         queued = 0
         for alert in to_queue:
+            story = (stories or {}).get(alert.item_id, alert.story)
+            if story is not None and not self._story_needs(conn, alert, story, now):
+                continue
             result = conn.execute(
                 self._insert(alerts)
                 .values(
@@ -405,11 +478,48 @@ class Store:
                     next_attempt_at=now,
                     payload=json.dumps(dict(alert.payload), ensure_ascii=False, default=str),
                     priority=PRIORITIES.index(alert.priority),
+                    story=story,
                 )
                 .on_conflict_do_nothing()
             )
             queued += result.rowcount or 0
         return queued
+
+    def _story_needs(self, conn: Connection, alert: Alert, story: str, now: datetime) -> bool:
+        """Compare-and-set on what ``alert.notifier`` was told of ``story``: True (and the
+        record widened) when this alert adds a rule or a higher priority, False when an
+        alert already queued, by this poll or a concurrent one, says all of it."""
+        level = PRIORITIES.index(alert.priority)
+        inserted = conn.execute(
+            self._insert(story_alerts)
+            .values(
+                story=story,
+                notifier=alert.notifier,
+                rules=json.dumps(sorted(alert.rules)),
+                priority=level,
+                created_at=now,
+            )
+            .on_conflict_do_nothing()
+        ).rowcount
+        if inserted:
+            return True
+        query = select(story_alerts.c.rules, story_alerts.c.priority).where(
+            story_alerts.c.story == story, story_alerts.c.notifier == alert.notifier
+        )
+        if self.engine.dialect.name == "postgresql":
+            query = query.with_for_update()
+        told, told_level = conn.execute(query).one()
+        rules = set(json.loads(told))
+        if covered((rules, PRIORITIES[told_level]), alert.rules, alert.priority):
+            return False
+        conn.execute(
+            update(story_alerts)
+            .where(story_alerts.c.story == story, story_alerts.c.notifier == alert.notifier)
+            .values(
+                rules=json.dumps(sorted(rules | set(alert.rules))), priority=max(level, told_level)
+            )
+        )
+        return True
 
     def feed_statuses(self) -> list[FeedStatus]:
         counts = select(items.c.feed, func.count().label("n")).group_by(items.c.feed).subquery()
@@ -440,23 +550,111 @@ class Store:
     # -- items ------------------------------------------------------------------
 
     def new_items(self, feed: str, candidates: Iterable[Item]) -> list[Item]:
-        """The candidates never seen in this feed, in their document order."""
+        """The candidates never seen in this feed (by primary id), in their document order."""
         pending = list(candidates)
-        ids = [item.id for item in pending]
-        known: set[str] = set()
+        known = self.seen_ids(feed, [item.id for item in pending])
+        return [item for item in pending if item.id not in known]
+
+    def seen_ids(self, feed: str, ids: Sequence[str]) -> frozenset[str]:
+        """Which of these item ids this feed has seen."""
+        found: set[str] = set()
         with self.engine.connect() as conn:
-            for chunk in _chunks(ids):
-                known.update(
+            for chunk in _chunks(list(ids)):
+                found.update(
                     conn.execute(
                         select(items.c.item_id).where(
                             items.c.feed == feed, items.c.item_id.in_(chunk)
                         )
                     ).scalars()
                 )
-        return [item for item in pending if item.id not in known]
+        return frozenset(found)
+
+    def known(self, feed: str, ids: frozenset[str], wanted: Sequence[Keys]) -> Known:
+        """What identity needs to judge a document: the ids seen (``ids``, from
+        :meth:`seen_ids`), and the seen items that share a canonical link or a title with
+        the keys of the items whose id is new (``wanted``)."""
+        if not wanted:
+            return Known(ids)
+        with self.engine.connect() as conn:
+            links = sorted({k.link for k in wanted if k.link})
+            titles = sorted({k.title for k in wanted if k.title})
+            by_link: dict[str, list[Seen]] = {}
+            by_title: dict[str, list[Seen]] = {}
+            columns = (
+                items.c.item_id,
+                items.c.same_as,
+                items.c.link_key,
+                items.c.fragment,
+                items.c.title_key,
+                items.c.published,
+            )
+            for column, values, into in (
+                (items.c.link_key, links, by_link),
+                (items.c.title_key, titles, by_title),
+            ):
+                for chunk in _chunks(values):
+                    query = select(*columns).where(items.c.feed == feed, column.in_(chunk))
+                    for r in conn.execute(query):
+                        seen = Seen(
+                            r.item_id,
+                            r.same_as or r.item_id,
+                            Keys(r.link_key, r.fragment, r.title_key, minute(r.published)),
+                        )
+                        into.setdefault(r.link_key if into is by_link else r.title_key, []).append(
+                            seen
+                        )
+        return Known(frozenset(ids), by_link, by_title)
+
+    def recent_stories(
+        self, feed: str, keys: Iterable[str], *, since: datetime, headlines: bool
+    ) -> Recent:
+        """The story keys ``keys`` lead to, and with ``headlines`` every headline key other
+        feeds set since ``since`` (near-identical headlines are found among them); with
+        the feeds that carried those stories and what each notifier was told of them."""
+        wanted = sorted(set(keys))
+        found: dict[str, StoryKey] = {}
+        recent: list[StoryKey] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(wanted):
+                for r in conn.execute(select(story_keys).where(story_keys.c.key.in_(chunk))):
+                    found[r.key] = StoryKey(r.key, r.story, r.feed, r.created_at)
+            if headlines:
+                query = select(story_keys).where(
+                    story_keys.c.kind == "head",
+                    story_keys.c.created_at >= since,
+                    story_keys.c.feed != feed,
+                )
+                recent = [
+                    StoryKey(r.key, r.story, r.feed, r.created_at) for r in conn.execute(query)
+                ]
+            ids = sorted({row.story for row in [*found.values(), *recent]})
+            carried: dict[str, set[str]] = {}
+            alerted: dict[tuple[str, str], tuple[frozenset[str], Priority]] = {}
+            for chunk in _chunks(ids):
+                for story, source in conn.execute(
+                    select(story_sources.c.story, story_sources.c.feed).where(
+                        story_sources.c.story.in_(chunk)
+                    )
+                ):
+                    carried.setdefault(story, set()).add(source)
+                for r in conn.execute(select(story_alerts).where(story_alerts.c.story.in_(chunk))):
+                    alerted[(r.story, r.notifier)] = (
+                        frozenset(json.loads(r.rules)),
+                        PRIORITIES[r.priority],
+                    )
+        return Recent(found, recent, {story: frozenset(f) for story, f in carried.items()}, alerted)
+
+    def forget_stories(self, before: datetime) -> int:
+        """Drop story keys older than ``before``: past the story window nothing joins them."""
+        with self.engine.begin() as conn:
+            return (
+                conn.execute(delete(story_keys).where(story_keys.c.created_at < before)).rowcount
+                or 0
+            )
 
     def stored_items(self, since: datetime) -> list[tuple[Item, bool]]:
-        """Items first seen since ``since`` whose text is still kept, with their silent flag."""
+        """Items first seen since ``since`` whose text is still kept, with whether they were
+        recorded silently (a baseline, a renumbering, too old): those never alert."""
         query = (
             select(items)
             .where(items.c.first_seen_at >= since, items.c.text.is_not(None))
@@ -477,7 +675,7 @@ class Store:
                     author=text.get("author", ""),
                     tags=tuple(text.get("tags", ())),
                 )
-                found.append((item, bool(r.silent)))
+                found.append((item, r.kind != "new"))
             return found
 
     def alerted_rules(self, since: datetime) -> dict[tuple[str, str], set[str]]:
@@ -551,21 +749,38 @@ class Store:
         if now is not None:
             query = query.where(alerts.c.next_attempt_at <= now)
         with self.engine.connect() as conn:
-            return [
-                PendingAlert(
-                    id=r.id,
-                    notifier=r.notifier,
-                    title=r.title,
-                    body=r.body,
-                    attempts=r.attempts,
-                    created_at=r.created_at,
-                    payload=json.loads(r.payload or "{}"),
-                    held=bool(r.held),
-                    next_attempt_at=r.next_attempt_at,
-                    priority=PRIORITIES[r.priority],
-                )
-                for r in conn.execute(query)
-            ]
+            rows = conn.execute(query).all()
+            sources = self._sources(conn, [r.story for r in rows if r.story is not None])
+        return [
+            PendingAlert(
+                id=r.id,
+                notifier=r.notifier,
+                title=r.title,
+                body=r.body,
+                attempts=r.attempts,
+                created_at=r.created_at,
+                payload=json.loads(r.payload or "{}"),
+                held=bool(r.held),
+                next_attempt_at=r.next_attempt_at,
+                priority=PRIORITIES[r.priority],
+                sources=sources.get(r.story, ()) if r.story is not None else (),
+            )
+            for r in rows
+        ]
+
+    def _sources(self, conn: Connection, stories: Sequence[str]) -> dict[str, tuple[str, ...]]:
+        """story -> the feeds that carried it, in the order they did."""
+        found: dict[str, list[str]] = {}
+        for chunk in _chunks(sorted(set(stories))):
+            query = (
+                select(story_sources.c.story, story_sources.c.feed)
+                .where(story_sources.c.story.in_(chunk))
+                .order_by(story_sources.c.seen_at, story_sources.c.feed)
+            )
+            for story, feed in conn.execute(query):
+                if feed not in found.setdefault(story, []):
+                    found[story].append(feed)
+        return {story: tuple(feeds) for story, feeds in found.items()}
 
     def _update(self, ids: Sequence[int], **values: Any) -> None:
         with self.engine.begin() as conn:
@@ -620,23 +835,27 @@ class Store:
         if since is not None:
             query = query.where(alerts.c.created_at >= since)
         with self.engine.connect() as conn:
-            return [
-                AlertRecord(
-                    id=r.id,
-                    feed=r.feed,
-                    notifier=r.notifier,
-                    rules=tuple(json.loads(r.rules)),
-                    title=r.title,
-                    status=r.status,
-                    attempts=r.attempts,
-                    created_at=r.created_at,
-                    sent_at=r.sent_at,
-                    next_attempt_at=r.next_attempt_at,
-                    last_error=r.last_error,
-                    priority=PRIORITIES[r.priority],
-                )
-                for r in conn.execute(query)
-            ]
+            rows = conn.execute(query).all()
+            sources = self._sources(conn, [r.story for r in rows if r.story is not None])
+        return [
+            AlertRecord(
+                id=r.id,
+                feed=r.feed,
+                notifier=r.notifier,
+                rules=tuple(json.loads(r.rules)),
+                title=r.title,
+                status=r.status,
+                attempts=r.attempts,
+                created_at=r.created_at,
+                sent_at=r.sent_at,
+                next_attempt_at=r.next_attempt_at,
+                last_error=r.last_error,
+                priority=PRIORITIES[r.priority],
+                link=r.link,
+                sources=sources.get(r.story, (r.feed,)) if r.story is not None else (r.feed,),
+            )
+            for r in rows
+        ]
 
     def alert_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:

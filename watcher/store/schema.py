@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     select,
     text,
 )
@@ -95,9 +96,53 @@ items = Table(
     Column("last_seen_at", UTCDateTime, nullable=False),
     # For backtest, kept for `retention` (then cleared; the identity stays longer):
     Column("text", Text),  # JSON: summary, content, author, tags
-    Column("silent", Boolean, nullable=False, default=False),  # recorded by a baseline or churn
+    Column("silent", Boolean, nullable=False, default=False),  # kind is not "new"
+    # Version 3: identity's second opinion (watcher/identity.py) and the item's story.
+    Column("kind", String(16), nullable=False, default="new", server_default="new"),
+    Column("link_key", Text, nullable=False, default="", server_default=""),
+    Column("fragment", Text, nullable=False, default="", server_default=""),
+    Column("title_key", Text, nullable=False, default="", server_default=""),
+    Column("same_as", Text),  # renumbered: the first id of the item it is
+    Column("story", String(64)),
 )
 Index("ix_items_first_seen", items.c.first_seen_at)
+Index("ix_items_link_key", items.c.feed, items.c.link_key)
+Index("ix_items_title_key", items.c.feed, items.c.title_key)
+
+# The exact keys (canonical link, headline) by which another feed's copy joins a story.
+# The primary key is what makes two polls racing on one story agree on it.
+story_keys = Table(
+    "story_keys",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("kind", String(8), nullable=False),  # link or head
+    Column("story", String(64), nullable=False),
+    Column("feed", String(200), nullable=False),  # the feed whose item started it
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_story_keys_recent", story_keys.c.kind, story_keys.c.created_at)
+
+# Every feed that carried a story, and as which item.
+story_sources = Table(
+    "story_sources",
+    metadata,
+    Column("story", String(64), primary_key=True),
+    Column("feed", String(200), primary_key=True),
+    Column("item_id", Text, primary_key=True),
+    Column("seen_at", UTCDateTime, nullable=False),
+)
+
+# What each notifier was told about a story: a copy from another feed is sent only if it
+# adds a rule or a higher priority. One row per (story, notifier), by the primary key.
+story_alerts = Table(
+    "story_alerts",
+    metadata,
+    Column("story", String(64), primary_key=True),
+    Column("notifier", String(200), primary_key=True),
+    Column("rules", Text, nullable=False),  # JSON list
+    Column("priority", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
 
 alerts = Table(
     "alerts",
@@ -121,6 +166,7 @@ alerts = Table(
     Column("batch", Integer),  # the message it went out in (its own id, or a digest's)
     # The index of models.PRIORITIES (0 low ... 3 urgent): delivery sends higher first.
     Column("priority", Integer, nullable=False, default=1, server_default="1"),
+    Column("story", String(64)),  # version 3: the story it reports
     # One message per (item, notifier), however often the item is seen: the database,
     # not Python, guarantees that an item is never alerted twice to one target.
     UniqueConstraint("feed", "item_id", "notifier", name="uq_alert_item_notifier"),
@@ -136,9 +182,86 @@ def _add_alert_priority(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE alerts ADD COLUMN priority INTEGER NOT NULL DEFAULT 1"))
 
 
+def _identity_keys(conn: Connection) -> None:
+    """Version 3: every item's secondary keys and kind, the story tables, alerts' story.
+
+    Items seen before keep their identity: the keys are computed from what was stored,
+    and an item without guid or link, once identified by a hash of its title and text,
+    takes the id its folded title (and date) now gives, so upgrading re-alerts nothing.
+    """
+    from watcher.identity import canonical_link, primary_identity, title_key
+
+    for ddl in (
+        "ALTER TABLE items ADD COLUMN kind VARCHAR(16) NOT NULL DEFAULT 'new'",
+        "ALTER TABLE items ADD COLUMN link_key TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE items ADD COLUMN fragment TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE items ADD COLUMN title_key TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE items ADD COLUMN same_as TEXT",
+        "ALTER TABLE items ADD COLUMN story VARCHAR(64)",
+        "ALTER TABLE alerts ADD COLUMN story VARCHAR(64)",
+        # Written out rather than made from the tables above, which later versions change.
+        "CREATE INDEX ix_items_link_key ON items (feed, link_key)",
+        "CREATE INDEX ix_items_title_key ON items (feed, title_key)",
+        "CREATE TABLE story_keys (key TEXT NOT NULL PRIMARY KEY, kind VARCHAR(8) NOT NULL, "
+        "story VARCHAR(64) NOT NULL, feed VARCHAR(200) NOT NULL, created_at TIMESTAMP NOT NULL)",
+        "CREATE INDEX ix_story_keys_recent ON story_keys (kind, created_at)",
+        "CREATE TABLE story_sources (story VARCHAR(64) NOT NULL, feed VARCHAR(200) NOT NULL, "
+        "item_id TEXT NOT NULL, seen_at TIMESTAMP NOT NULL, PRIMARY KEY (story, feed, item_id))",
+        "CREATE TABLE story_alerts (story VARCHAR(64) NOT NULL, notifier VARCHAR(200) NOT NULL, "
+        "rules TEXT NOT NULL, priority INTEGER NOT NULL, created_at TIMESTAMP NOT NULL, "
+        "PRIMARY KEY (story, notifier))",
+        "UPDATE items SET kind = 'baseline' WHERE silent",
+    ):
+        conn.execute(text(ddl))
+    rows = conn.execute(
+        select(items.c.feed, items.c.item_id, items.c.title, items.c.link, items.c.published)
+    ).all()
+    taken = {(r.feed, r.item_id) for r in rows}
+    updates, renamed = [], []
+    for feed, item_id, title, link, published in rows:
+        link_key, fragment = canonical_link(link)
+        words = title_key(title)
+        new_id = item_id
+        if item_id.startswith("sha256:") and not link and words:
+            candidate = primary_identity("", "", title, "", published)
+            if (feed, candidate) not in taken:  # two old ids for one title: keep the second
+                taken.add((feed, candidate))
+                new_id = candidate
+                renamed.append({"b_feed": feed, "b_id": item_id, "b_new": new_id})
+        updates.append(
+            {
+                "b_feed": feed,
+                "b_id": item_id,
+                "b_new": new_id,
+                "b_link": link_key,
+                "b_fragment": fragment,
+                "b_title": words,
+            }
+        )
+    if updates:
+        conn.execute(
+            items.update()
+            .where(items.c.feed == bindparam("b_feed"), items.c.item_id == bindparam("b_id"))
+            .values(
+                item_id=bindparam("b_new"),
+                link_key=bindparam("b_link"),
+                fragment=bindparam("b_fragment"),
+                title_key=bindparam("b_title"),
+            ),
+            updates,
+        )
+    if renamed:
+        conn.execute(
+            alerts.update()
+            .where(alerts.c.feed == bindparam("b_feed"), alerts.c.item_id == bindparam("b_id"))
+            .values(item_id=bindparam("b_new")),
+            renamed,
+        )
+
+
 # MIGRATIONS[n] brings a database from version n + 1 to n + 2. Version 1 is the
 # first schema.
-MIGRATIONS: list[Migration] = [_add_alert_priority]
+MIGRATIONS: list[Migration] = [_add_alert_priority, _identity_keys]
 LATEST = 1 + len(MIGRATIONS)
 
 
