@@ -614,6 +614,24 @@ def test_image_and_text_input_titles_stay_theirs_on_the_fast_path(channel: str) 
 
 
 @pytest.mark.parametrize(
+    "namespaces",
+    [
+        # feedparser files dc:creator under the prefix the document gave its own "dc" name
+        'xmlns:media="http://purl.org/dc/elements/1.1/" xmlns:dc="http://search.yahoo.com/mrss/"',
+        'xmlns:dc="http://purl.org/dc/terms/" xmlns:media="http://purl.org/dc/elements/1.1/"',
+    ],
+    ids=["swapped", "dc-is-dcterms"],
+)
+def test_a_known_prefix_bound_to_another_namespace_goes_to_feedparser(namespaces: str) -> None:
+    body = (
+        f'<rss version="2.0" {namespaces}><channel><title>T</title>'
+        "<item><guid>1</guid><media:creator>Bob</media:creator></item></channel></rss>"
+    ).encode()
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert [(item.id, item.author) for item in parsed.items] == [("1", "")]
+
+
+@pytest.mark.parametrize(
     "body",
     [
         rss_with("<x><channel/></x><title>T</title>"),  # its end ends feedparser's feed
@@ -631,12 +649,22 @@ def test_a_feed_or_channel_inside_the_feed_goes_to_feedparser(body: bytes) -> No
     ("body", "version"),
     [
         (
+            '<rss version="2.0" xmlns:r="http://purl.org/rss/1.0/"><channel><title>T</title>'
+            "<item><guid>1</guid></item></channel></rss>",
+            "rss10",
+        ),
+        (
+            f'<feed xmlns:r="http://purl.org/rss/1.0/" {ATOM_NS}><title>T</title>'
+            "<entry><id>1</id></entry></feed>",
+            "rss10",
+        ),
+        (
             f'<feed {ATOM_NS}><x><rss version="2.0"/></x><title>T</title>'
             "<entry><id>1</id></entry></feed>",
             "rss20",
         ),
     ],
-    ids=["rss-in-atom"],
+    ids=["rss10-namespace-in-rss", "rss10-namespace-in-atom", "rss-in-atom"],
 )
 def test_what_changes_feedparsers_version_goes_to_feedparser(body: str, version: str) -> None:
     assert read_as_feedparser_does(body.encode(), fast_path=False).version == version

@@ -61,6 +61,17 @@ _C1_CONTROLS = re.compile("[\x80-\x9f]")  # all that feedparser's cp1252 map cha
 # So every element named so must be one we read, or we refuse.
 _MARKED = frozenset({"item", "entry", "title", "rss", "channel", "feed"})
 _TAG = attrgetter("tag")
+# feedparser's own prefix for each namespace it knows ("" for RSS and Atom: bare names), the
+# declarations that could give one of those names to another namespace, and the namespaces
+# whose mere declaration on the root sets the version feedparser reports.
+_XMLNS = re.compile(rb"""xmlns(?::([^\s=>/]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_VERSION_NAMESPACES = frozenset(
+    {"http://purl.org/rss/1.0/", "http://my.netscape.com/rdf/simple/0.9/"}
+)
+_STANDARD_PREFIXES: dict[str, str] = {}
+if AVAILABLE:
+    _STANDARD_PREFIXES = {uri.lower(): name for uri, name in _FeedParserMixin.namespaces.items()}
+_PREFIX_NAMES = frozenset(prefix.lower() for prefix in _STANDARD_PREFIXES.values() if prefix)
 
 
 class _Refused(Exception):
@@ -88,6 +99,7 @@ def read_fast(body: bytes, headers: Mapping[str, str]) -> Read | None:
     except ET.ParseError:
         return None  # not well-formed: feedparser's loose parser reads it its own way
     try:
+        _check_namespaces(data)
         for element in root.iter():
             if XML_BASE in element.attrib:
                 raise _Refused
@@ -105,6 +117,31 @@ def read_fast(body: bytes, headers: Mapping[str, str]) -> Read | None:
 def _local(tag: str) -> str:
     """The element's name as feedparser matches it: lowercased, its namespace aside."""
     return tag[tag.rfind("}") + 1 :].lower()
+
+
+def _check_namespaces(data: bytes) -> None:
+    """Refuses a document whose namespace declarations change how feedparser reads it.
+
+    Binding one of feedparser's own prefix names to another known namespace files every
+    element of that prefix under the other one (``xmlns:dc`` bound to DC terms turns each DC
+    element into a DC terms element); declaring RSS 1.0 or 0.90 makes an RSS 2.0 or Atom
+    document "rss10" or "rss090".
+    """
+    for match in _XMLNS.finditer(data):
+        prefix = (match.group(1) or b"").decode("utf-8", "replace")
+        raw = match.group(2) if match.group(2) is not None else match.group(3)
+        if b"&" in raw:
+            raise _Refused  # a reference in the URI: we would compare it unread
+        uri = raw.decode("utf-8", "replace").lower()
+        if uri in _VERSION_NAMESPACES:
+            raise _Refused
+        if prefix not in _PREFIX_NAMES:
+            continue
+        if "backend.userland.com/rss" in uri:
+            uri = "http://backend.userland.com/rss"
+        standard = _STANDARD_PREFIXES.get(uri)
+        if standard is not None and standard != prefix:
+            raise _Refused
 
 
 # A channel's image and text input keep their own title, as long as feedparser still knows
