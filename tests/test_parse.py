@@ -302,8 +302,45 @@ def _rss_item(draw: st.DrawFn) -> str:
     return "<item>" + "".join(parts) + "</item>"
 
 
+# Channel and feed children that hold an entry or a title in another name or place.
+_CHANNEL_EXTRAS = st.sampled_from(
+    [
+        "<dc:title>{}</dc:title>",
+        "<media:title>{}</media:title>",
+        "<atom:title>{}</atom:title>",
+        "<image><url>http://x/i.png</url><title>{}</title><link>http://x/</link></image>",
+        "<image><x/><title>{}</title></image>",
+        "<textInput><title>{}</title><name>q</name></textInput>",
+        "<x><title>{}</title></x>",
+        "<entry><guid>e</guid><title>{}</title></entry>",
+        "<Item><guid>i</guid><title>{}</title></Item>",
+    ]
+)
+_FEED_EXTRAS = st.sampled_from(
+    [
+        "<dc:title>{}</dc:title>",
+        "<item><id>i</id><title>{}</title></item>",
+        '<entry xmlns=""><id>u</id><title>{}</title></entry>',
+        "<Entry><id>E</id><title>{}</title></Entry>",
+        "<author><name>n</name><title>{}</title></author>",
+    ]
+)
+
+
+def _children(
+    draw: st.DrawFn, title: str, entries: str, extras: st.SearchStrategy[str] | None
+) -> str:
+    """The feed's title and entries, with extra children in any order if any are given."""
+    if extras is None:
+        return title + entries
+    parts = [title, entries] + [
+        extra.format(draw(_TEXT)) for extra in draw(st.lists(extras, min_size=1, max_size=2))
+    ]
+    return "".join(draw(st.permutations(parts)))
+
+
 @st.composite
-def rss_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+def rss_documents(draw: st.DrawFn, *, extras: bool = False) -> tuple[bytes, dict[str, str]]:
     items = "".join(draw(st.lists(_rss_item(), max_size=4)))
     title = draw(st.sampled_from(["", f"<title>{draw(_TEXT)}</title>"]))
     decl = draw(st.sampled_from(["", '<?xml version="1.0" encoding="utf-8"?>\n']))
@@ -311,8 +348,10 @@ def rss_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
         ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
         ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
         ' xmlns:media="http://search.yahoo.com/mrss/"'
+        ' xmlns:atom="http://www.w3.org/2005/Atom"'
     )
-    document = f'{decl}<rss version="2.0"{namespaces}><channel>{title}{items}</channel></rss>'
+    channel = _children(draw, title, items, _CHANNEL_EXTRAS if extras else None)
+    document = f'{decl}<rss version="2.0"{namespaces}><channel>{channel}</channel></rss>'
     content_type = draw(
         st.sampled_from(
             ["application/rss+xml", "text/xml", "application/xml; charset=utf-8", "text/html"]
@@ -376,12 +415,14 @@ def _atom_entry(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def atom_documents(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
+def atom_documents(draw: st.DrawFn, *, extras: bool = False) -> tuple[bytes, dict[str, str]]:
     entries = "".join(draw(st.lists(_atom_entry(), max_size=4)))
     title = draw(st.sampled_from(["", f"<title>{draw(_TEXT)}</title>"]))
+    children = _children(draw, title, entries, _FEED_EXTRAS if extras else None)
     document = (
         '<?xml version="1.0" encoding="utf-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom"'
-        f' xmlns:media="http://search.yahoo.com/mrss/">{title}{entries}</feed>'
+        ' xmlns:media="http://search.yahoo.com/mrss/"'
+        f' xmlns:dc="http://purl.org/dc/elements/1.1/">{children}</feed>'
     )
     return document.encode(), {"content-type": "application/atom+xml"}
 
@@ -404,6 +445,18 @@ def test_the_fast_path_reads_exactly_what_feedparser_reads(
     assert _outcome(result, fast=True) == _outcome(result, fast=False)
 
 
+@settings(max_examples=FAST_EXAMPLES // 2, deadline=None)
+@given(st.one_of(rss_documents(extras=True), atom_documents(extras=True)))
+def test_the_fast_path_reads_exactly_what_feedparser_reads_beside_other_children(
+    case: tuple[bytes, dict[str, str]],
+) -> None:
+    """Items, entries and titles in other names and places, images and text inputs."""
+    body, headers = case
+    result = FetchResult(url="http://x/", status=200, body=body, headers=headers)
+    event("fast path" if read_fast(body, headers) is not None else "feedparser")
+    assert _outcome(result, fast=True) == _outcome(result, fast=False)
+
+
 def test_golden_rss_and_atom_feeds_take_the_fast_path_with_the_same_items() -> None:
     fast = 0
     for path in sorted(FEEDS.iterdir()):
@@ -416,3 +469,212 @@ def test_golden_rss_and_atom_feeds_take_the_fast_path_with_the_same_items() -> N
         fast += read_fast(result.body, result.headers) is not None
         assert parse("f", result) == parse("f", result, fast=False), path.name
     assert fast >= 5
+
+
+# -- items, entries and titles feedparser finds where the fast path does not look (issue 14) ------
+
+ATOM_NS = 'xmlns="http://www.w3.org/2005/Atom"'
+RSS_NS = (
+    ' xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:media="http://search.yahoo.com/mrss/"'
+    ' xmlns:atom="http://www.w3.org/2005/Atom"'
+)
+
+
+def rss_with(channel: str) -> bytes:
+    """An RSS 2.0 channel holding ``channel`` and one plain item (guid 1, title a)."""
+    return (
+        f'<rss version="2.0"{RSS_NS}><channel>{channel}'
+        "<item><guid>1</guid><title>a</title><link>http://x/1</link></item></channel></rss>"
+    ).encode()
+
+
+def read_as_feedparser_does(body: bytes, *, fast_path: bool) -> ParsedFeed:
+    """The document through both paths: the same feed, item for item; and whether the fast
+    path read it (True) or refused it to feedparser (False)."""
+    reference = parse("f", result(body), fast=False)
+    assert parse("f", result(body), fast=True) == reference
+    assert (read_fast(body, result(body).headers) is not None) is fast_path
+    return reference
+
+
+def summary_of(parsed: ParsedFeed) -> tuple[str, list[tuple[str, str, str]]]:
+    return parsed.title, [(i.id, i.title, i.link) for i in parsed.items]
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        '<item xmlns=""><id>2</id><title>b</title><link>http://x/2</link></item>',
+        "<item><id>2</id><title>b</title><link>http://x/2</link></item>",  # the Atom namespace
+    ],
+    ids=["unnamespaced", "atom-namespace"],
+)
+def test_an_atom_feed_whose_entries_are_items_keeps_them(item: str) -> None:
+    body = f"<feed {ATOM_NS}><title>T</title>{item}</feed>".encode()
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert summary_of(parsed) == ("T", [("2", "b", "http://x/2")])
+
+
+def test_an_atom_feed_mixing_entries_and_items_keeps_both() -> None:
+    body = (
+        f"<feed {ATOM_NS}><title>T</title>"
+        '<entry><id>1</id><title>a</title><link href="http://x/1"/></entry>'
+        "<item><id>2</id><title>b</title></item></feed>"
+    ).encode()
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert summary_of(parsed) == ("T", [("1", "a", "http://x/1"), ("2", "b", "2")])
+
+
+def test_plain_entries_under_a_prefixed_atom_feed_are_kept() -> None:
+    body = (
+        b'<atom:feed xmlns:atom="http://www.w3.org/2005/Atom"><atom:title>T</atom:title>'
+        b"<entry><id>1</id><title>a</title></entry><entry><id>2</id><title>b</title></entry>"
+        b"</atom:feed>"
+    )
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert summary_of(parsed) == ("T", [("1", "a", "1"), ("2", "b", "2")])
+
+
+def test_an_entry_in_an_rss_channel_is_an_item() -> None:
+    body = rss_with("<title>T</title><entry><guid>2</guid><title>b</title></entry>")
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert summary_of(parsed) == ("T", [("2", "b", "2"), ("1", "a", "http://x/1")])
+
+
+def test_a_channel_titled_only_by_dc_title_keeps_its_title() -> None:
+    # feedparser reads dc:title with the very steps of <title>: the fast path reads it too.
+    parsed = read_as_feedparser_does(
+        rss_with("<dc:title>Caf&#233; &amp; Co</dc:title>"), fast_path=True
+    )
+    assert summary_of(parsed) == ("Café & Co", [("1", "a", "http://x/1")])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rss_with("<title>T</title><Item><guid>2</guid></Item>"),  # feedparser lowercases names
+        rss_with('<title>T</title><item xmlns="http://unknown/"><guid>2</guid></item>'),
+        rss_with("<title>T</title><atom:entry><atom:id>2</atom:id></atom:entry>"),
+        rss_with("<title>T</title><x><entry><guid>2</guid></entry></x>"),  # nested anywhere
+        f"<feed {ATOM_NS}><title>T</title><Entry><id>2</id></Entry></feed>".encode(),
+        f'<feed {ATOM_NS}><title>T</title><entry xmlns="http://u/"><id>2</id></entry></feed>'.encode(),
+        f"<feed {ATOM_NS}><title>T</title><x><item><id>2</id></item></x></feed>".encode(),
+    ],
+    ids=[
+        "Item",
+        "item-unknown-namespace",
+        "atom-entry-in-rss",
+        "entry-nested-in-channel",
+        "atom-Entry",
+        "entry-unknown-namespace",
+        "atom-item-nested",
+    ],
+)
+def test_items_and_entries_in_other_names_and_places_go_to_feedparser(body: bytes) -> None:
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert "2" in [item.id for item in parsed.items]
+
+
+@pytest.mark.parametrize(
+    ("channel", "title"),
+    [
+        ("<Title>X</Title>", "X"),
+        ("<atom:title>X</atom:title>", "X"),
+        ("<media:title>X</media:title>", "X"),
+        ("<dc:title>X</dc:title><title>T</title>", "X"),  # the first of two
+        ('<title type="html">&lt;b&gt;X</title>', "X"),  # a type: no HTML guess
+        ('<dc:title type="html">&lt;b&gt;X</dc:title>', "X"),
+        ("<title>X<b>Y</b></title>", "XY"),  # markup read as XHTML
+        ("<title></title><x><title>X</title></x>", "X"),  # a nested title fills an empty one
+        ("<title>T</title><image><x/><title>X</title></image>", "X"),  # <x> ends the image
+        ("<title>T</title><textInput><url>u</url><title>X</title></textInput>", "X"),
+    ],
+)
+def test_channel_titles_in_other_names_and_places_go_to_feedparser(
+    channel: str, title: str
+) -> None:
+    parsed = read_as_feedparser_does(rss_with(channel), fast_path=False)
+    assert parsed.title == title
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f'<feed {ATOM_NS} xmlns:dc="http://purl.org/dc/elements/1.1/"><dc:title>X</dc:title>'
+        "<entry><id>1</id></entry></feed>",
+        '<atom:feed xmlns:atom="http://www.w3.org/2005/Atom"><title>X</title>'
+        "<atom:entry><atom:id>1</atom:id></atom:entry></atom:feed>",
+    ],
+    ids=["dc-title", "unnamespaced-title"],
+)
+def test_atom_feed_titles_in_other_names_go_to_feedparser(body: str) -> None:
+    assert read_as_feedparser_does(body.encode(), fast_path=False).title == "X"
+
+
+@pytest.mark.parametrize(
+    "channel",
+    [
+        "<title>T</title><image><url>http://x/i.png</url><title>I</title><link>http://x/</link></image>",
+        "<image><url>http://x/i.png</url><title>I</title></image><title>T</title>",
+        "<title>T</title><textInput><title>I</title><name>q</name><link>http://x/</link></textInput>",
+    ],
+)
+def test_image_and_text_input_titles_stay_theirs_on_the_fast_path(channel: str) -> None:
+    assert read_as_feedparser_does(rss_with(channel), fast_path=True).title == "T"
+
+
+@pytest.mark.parametrize(
+    "namespaces",
+    [
+        # feedparser files dc:creator under the prefix the document gave its own "dc" name
+        'xmlns:media="http://purl.org/dc/elements/1.1/" xmlns:dc="http://search.yahoo.com/mrss/"',
+        'xmlns:dc="http://purl.org/dc/terms/" xmlns:media="http://purl.org/dc/elements/1.1/"',
+    ],
+    ids=["swapped", "dc-is-dcterms"],
+)
+def test_a_known_prefix_bound_to_another_namespace_goes_to_feedparser(namespaces: str) -> None:
+    body = (
+        f'<rss version="2.0" {namespaces}><channel><title>T</title>'
+        "<item><guid>1</guid><media:creator>Bob</media:creator></item></channel></rss>"
+    ).encode()
+    parsed = read_as_feedparser_does(body, fast_path=False)
+    assert [(item.id, item.author) for item in parsed.items] == [("1", "")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        rss_with("<x><channel/></x><title>T</title>"),  # its end ends feedparser's feed
+        rss_with("<feed/><title>T</title>"),
+        f"<feed {ATOM_NS}><x><feed/></x><title>T</title></feed>".encode(),
+        f"<feed {ATOM_NS}><channel/><title>T</title></feed>".encode(),
+    ],
+    ids=["channel-in-channel", "feed-in-channel", "feed-in-feed", "channel-in-feed"],
+)
+def test_a_feed_or_channel_inside_the_feed_goes_to_feedparser(body: bytes) -> None:
+    assert read_as_feedparser_does(body, fast_path=False).title == ""
+
+
+@pytest.mark.parametrize(
+    ("body", "version"),
+    [
+        (
+            '<rss version="2.0" xmlns:r="http://purl.org/rss/1.0/"><channel><title>T</title>'
+            "<item><guid>1</guid></item></channel></rss>",
+            "rss10",
+        ),
+        (
+            f'<feed xmlns:r="http://purl.org/rss/1.0/" {ATOM_NS}><title>T</title>'
+            "<entry><id>1</id></entry></feed>",
+            "rss10",
+        ),
+        (
+            f'<feed {ATOM_NS}><x><rss version="2.0"/></x><title>T</title>'
+            "<entry><id>1</id></entry></feed>",
+            "rss20",
+        ),
+    ],
+    ids=["rss10-namespace-in-rss", "rss10-namespace-in-atom", "rss-in-atom"],
+)
+def test_what_changes_feedparsers_version_goes_to_feedparser(body: str, version: str) -> None:
+    assert read_as_feedparser_does(body.encode(), fast_path=False).version == version

@@ -5,10 +5,11 @@ expat building an ElementTree reads the same document in a fraction of that. Thi
 module reads only what it can read exactly as feedparser would: the same bytes
 (feedparser's own encoding step), the same steps on every value (strip, the UTF-8
 double-encoding repair, the cp1252 map, its HTML guess for titles, its URI join, its
-date parser), for a closed list of elements whose effect on an entry is known. For
-anything else it returns None and the caller uses feedparser. Tests hold the two to
-identical items on every golden feed and on generated documents, so switching paths
-can never renumber a feed.
+date parser), for a closed list of elements whose effect on an entry is known, and only
+when every element feedparser would take for an entry, a title or the feed itself (it
+goes by lowercased local names alone) is one read here. For anything else it returns
+None and the caller uses feedparser. Tests hold the two to identical items on every
+golden feed and on generated documents, so switching paths can never renumber a feed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from __future__ import annotations
 import contextlib
 import re
 import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Callable, Mapping
+from operator import attrgetter
 from typing import Any
 
 try:  # feedparser's own steps, so values come out as feedparser makes them
@@ -52,6 +55,24 @@ _ATTRIBUTES = {"guid": {"isPermaLink"}, "category": {"domain"}}
 _LINK_REFERENCE = re.compile("&([A-Za-z0-9_]+);")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")  # all that feedparser's cp1252 map changes
 
+# feedparser files an element by its lowercased local name and a prefix of its own: in
+# whatever namespace, case or place, any item or entry is an entry, any title-like element
+# may be the feed's title, and any rss, channel or feed element starts or ends the feed.
+# So every element named so must be one we read, or we refuse.
+_MARKED = frozenset({"item", "entry", "title", "rss", "channel", "feed"})
+_TAG = attrgetter("tag")
+# feedparser's own prefix for each namespace it knows ("" for RSS and Atom: bare names), the
+# declarations that could give one of those names to another namespace, and the namespaces
+# whose mere declaration on the root sets the version feedparser reports.
+_XMLNS = re.compile(rb"""xmlns(?::([^\s=>/]+))?\s*=\s*(?:"([^"]*)"|'([^']*)')""")
+_VERSION_NAMESPACES = frozenset(
+    {"http://purl.org/rss/1.0/", "http://my.netscape.com/rdf/simple/0.9/"}
+)
+_STANDARD_PREFIXES: dict[str, str] = {}
+if AVAILABLE:
+    _STANDARD_PREFIXES = {uri.lower(): name for uri, name in _FeedParserMixin.namespaces.items()}
+_PREFIX_NAMES = frozenset(prefix.lower() for prefix in _STANDARD_PREFIXES.values() if prefix)
+
 
 class _Refused(Exception):
     """The document holds something only feedparser reads faithfully."""
@@ -78,42 +99,105 @@ def read_fast(body: bytes, headers: Mapping[str, str]) -> Read | None:
     except ET.ParseError:
         return None  # not well-formed: feedparser's loose parser reads it its own way
     try:
+        _check_namespaces(data)
         for element in root.iter():
             if XML_BASE in element.attrib:
                 raise _Refused
+        tags = Counter(map(_TAG, root.iter()))  # counted in C: one Python step per tag, not element
+        marked = sum(n for tag, n in tags.items() if _local(tag) in _MARKED)
         if root.tag == f"{ATOM}feed":
-            feed, entries = _atom(root)
+            feed, entries = _atom(root, marked)
             return feed, entries, "atom10"
-        rss = _rss(root)
+        rss = _rss(root, marked)
         return (rss[0], rss[1], "rss20") if rss is not None else None
     except _Refused:
         return None
 
 
-def _rss(root: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+def _local(tag: str) -> str:
+    """The element's name as feedparser matches it: lowercased, its namespace aside."""
+    return tag[tag.rfind("}") + 1 :].lower()
+
+
+def _check_namespaces(data: bytes) -> None:
+    """Refuses a document whose namespace declarations change how feedparser reads it.
+
+    Binding one of feedparser's own prefix names to another known namespace files every
+    element of that prefix under the other one (``xmlns:dc`` bound to DC terms turns each DC
+    element into a DC terms element); declaring RSS 1.0 or 0.90 makes an RSS 2.0 or Atom
+    document "rss10" or "rss090".
+    """
+    for match in _XMLNS.finditer(data):
+        prefix = (match.group(1) or b"").decode("utf-8", "replace")
+        raw = match.group(2) if match.group(2) is not None else match.group(3)
+        if b"&" in raw:
+            raise _Refused  # a reference in the URI: we would compare it unread
+        uri = raw.decode("utf-8", "replace").lower()
+        if uri in _VERSION_NAMESPACES:
+            raise _Refused
+        if prefix not in _PREFIX_NAMES:
+            continue
+        if "backend.userland.com/rss" in uri:
+            uri = "http://backend.userland.com/rss"
+        standard = _STANDARD_PREFIXES.get(uri)
+        if standard is not None and standard != prefix:
+            raise _Refused
+
+
+# A channel's image and text input keep their own title, as long as feedparser still knows
+# it is inside them: any other bare child makes it forget, and the next title is the feed's.
+_CONTAINERS = {
+    "image": frozenset({"title", "link", "description", "url", "href", "width", "height"}),
+    "textInput": frozenset({"title", "link", "description", "name"}),
+    "textinput": frozenset({"title", "link", "description", "name"}),
+}
+
+
+def _rss(root: ET.Element, marked: int) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     if root.tag != "rss" or root.get("version") != "2.0" or len(root) != 1:
         return None
     channel = root[0]
     if channel.tag != "channel":
         return None
     items = [child for child in channel if child.tag == "item"]
-    if len(items) != sum(1 for _ in root.iter("item")):
-        raise _Refused  # an item outside the channel
-    feed = _feed_title(channel, "title", lambda title: _text_value(title, plain=True))
+    read = 2 + len(items)  # the rss and the channel elements
+    read += sum(1 for item in items for child in item if child.tag == "title")
+    for child in channel:
+        if child.tag in _CONTAINERS:
+            read += _container_titles(child, _CONTAINERS[child.tag])
+    feed, titles = _feed_title(channel, ("title", f"{DC}title"), _rss_title)
+    if read + titles != marked:
+        raise _Refused  # an item, entry or title somewhere we do not read it
     return feed, [_entry(item) for item in items]
 
 
+def _container_titles(container: ET.Element, children: frozenset[str]) -> int:
+    """The titles an image or text input keeps for itself."""
+    titles = sum(1 for child in container if child.tag == "title")
+    if titles and any(child.tag not in children or len(child) for child in container):
+        raise _Refused
+    return titles
+
+
+def _rss_title(element: ET.Element) -> tuple[str, str]:
+    """A channel title, read like an item's: plain text only (dc:title takes the same steps)."""
+    if element.attrib or len(element):
+        raise _Refused  # a type attribute or markup inside: feedparser reads them its own way
+    return _text_value(element, plain=True)
+
+
 def _feed_title(
-    parent: ET.Element, tag: str, read: Callable[[ET.Element], tuple[str, str]]
-) -> dict[str, Any]:
-    """The feed's title and its detail, as feedparser files them (one title at most)."""
-    titles = [child for child in parent if child.tag == tag]
-    if len(titles) > 1:
+    parent: ET.Element, tags: tuple[str, ...], read: Callable[[ET.Element], tuple[str, str]]
+) -> tuple[dict[str, Any], int]:
+    """The feed's title and its detail, as feedparser files them, and how many titles that
+    read: one at most, of the given tags (feedparser reads every other title-like one too)."""
+    titles = [child for child in parent if _local(child.tag) == "title"]
+    if len(titles) > 1 or any(title.tag not in tags for title in titles):
         raise _Refused
     if not titles:
-        return {}
+        return {}, 0
     value, kind = read(titles[0])
-    return {"title": value, "title_detail": {"type": kind, "value": value}}
+    return {"title": value, "title_detail": {"type": kind, "value": value}}, 1
 
 
 def _entry(item: ET.Element) -> dict[str, Any]:
@@ -224,11 +308,13 @@ _TEXT_TYPES = {None: "text/plain", "text": "text/plain", "html": "text/html"}
 _HTML_TYPES = {"text/html", "application/xhtml+xml"}
 
 
-def _atom(root: ET.Element) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _atom(root: ET.Element, marked: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     entries = [child for child in root if child.tag == f"{ATOM}entry"]
-    if len(entries) != sum(1 for _ in root.iter(f"{ATOM}entry")):
-        raise _Refused  # an entry inside something else (a source, say)
-    feed = _feed_title(root, f"{ATOM}title", _atom_text)
+    read = 1 + len(entries)  # the feed element
+    read += sum(1 for entry in entries for child in entry if child.tag == f"{ATOM}title")
+    feed, titles = _feed_title(root, (f"{ATOM}title",), _atom_text)
+    if read + titles != marked:
+        raise _Refused  # an entry inside something else (a source, say), an item, a title
     return feed, [_atom_entry(entry) for entry in entries]
 
 
