@@ -425,3 +425,89 @@ def test_a_hung_feed_hits_its_deadline_and_is_polled_again(tmp_path: Path) -> No
             acceptor.join()
             for conn in held:
                 conn.close()
+
+
+def test_a_change_in_the_same_second_as_a_poll_is_seen_by_the_next_poll(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    """A feed served like a static file: Last-Modified is the second of the last change,
+    Date is the server's clock, and If-Modified-Since >= Last-Modified gets a 304. The
+    test owns that clock, so two changes and a poll within one second are a fact, not a
+    race with real time."""
+    from email.utils import parsedate_to_datetime
+    from http.server import BaseHTTPRequestHandler
+
+    from support import rfc822
+
+    story = Story()
+    story.add(1, "Kharkiv: already there before watcher started")
+
+    class StaticFile:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.clock = datetime(2026, 11, 24, 20, 0, 0, tzinfo=UTC)  # frozen until moved
+            self.body = story.body()
+            self.modified = self.clock - timedelta(minutes=1)
+            self.served: list[int] = []  # the status of every answer
+
+        def change(self, n: int, title: str) -> None:
+            story.add(n, title)
+            with self.lock:
+                self.body, self.modified = story.body(), self.clock
+
+        def handler(self, h: BaseHTTPRequestHandler) -> None:
+            since = h.headers.get("If-Modified-Since")
+            with self.lock:
+                body, modified, now = self.body, self.modified, self.clock
+                status = 304 if since and parsedate_to_datetime(since) >= modified else 200
+                self.served.append(status)
+            h.send_response_only(status)  # send_response would add the real clock's Date
+            h.send_header("Date", rfc822(now))
+            h.send_header("Last-Modified", rfc822(modified))
+            h.send_header("Content-Type", "application/rss+xml; charset=utf-8")
+            h.send_header("Content-Length", str(len(body) if status == 200 else 0))
+            h.end_headers()
+            if status == 200:
+                h.wfile.write(body)
+
+    static = StaticFile()
+    feed_server.routes["/static"] = Route(handler=static.handler)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+state: {tmp_path / "w.db"}
+allow_private_networks: true
+feeds:
+  - name: static
+    url: {feed_server.url("/static")}
+    interval: 1s
+{MATCH_RULES}notifiers:
+  hook: "{receiver.url}"
+"""
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        # A Last-Modified a minute before Date is strong: sent back, and answered 304.
+        assert wait_until(lambda: 304 in static.served), daemon.log_text()
+
+        with static.lock:
+            static.clock += timedelta(minutes=10)  # one second, frozen from here on
+        static.change(2, "Kharkiv: first change in this second")
+        assert len(receiver.wait_for(1)) == 1, daemon.log_text()
+        # That poll saw Last-Modified == Date: weak, so not sent back as If-Modified-Since,
+        # which this server would answer with 304 for the change below.
+        static.change(3, "Kharkiv: second change in the same second")
+        assert len(receiver.wait_for(2)) == 2, daemon.log_text()
+        polled = feed_server.hits("/static")
+        assert wait_until(lambda: feed_server.hits("/static") >= polled + 3)
+        assert receiver.titles() == [
+            "[kharkiv] Kharkiv: first change in this second",
+            "[kharkiv] Kharkiv: second change in the same second",
+        ]
+        with feed_server.lock:
+            sent = [headers.get("If-Modified-Since") for _, headers in feed_server.requests]
+        assert rfc822(static.clock) not in sent
+        assert daemon.signal(signal.SIGTERM) == 0
+    finally:
+        daemon.stop()

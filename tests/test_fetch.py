@@ -497,6 +497,157 @@ def test_proxy_from_the_environment(
     assert isinstance(result, FetchResult) and result.body == BODY
 
 
+# -- validators: a Last-Modified in the response's own second is weak ---------------------
+
+POLLED = datetime(2026, 11, 24, 20, 23, 26, tzinfo=UTC)  # the second the server answers in
+
+
+def _http(dt: datetime) -> str:
+    return format_datetime(dt, usegmt=True)
+
+
+def _dated(
+    *, last_modified: str | None, date: str | None, status: int = 200
+) -> Callable[[BaseHTTPRequestHandler], None]:
+    """A handler that sends exactly these Date and Last-Modified headers (None: no header)."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        body = BODY if status == 200 else b""
+        h.send_response_only(status)  # send_response would add a Date of its own
+        if date is not None:
+            h.send_header("Date", date)
+        if last_modified is not None:
+            h.send_header("Last-Modified", last_modified)
+        h.send_header("Content-Type", "application/rss+xml")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    return handler
+
+
+def _sent_next_time(
+    feed_server: FeedServer, client: httpx.Client, result: FetchResult | NotModified
+) -> str | None:
+    """The If-Modified-Since the next poll sends, given what this one would store."""
+    state = FeedState(etag=result.etag, last_modified=result.last_modified, baselined=True)
+    fetch(client, "f", feed_server.url("/f"), state)
+    return feed_server.requests[-1][1].get("If-Modified-Since")
+
+
+@pytest.mark.parametrize(
+    ("modified", "strong"),
+    [
+        (POLLED, False),  # the same second as Date: a later change could share it
+        (POLLED + timedelta(seconds=5), False),  # later than Date: a wrong clock, never strong
+        (POLLED - timedelta(seconds=3), True),
+        (POLLED - timedelta(seconds=1), True),  # the whole second ended before Date
+    ],
+)
+def test_a_last_modified_in_the_second_of_date_or_later_is_not_stored_nor_sent(
+    feed_server: FeedServer, client: httpx.Client, modified: datetime, strong: bool
+) -> None:
+    feed_server.routes["/f"] = Route(
+        handler=_dated(last_modified=_http(modified), date=_http(POLLED))
+    )
+    result = fetch(client, "f", feed_server.url("/f"))
+    assert isinstance(result, FetchResult) and result.body == BODY
+    expected = _http(modified) if strong else None
+    assert result.last_modified == expected
+    assert _sent_next_time(feed_server, client, result) == expected
+
+
+@pytest.mark.parametrize(
+    ("modified", "strong"),
+    [
+        (POLLED, False),
+        (POLLED + timedelta(hours=1), False),
+        (POLLED - timedelta(seconds=2), True),
+    ],
+)
+def test_without_a_date_header_last_modified_is_judged_by_the_time_received(
+    feed_server: FeedServer, client: httpx.Client, modified: datetime, strong: bool
+) -> None:
+    feed_server.routes["/f"] = Route(handler=_dated(last_modified=_http(modified), date=None))
+    received = POLLED + timedelta(milliseconds=400)
+    result = fetch(client, "f", feed_server.url("/f"), now=lambda: received)
+    assert isinstance(result, FetchResult)
+    assert "date" not in result.headers and "Date" not in result.headers
+    assert result.last_modified == (_http(modified) if strong else None)
+
+
+def test_without_a_date_header_the_default_clock_is_the_real_one(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    now = datetime.now(UTC)
+    for modified, strong in ((now - timedelta(hours=1), True), (now + timedelta(hours=1), False)):
+        feed_server.routes["/f"] = Route(handler=_dated(last_modified=_http(modified), date=None))
+        result = fetch(client, "f", feed_server.url("/f"))
+        assert isinstance(result, FetchResult)
+        assert result.last_modified == (_http(modified) if strong else None)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "yesterday",
+        "Tue, 24 Nov 99999 10:00:00 GMT",  # year out of range
+        "Mon, 99 Nov 2026 10:00:00 GMT",  # no such day
+        "Tue, 24 Nov 2026 10:00:60 GMT",
+        "Sun, 06 Nov 1994 08:49:37 +9999",  # an offset of days
+        "0",
+    ],
+)
+def test_an_unparseable_last_modified_is_treated_as_absent(
+    feed_server: FeedServer, client: httpx.Client, garbage: str
+) -> None:
+    """Absent, not "long before": we cannot tell which second it names, so we cannot tell
+    that a later change would carry a later one, and a server matching If-Modified-Since
+    by exact string would answer every change with 304. Absent costs a download per poll,
+    and the body hash still spares the parse."""
+    feed_server.routes["/f"] = Route(handler=_dated(last_modified=garbage, date=_http(POLLED)))
+    result = fetch(client, "f", feed_server.url("/f"))
+    assert isinstance(result, FetchResult) and result.last_modified is None
+    assert _sent_next_time(feed_server, client, result) is None
+
+
+@pytest.mark.parametrize("date", ["yesterday", "Mon, 99 Nov 2026 10:00:00 GMT", ""])
+def test_an_unparseable_date_is_judged_like_no_date(
+    feed_server: FeedServer, client: httpx.Client, date: str
+) -> None:
+    received = POLLED + timedelta(milliseconds=400)
+    for modified, strong in ((POLLED, False), (POLLED - timedelta(minutes=5), True)):
+        feed_server.routes["/f"] = Route(handler=_dated(last_modified=_http(modified), date=date))
+        result = fetch(client, "f", feed_server.url("/f"), now=lambda: received)
+        assert isinstance(result, FetchResult)
+        assert result.last_modified == (_http(modified) if strong else None)
+
+
+def test_a_304_never_stores_a_weak_last_modified(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    """A 304's own Last-Modified replaces ours; when it is weak (or unreadable) we keep
+    none rather than the old one, and without one the strong one we had is kept."""
+    ours = _http(POLLED - timedelta(minutes=10))
+    state = FeedState(etag='"v1"', last_modified=ours, baselined=True)
+    cases = [
+        (_http(POLLED), None),  # the same second as the 304's Date
+        (_http(POLLED + timedelta(seconds=30)), None),
+        ("garbage", None),
+        (None, ours),  # no Last-Modified: ours still describes the body we hold
+        (_http(POLLED - timedelta(minutes=1)), _http(POLLED - timedelta(minutes=1))),
+    ]
+    for header, kept in cases:
+        feed_server.routes["/f"] = Route(
+            handler=_dated(last_modified=header, date=_http(POLLED), status=304)
+        )
+        result = fetch(client, "f", feed_server.url("/f"), state)
+        assert isinstance(result, NotModified)
+        assert feed_server.requests[-1][1]["If-Modified-Since"] == ours
+        assert (result.etag, result.last_modified) == ('"v1"', kept), header
+        assert _sent_next_time(feed_server, client, result) == kept
+
+
 # -- memory stays bounded ------------------------------------------------------------------
 
 _MEMORY_PROBE = """

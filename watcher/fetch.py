@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpcore
@@ -255,6 +255,10 @@ def make_client(
 # -- one fetch ---------------------------------------------------------------------
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 def _check_scheme(feed: str, url: httpx.URL) -> None:
     if url.scheme not in ("http", "https"):
         raise FetchError(feed, f"refusing {url.scheme}:// URL {url} (only http and https)")
@@ -295,6 +299,37 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     return min(max(delta, 0.0), _MAX_RETRY_AFTER)
 
 
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date as an aware datetime, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _strong_last_modified(headers: Mapping[str, str], received: datetime) -> str | None:
+    """The response's Last-Modified if it is a strong validator, else None (never stored).
+
+    Last-Modified has one-second resolution: one in the response's own second (its Date,
+    else ``received``) or later may also date a change made later in that second, which
+    a server comparing If-Modified-Since would answer with 304, hiding it until the feed
+    changes again. Such a date is weak (RFC 9110, 8.8.2.2); the ETag or the body hash
+    catches that change instead.
+    """
+    value = headers.get("last-modified")
+    modified = _http_date(value)
+    if value is None or modified is None:
+        # Unreadable: a server cannot compare it as a date either, and one that matches
+        # If-Modified-Since by exact string would answer every later change with 304;
+        # treated as absent, the next poll downloads and the body hash decides.
+        return None
+    sent = _http_date(headers.get("date")) or received
+    return value if modified <= sent - timedelta(seconds=1) else None
+
+
 @contextmanager
 def _deadline(seconds: float, clock: Callable[[], float]) -> Iterator[float]:
     """Arm this thread's socket deadline; yields the deadline on ``clock``'s scale."""
@@ -317,11 +352,12 @@ def fetch(
     headers: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    now: Callable[[], datetime] = _utcnow,
 ) -> FetchResult | NotModified:
     """Download one feed; raises :class:`FetchError` naming the feed and the cause.
 
     ``headers`` and ``auth`` go only to the feed's own origin, never across a redirect
-    to another host.
+    to another host. ``now`` is the wall clock a response without a Date is judged by.
     """
     try:
         start = httpx.URL(url)
@@ -329,7 +365,7 @@ def fetch(
         raise FetchError(feed, f"invalid URL {url!r}: {exc}") from None
     with _deadline(policy.deadline, clock) as deadline:
         try:
-            return _fetch(client, feed, start, state, policy, headers, auth, deadline, clock)
+            return _fetch(client, feed, start, state, policy, headers, auth, deadline, clock, now)
         except httpx.HTTPError as exc:
             if _ABORT.is_set():
                 raise FetchAborted(feed, "watcher is shutting down") from None
@@ -347,6 +383,7 @@ def _fetch(
     auth: tuple[str, str] | None,
     deadline: float,
     clock: Callable[[], float],
+    now: Callable[[], datetime],
 ) -> FetchResult | NotModified:
     origin = (current.scheme, current.host, current.port)
     conditional: dict[str, str] = {}
@@ -368,6 +405,7 @@ def _fetch(
         if same_origin and auth is not None:
             request.headers["Authorization"] = httpx.BasicAuth(*auth)._auth_header
         response = client.send(request, stream=True)
+        received = now()
         try:
             status = response.status_code
             if status in _REDIRECTS and "location" in response.headers:
@@ -380,11 +418,17 @@ def _fetch(
             moved = str(current) if permanent and len(visited) > 1 else None
             if status == 304:
                 _drain(response)
+                # A 304's own Last-Modified replaces ours (RFC 9111, 4.3.4), so a weak one
+                # drops it rather than falling back; without one, ours (stored only when
+                # strong) still describes the body we hold.
+                if response.headers.get("last-modified"):
+                    last_modified = _strong_last_modified(response.headers, received)
+                else:
+                    last_modified = state.last_modified if state else None
                 return NotModified(
                     url=str(current),
                     etag=response.headers.get("etag") or (state.etag if state else None),
-                    last_modified=response.headers.get("last-modified")
-                    or (state.last_modified if state else None),
+                    last_modified=last_modified,
                     moved_to=moved,
                 )
             if status == 410:
@@ -403,7 +447,7 @@ def _fetch(
                 body=body,
                 headers=kept,
                 etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
+                last_modified=_strong_last_modified(response.headers, received),
                 body_hash=hashlib.sha256(body).hexdigest(),
                 moved_to=moved,
             )
