@@ -234,7 +234,7 @@ def classify(
     weak: dict[str, Seen] = {}
     for item in fresh:
         k = keys[item.id]
-        by_link = by_print = by_title = None
+        by_link = by_print = None
         if k.link and links[k.link] == 1:
             by_link = usable(_one_thing(known.by_link.get(k.link, ())))
             if by_link is not None and _link_contradicted(k, by_link):
@@ -254,9 +254,7 @@ def classify(
         if suspect is None and k.title and titles[k.title] == 1:
             # Title alone: one side undated (a feed that gained or lost dates) or both.
             rows = [
-                s
-                for s in known.by_title.get(k.title, ())
-                if not (k.published and s.keys.published)
+                s for s in known.by_title.get(k.title, ()) if not (k.published and s.keys.published)
             ]
             suspect = usable(_one_thing(rows))
         if suspect is not None:

@@ -193,9 +193,7 @@ def _entry_to_item(feed: str, entry: Mapping[str, Any]) -> Item:
     tags = tuple(str(t.get("term")) for t in entry.get("tags", ()) if t.get("term"))
     return Item(
         feed=feed,
-        id=primary_identity(
-            str(entry.get("id") or ""), link, title, content or summary, published
-        ),
+        id=primary_identity(str(entry.get("id") or ""), link, title, content or summary, published),
         title=title,
         link=link,
         summary=summary,
