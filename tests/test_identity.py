@@ -22,6 +22,7 @@ from watcher.identity import (
     classify,
     clean_link,
     item_keys,
+    one_per_identity,
     primary_identity,
     title_key,
 )
@@ -107,3 +108,35 @@ def test_primary_identity_is_unchanged_for_guids_and_links() -> None:
     assert primary_identity(" urn:1 ", "http://x/a", "t", "c") == "urn:1"
     assert primary_identity("", "http://x/a?utm_source=x&id=1", "t", "c") == "http://x/a?id=1"
     assert clean_link("http://x/a?ref=rss") == "http://x/a?ref=rss"  # only the old list
+
+
+def _entry(n: int, link: str = "https://status.example.org/", **extra: Any) -> Item:
+    return Item(feed="f", id=link, title=f"Incident {n}", link=link, **extra)
+
+
+def test_entries_sharing_a_web_address_are_distinct_and_keep_their_ids_poll_after_poll() -> None:
+    first = one_per_identity([_entry(1)])
+    assert [i.id for i in first] == ["https://status.example.org/"]  # alone: the address
+    second = one_per_identity([_entry(2), _entry(1)])  # newest first, undated
+    assert [i.title for i in second] == ["Incident 2", "Incident 1"]
+    assert second[1].id == first[0].id  # the oldest keeps the address
+    assert second[0].id.startswith("https://status.example.org/#entry-")
+    third = one_per_identity([_entry(3), _entry(2), _entry(1)])
+    assert third[1].id == second[0].id and third[2].id == first[0].id
+    assert len({i.id for i in third}) == 3
+
+
+def test_dated_entries_sharing_an_address_keep_the_address_for_the_oldest() -> None:
+    at = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    items = one_per_identity(
+        [_entry(2, published=at), _entry(1, published=at.replace(hour=8)), _entry(2, published=at)]
+    )
+    assert [(i.title, i.id) for i in items][1] == ("Incident 1", "https://status.example.org/")
+    assert len(items) == 2  # the repeated entry is one item
+
+
+def test_entries_sharing_a_guid_are_one_item() -> None:
+    items = one_per_identity(
+        [Item(feed="f", id="urn:1", title="Edited"), Item(feed="f", id="urn:1", title="Draft")]
+    )
+    assert [i.title for i in items] == ["Edited"]

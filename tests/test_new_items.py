@@ -226,6 +226,27 @@ def test_a_rewritten_link_does_not_re_alert(
     assert setup.receiver.titles() == ["[kharkiv] Kharkiv metro reopens"]
 
 
+@pytest.mark.parametrize(
+    "link",
+    ["https://status.example.org/", "https://live.example.org/blog#post-{n}"],
+    ids=["status-page-one-link", "live-blog-fragments"],
+)
+def test_entries_that_share_one_page_each_alert(setup: Setup, link: str) -> None:
+    """No guids: a status page linking every incident to one page, a live blog whose
+    entries differ only by fragment. Every new entry alerts, once."""
+    entries = [{"title": "Weather is calm", "link": link.format(n=0)}]
+    setup.server.routes["/feed"] = route = Route(rss(entries))
+    setup.write({"feed": "/feed"})
+    setup.daemon.start()
+    setup.settle("feed", 2)
+    for n in range(1, 4):
+        entries.insert(0, {"title": f"Kharkiv incident {n}", "link": link.format(n=n)})
+        route.body = rss(entries)
+        assert len(setup.receiver.wait_for(n)) == n, setup.daemon.log_text()
+    setup.settle("feed", 3)
+    assert setup.receiver.titles() == [f"[kharkiv] Kharkiv incident {n}" for n in range(1, 4)]
+
+
 # -- stories ---------------------------------------------------------------------------------
 
 

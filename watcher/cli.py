@@ -670,9 +670,11 @@ def _print_alerts(records: Sequence[AlertRecord]) -> None:
     for record in reversed(records):
         when = _when(record.sent_at if record.status == "sent" else record.created_at)
         level = f"[{record.priority}] " if record.priority != "normal" else ""
+        carried = len(record.sources)
+        sources = f"  ({carried} sources: {', '.join(record.sources)})" if carried > 1 else ""
         line = (
             f"{record.id:>6}  {record.status:<7}  {when}  {record.notifier:<12}  "
-            f"{level}{record.title}"
+            f"{level}{record.title}{sources}"
         )
         click.echo(line)
         if record.status == "pending":

@@ -185,9 +185,19 @@ class Daemon:
     def _maintain(self) -> None:
         try:
             now = datetime.now(UTC)
+            config = self.config
             removed = self.store.prune_items(now)
-            forgotten = self.store.forget_text(now - timedelta(seconds=self.config.retention))
-            log.info("maintenance pruned_items=%d texts_dropped=%d", removed, forgotten)
+            forgotten = self.store.forget_text(now - timedelta(seconds=config.retention))
+            stories = self.store.forget_stories(
+                now - timedelta(seconds=config.story_window),
+                now - timedelta(seconds=config.retention),
+            )
+            log.info(
+                "maintenance pruned_items=%d texts_dropped=%d story_rows_dropped=%d",
+                removed,
+                forgotten,
+                stories,
+            )
         except Exception:
             log.exception("maintenance failed; it is retried tomorrow")
 

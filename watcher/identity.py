@@ -16,7 +16,7 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -91,6 +91,39 @@ def primary_identity(
         return f"title:{digest[:40]}"
     digest = hashlib.sha256(f"{title}\n{text}".encode()).hexdigest()
     return f"sha256:{digest[:40]}"
+
+
+def one_per_identity(items: Iterable[Item]) -> tuple[Item, ...]:
+    """Two entries with one identity in one document are one item (the first wins),
+    except where the identity is a web address (a link, or a permalink guid) and the
+    entries' titles or dates differ: a status page or a live blog that gives every entry
+    the same page. Those are distinct items. The oldest keeps the address as its id, as
+    when it was alone in the feed; each other one takes the address and a hash of its
+    title and date, the same on every poll, so a later entry is new and stays known."""
+    listed = list(items)
+    groups: dict[str, dict[tuple[str, str], Item]] = {}
+    for item in listed:
+        group = groups.setdefault(item.id, {})
+        group.setdefault((title_key(item.title), minute(item.published)), item)
+    renamed: dict[int, str] = {}
+    for key, group in groups.items():
+        if len(group) < 2 or not key.lower().startswith(("http://", "https://")):
+            continue
+        members = list(group.values())
+        dated = [m for m in members if m.published is not None]
+        keeper = min(dated, key=lambda m: m.published or datetime.min) if dated else members[-1]
+        for (words, when), member in group.items():
+            if member is not keeper:
+                digest = hashlib.sha256(f"{words}\n{when}".encode()).hexdigest()[:16]
+                renamed[id(member)] = f"{key}#entry-{digest}"
+    out: dict[str, Item] = {}
+    for item in listed:
+        new_id = renamed.get(id(item))
+        if new_id is not None:
+            out.setdefault(new_id, replace(item, id=new_id))
+        else:
+            out.setdefault(item.id, item)
+    return tuple(out.values())
 
 
 def canonical_link(link: str) -> tuple[str, str]:

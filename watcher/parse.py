@@ -13,14 +13,14 @@ import html.entities
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import feedparser
 
 from watcher.exceptions import ParseError
-from watcher.identity import primary_identity
+from watcher.identity import one_per_identity, primary_identity
 from watcher.models import FetchResult, Item, ParsedFeed
 from watcher.rss_fast import read_fast
 from watcher.text import html_to_text, plain_text
@@ -51,14 +51,6 @@ def _struct_to_datetime(value: Any) -> datetime | None:
         return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
     except (OverflowError, ValueError, OSError, TypeError):
         return None
-
-
-def _dedupe(items: Iterable[Item]) -> tuple[Item, ...]:
-    """Two entries with one identity in one document are one item (the first wins)."""
-    seen: dict[str, Item] = {}
-    for item in items:
-        seen.setdefault(item.id, item)
-    return tuple(seen.values())
 
 
 def _declares_entities(body: bytes) -> bool:
@@ -150,7 +142,7 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
         channel, entries, version = read
         return ParsedFeed(
             title=_detail_text(channel.get("title_detail"), channel.get("title", "")),
-            items=_dedupe(_entry_to_item(feed, entry) for entry in entries),
+            items=one_per_identity(_entry_to_item(feed, entry) for entry in entries),
             version=version,
         )
     try:
@@ -171,7 +163,7 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
     channel = parsed.get("feed", {})
     return ParsedFeed(
         title=_detail_text(channel.get("title_detail"), channel.get("title", "")),
-        items=_dedupe(items),
+        items=one_per_identity(items),
         version=str(parsed.get("version", "")),
     )
 
@@ -220,7 +212,7 @@ def _parse_json_feed(feed: str, body: bytes) -> ParsedFeed:
     items = [_json_item(feed, raw) for raw in raw_items if isinstance(raw, dict)]
     return ParsedFeed(
         title=_cap(str(doc.get("title") or "")),
-        items=_dedupe(items),
+        items=one_per_identity(items),
         version="json" + str(doc["version"]).removeprefix(_JSON_FEED_VERSION).replace(".", ""),
     )
 

@@ -644,13 +644,18 @@ class Store:
                     )
         return Recent(found, recent, {story: frozenset(f) for story, f in carried.items()}, alerted)
 
-    def forget_stories(self, before: datetime) -> int:
-        """Drop story keys older than ``before``: past the story window nothing joins them."""
+    def forget_stories(self, window_start: datetime, retention_start: datetime) -> int:
+        """Drop what no item can join any more (story keys and what notifiers were told,
+        older than the story window), and which feeds carried a story, after retention."""
+        removed = 0
         with self.engine.begin() as conn:
-            return (
-                conn.execute(delete(story_keys).where(story_keys.c.created_at < before)).rowcount
-                or 0
-            )
+            for stmt in (
+                delete(story_keys).where(story_keys.c.created_at < window_start),
+                delete(story_alerts).where(story_alerts.c.created_at < window_start),
+                delete(story_sources).where(story_sources.c.seen_at < retention_start),
+            ):
+                removed += conn.execute(stmt).rowcount or 0
+        return removed
 
     def stored_items(self, since: datetime) -> list[tuple[Item, bool]]:
         """Items first seen since ``since`` whose text is still kept, with whether they were
