@@ -98,6 +98,23 @@ def test_check_reports_every_error_and_exits_2(tmp_path: Path) -> None:
     assert result.stderr.splitlines() == [f"{config}:6: rules.0.entities.0: unknown entity 'nope'"]
 
 
+def test_check_warns_that_the_churn_keys_no_longer_apply(tmp_path: Path) -> None:
+    config = tmp_path / "old.yaml"
+    config.write_text(
+        "feed_health:\n  churn_ratio: 0.5\n  churn_min_items: 10\n"
+        "feeds:\n  - {name: a, url: 'http://x.org/'}\n"
+    )
+    result = invoke("check", "-c", str(config))
+    assert result.exit_code == 0
+    assert result.stdout == f"ok: {config}: 1 feed, 0 rules, 0 entities, 0 notifiers\n"
+    warnings = result.stderr.splitlines()
+    assert [w.split(": warning: ")[0] for w in warnings] == [
+        f"{config}:2: feed_health.churn_ratio",
+        f"{config}:3: feed_health.churn_min_items",
+    ]
+    assert all("no longer used: renumbering is judged item by item" in w for w in warnings)
+
+
 def test_test_run_human_output(served: tuple[FeedServer, Path]) -> None:
     _, config = served
     result = invoke("test-run", "-c", str(config))

@@ -30,8 +30,8 @@ pytestmark = pytest.mark.e2e
 def config_text(
     state: Path, feeds: dict[str, str], notifier: str, *, interval: str = "1s", extra: str = ""
 ) -> str:
-    """A config for these tests: fast polls, fast retries, churn and flood guards out of
-    the way (they would fold many new items into one notice, which is not under test)."""
+    """A config for these tests: fast polls, fast retries, the flood guard out of the way
+    (it would fold many new items into one summary, which is not under test)."""
     listed = "".join(
         f"  - {{name: {name}, url: '{url}', interval: {interval}}}\n" for name, url in feeds.items()
     )
@@ -39,7 +39,7 @@ def config_text(
         f"state: {state}\n"
         "allow_private_networks: true\n"
         "delivery: {retry: 1s, flood_threshold: 1000}\n"
-        "feed_health: {churn_min_items: 1000}\n"
+        "feed_health: {failures: 5}\n"
         f"feeds:\n{listed}{MATCH_RULES}{extra}"
         f"notifiers:\n  hook: '{notifier}'\n"
     )
@@ -353,7 +353,7 @@ def test_feeds_that_fail_renumber_vanish_and_turn_into_html_never_stop_the_other
     config = tmp_path / "config.yaml"
     urls = {name: feed_server.url(f"/{name}") for name in names}
     text = config_text(db, urls, receiver.url).replace(
-        "feed_health: {churn_min_items: 1000}", "feed_health: {churn_min_items: 5, failures: 2}"
+        "feed_health: {failures: 5}", "feed_health: {failures: 2}"
     )
     config.write_text(text)
     daemon = Daemon(config, tmp_path / "daemon.log")

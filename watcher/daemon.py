@@ -72,6 +72,8 @@ class Daemon:
         self.metrics_port = metrics_port
         self.metrics = Metrics() if metrics_port is not None else None
         self.store = Store.open(config.state_path)
+        for warning in config.warnings:
+            log.warning("config %s", warning)
         configure_parsing(config)
         self.current = _Running(
             config,
@@ -260,6 +262,8 @@ class Daemon:
             log.error("keeping the running config (%s)", self.config.summary())
             self.systemd.send(READY=1, STATUS="reload refused: the config has errors")
             return False
+        for warning in new.warnings:
+            log.warning("config %s", warning)
         if new.state_path != self.config.state_path:
             log.warning(
                 "the state path changed; that takes a restart, keeping %s", self.config.state_path
