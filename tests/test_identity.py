@@ -133,6 +133,9 @@ def test_dated_entries_sharing_an_address_keep_the_address_for_the_oldest() -> N
     )
     assert [(i.title, i.id) for i in items][1] == ("Incident 1", "https://status.example.org/")
     assert len(items) == 2  # the repeated entry is one item
+    again = one_per_identity([_entry(2), _entry(2), _entry(1)])
+    assert [i.title for i in again] == ["Incident 2", "Incident 1"]
+    assert again[0].id.startswith("https://status.example.org/#entry-")
 
 
 def test_entries_sharing_a_guid_are_one_item() -> None:

@@ -12,6 +12,7 @@ is a failure. Pure: the store reads what was seen, :func:`classify` decides.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections import Counter
@@ -65,6 +66,7 @@ def clean_link(link: str) -> str:
     return urlunsplit(parts._replace(query="&".join(kept)))
 
 
+@functools.lru_cache(maxsize=8192)
 def title_key(title: str) -> str:
     """The folded words of a title: case, accents, punctuation and spacing do not count."""
     return " ".join(_WORDS.findall(fold(title)))
@@ -101,10 +103,15 @@ def one_per_identity(items: Iterable[Item]) -> tuple[Item, ...]:
     when it was alone in the feed; each other one takes the address and a hash of its
     title and date, the same on every poll, so a later entry is new and stays known."""
     listed = list(items)
-    groups: dict[str, dict[tuple[str, str], Item]] = {}
+    by_id: dict[str, list[Item]] = {}
     for item in listed:
-        group = groups.setdefault(item.id, {})
-        group.setdefault((title_key(item.title), minute(item.published)), item)
+        by_id.setdefault(item.id, []).append(item)
+    groups: dict[str, dict[tuple[str, str], Item]] = {}
+    for key, members in by_id.items():
+        if len(members) > 1:  # rare: only then are titles folded
+            group = groups[key] = {}
+            for item in members:
+                group.setdefault((title_key(item.title), minute(item.published)), item)
     renamed: dict[int, str] = {}
     for key, group in groups.items():
         if len(group) < 2 or not key.lower().startswith(("http://", "https://")):
@@ -118,6 +125,8 @@ def one_per_identity(items: Iterable[Item]) -> tuple[Item, ...]:
                 renamed[id(member)] = f"{key}#entry-{digest}"
     out: dict[str, Item] = {}
     for item in listed:
+        if item.id in groups:  # the first entry with these words and date stands for all
+            item = groups[item.id][(title_key(item.title), minute(item.published))]
         new_id = renamed.get(id(item))
         if new_id is not None:
             out.setdefault(new_id, replace(item, id=new_id))
@@ -126,6 +135,7 @@ def one_per_identity(items: Iterable[Item]) -> tuple[Item, ...]:
     return tuple(out.values())
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical_link(link: str) -> tuple[str, str]:
     """(key, fragment): the link as the same page however it is written, and the fragment
     that may tell entries of one page apart ('' when none, or only boilerplate).

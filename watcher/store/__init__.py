@@ -414,40 +414,50 @@ class Store:
         self, conn: Connection, record: PollRecord, now: datetime
     ) -> dict[str, str]:
         """Point each new item's story keys at its story; a key another feed holds (fresh,
-        within the story window) wins, and the item joins that story instead."""
+        within the story window) wins, and the item joins that story instead.
+
+        One INSERT for every key (the key is the primary key, so of two polls racing on
+        one story only one inserts it), then only the keys that were taken are read.
+        """
         cutoff = record.story_cutoff or now
+        wanted = {
+            key: seen for seen in record.seen if seen.story is not None for key in seen.story_keys
+        }
+        if not wanted:
+            return {}
+        rows = [
+            {
+                "key": key,
+                "kind": key.partition(":")[0],
+                "story": seen.story,
+                "feed": record.feed,
+                "created_at": now,
+            }
+            for key, seen in wanted.items()
+        ]
+        inserted = set(
+            conn.execute(
+                self._insert(story_keys).on_conflict_do_nothing().returning(story_keys.c.key),
+                rows,
+            ).scalars()
+        )
+        taken = [key for key in wanted if key not in inserted]
         changed: dict[str, str] = {}
-        for seen in record.seen:
-            if seen.story is None or not seen.story_keys:
-                continue
-            story = seen.story
-            for key in seen.story_keys:
-                stmt = self._insert(story_keys).values(
-                    key=key,
-                    kind=key.partition(":")[0],
-                    story=story,
-                    feed=record.feed,
-                    created_at=now,
-                )
-                if seen.joined:  # found there by the poll: keep the story's own rows
-                    conn.execute(stmt.on_conflict_do_nothing())
-                    continue
-                # A stale key, or one this feed itself set (a status page's next incident),
-                # is taken over; a fresh key of another feed is not.
-                taken = conn.execute(
-                    stmt.on_conflict_do_update(
-                        index_elements=[story_keys.c.key],
-                        set_={"story": story, "feed": record.feed, "created_at": now},
-                        where=(story_keys.c.created_at < cutoff)
-                        | (story_keys.c.feed == record.feed),
+        for chunk in _chunks(taken):
+            query = select(story_keys).where(story_keys.c.key.in_(chunk))
+            for row in conn.execute(query).all():
+                seen = wanted[row.key]
+                if seen.joined or row.story == seen.story or seen.item.id in changed:
+                    continue  # found there by the poll: the story's own key stays
+                if row.created_at < cutoff or row.feed == record.feed:
+                    # Stale, or set by this feed (a status page's next incident): taken over.
+                    conn.execute(
+                        update(story_keys)
+                        .where(story_keys.c.key == row.key)
+                        .values(story=seen.story, feed=record.feed, created_at=now)
                     )
-                ).rowcount
-                if not taken:
-                    story = conn.execute(
-                        select(story_keys.c.story).where(story_keys.c.key == key)
-                    ).scalar_one()
-                    changed[seen.item.id] = story
-                    break
+                else:  # another feed's copy of this story committed first: join it
+                    changed[seen.item.id] = row.story
         return changed
 
     def _queue(
@@ -457,10 +467,12 @@ class Store:
         now: datetime,
         stories: dict[str, str] | None = None,
     ) -> int:
+        stories = stories or {}
+        pending = [(alert, stories.get(alert.item_id, alert.story)) for alert in to_queue]
+        told = self._stories_told(conn, [(a, s) for a, s in pending if s is not None], now)
         queued = 0
-        for alert in to_queue:
-            story = (stories or {}).get(alert.item_id, alert.story)
-            if story is not None and not self._story_needs(conn, alert, story, now):
+        for alert, story in pending:
+            if story is not None and (story, alert.notifier) not in told:
                 continue
             result = conn.execute(
                 self._insert(alerts)
@@ -485,41 +497,58 @@ class Store:
             queued += result.rowcount or 0
         return queued
 
-    def _story_needs(self, conn: Connection, alert: Alert, story: str, now: datetime) -> bool:
-        """Compare-and-set on what ``alert.notifier`` was told of ``story``: True (and the
-        record widened) when this alert adds a rule or a higher priority, False when an
-        alert already queued, by this poll or a concurrent one, says all of it."""
-        level = PRIORITIES.index(alert.priority)
-        inserted = conn.execute(
-            self._insert(story_alerts)
-            .values(
-                story=story,
-                notifier=alert.notifier,
-                rules=json.dumps(sorted(alert.rules)),
-                priority=level,
-                created_at=now,
+    def _stories_told(
+        self, conn: Connection, pending: Sequence[tuple[Alert, str]], now: datetime
+    ) -> set[tuple[str, str]]:
+        """Compare-and-set on what each notifier was told of each story: the (story,
+        notifier) pairs whose alert goes out, because nobody told it yet or it adds a rule
+        or a higher priority (the record is widened); an alert already queued, by this poll
+        or a concurrent one, that says all of it keeps the pair out."""
+        if not pending:
+            return set()
+        first = {(story, a.notifier): a for a, story in reversed(pending)}
+        rows = [
+            {
+                "story": story,
+                "notifier": notifier,
+                "rules": json.dumps(sorted(a.rules)),
+                "priority": PRIORITIES.index(a.priority),
+                "created_at": now,
+            }
+            for (story, notifier), a in first.items()
+        ]
+        go = {
+            (r.story, r.notifier)
+            for r in conn.execute(
+                self._insert(story_alerts)
+                .on_conflict_do_nothing()
+                .returning(story_alerts.c.story, story_alerts.c.notifier),
+                rows,
             )
-            .on_conflict_do_nothing()
-        ).rowcount
-        if inserted:
-            return True
-        query = select(story_alerts.c.rules, story_alerts.c.priority).where(
-            story_alerts.c.story == story, story_alerts.c.notifier == alert.notifier
-        )
-        if self.engine.dialect.name == "postgresql":
-            query = query.with_for_update()
-        told, told_level = conn.execute(query).one()
-        rules = set(json.loads(told))
-        if covered((rules, PRIORITIES[told_level]), alert.rules, alert.priority):
-            return False
-        conn.execute(
-            update(story_alerts)
-            .where(story_alerts.c.story == story, story_alerts.c.notifier == alert.notifier)
-            .values(
-                rules=json.dumps(sorted(rules | set(alert.rules))), priority=max(level, told_level)
+        }
+        for alert, story in pending:
+            pair = (story, alert.notifier)
+            if pair in go:
+                continue
+            query = select(story_alerts.c.rules, story_alerts.c.priority).where(
+                story_alerts.c.story == story, story_alerts.c.notifier == alert.notifier
             )
-        )
-        return True
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update()
+            told, level = conn.execute(query).one()
+            rules = set(json.loads(told))
+            if covered((rules, PRIORITIES[level]), alert.rules, alert.priority):
+                continue
+            conn.execute(
+                update(story_alerts)
+                .where(story_alerts.c.story == story, story_alerts.c.notifier == alert.notifier)
+                .values(
+                    rules=json.dumps(sorted(rules | set(alert.rules))),
+                    priority=max(level, PRIORITIES.index(alert.priority)),
+                )
+            )
+            go.add(pair)
+        return go
 
     def feed_statuses(self) -> list[FeedStatus]:
         counts = select(items.c.feed, func.count().label("n")).group_by(items.c.feed).subquery()
