@@ -113,12 +113,15 @@ rules:
 notifiers:
   bad: "notaservice://whatever"
 """
-    assert errors(text, tmp_path) == [
+    # Schema errors (a bad URL, a bad duration) never hide the cross-references: one run
+    # reports everything.
+    found = errors(text, tmp_path)
+    assert found[:2] == [
         "FILE:3: feeds.0.url: must be an http:// or https:// URL, got 'ftp://x.org/f'",
         "FILE:4: feeds.0.interval: invalid duration 'soon': use a number with a unit s, m, h or d",
     ]
-    fixed = text.replace("ftp://", "http://").replace("soon", "5m")
-    found = errors(fixed, tmp_path)
+    assert found[2:] == errors(text.replace("ftp://", "http://").replace("soon", "5m"), tmp_path)
+    found = found[2:]
     assert found[0] == "FILE:10: rules.0.entities.0: unknown entity 'kharkiv'"
     assert found[1] == "FILE:13: rules.1.feeds.0: no feed or tag is named 'nope'"
     assert found[2] == "FILE:14: rules.1.notify.0: unknown notifier 'ops'"
@@ -246,3 +249,32 @@ def test_parse_processes(value: str, parsed: object) -> None:
 def test_bad_parse_processes_name_the_line(value: str) -> None:
     with pytest.raises(ConfigError, match=r"^c\.yaml:2: parse_processes: "):
         parse_config(f"feeds: []\nparse_processes: {value}\n", file="c.yaml")
+
+
+def test_schema_errors_never_hide_cross_references(tmp_path: Path) -> None:
+    text = """\
+feeds:
+  - name: a
+    url: http://x.org/a
+    intervall: 5m
+  - name: a
+    url: http://x.org/b
+rules:
+  - name: r
+    entities: [kharkiv]
+    priority: loud
+notifiers:
+  ops: {url: "notaservice://x", format: pdf}
+"""
+    found = errors(text, tmp_path)
+    assert [line.split(": ", 2)[:2] for line in found] == [
+        ["FILE:4", "feeds.0.intervall"],
+        ["FILE:5", "feeds.1.name"],
+        ["FILE:9", "rules.0.entities.0"],
+        ["FILE:10", "rules.0.priority"],
+        ["FILE:12", "notifiers.ops.format"],
+        ["FILE:12", "notifiers.ops.url"],
+    ]
+    assert "duplicate feed name 'a'" in found[1]
+    assert "unknown entity 'kharkiv'" in found[2]
+    assert "not a valid apprise URL" in found[5]

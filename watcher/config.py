@@ -501,90 +501,125 @@ def _pydantic_message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _cross_check(config: Config, located: _Located) -> None:
-    """What pydantic cannot see: names that must exist, be unique, or parse."""
-    feed_names: set[str] = set()
-    for i, feed in enumerate(config.feeds):
-        if feed.name in feed_names:
-            located.issue(("feeds", i, "name"), f"duplicate feed name {feed.name!r}")
-        feed_names.add(feed.name)
-    tags = {tag for feed in config.feeds for tag in feed.tags}
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
-    for name, entity in config.entities.items():
-        for j, alias in enumerate(entity.aliases):
+
+def _named(value: Any) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _texts(value: Any) -> list[tuple[int, str]]:
+    """The strings of a list, with their index; anything else is a schema error already."""
+    return [(i, v) for i, v in enumerate(_listed(value)) if isinstance(v, str)]
+
+
+def _cross_check(data: dict[str, Any], located: _Located) -> None:
+    """What the schema cannot see: names that must exist, be unique, or parse.
+
+    Works on the YAML as read, not on the validated model, so that a misspelt key or a
+    wrong type elsewhere never hides these: `watcher check` reports everything at once.
+    A value of the wrong type is skipped here; the schema reports it.
+    """
+    feeds = [f for f in _listed(data.get("feeds")) if isinstance(f, dict)]
+    feed_names: set[str] = set()
+    for i, feed in enumerate(_listed(data.get("feeds"))):
+        name = feed.get("name") if isinstance(feed, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in feed_names:
+            located.issue(("feeds", i, "name"), f"duplicate feed name {name!r}")
+        feed_names.add(name)
+    tags = {tag for feed in feeds for _, tag in _texts(feed.get("tags"))}
+    entities = _named(data.get("entities"))
+    notifiers = _named(data.get("notifiers"))
+
+    for name, entity in entities.items():
+        entity = _named(entity)
+        aliases = [alias for _, alias in _texts(entity.get("aliases"))]
+        for j, alias in _texts(entity.get("aliases")):
             problem = term_problem(alias)
             if problem:
                 located.issue(("entities", name, "aliases", j), problem)
-        for j, alias in enumerate(entity.case_sensitive):
-            if alias not in entity.aliases:
+        for j, alias in _texts(entity.get("case_sensitive")):
+            if alias not in aliases:
                 located.issue(
                     ("entities", name, "case_sensitive", j), f"{alias!r} is not one of the aliases"
                 )
 
     rule_names: set[str] = set()
-    for i, rule in enumerate(config.rules):
+    for i, rule in enumerate(_listed(data.get("rules"))):
+        if not isinstance(rule, dict):
+            continue
         where: Path_ = ("rules", i)
-        if rule.name in rule_names:
-            located.issue((*where, "name"), f"duplicate rule name {rule.name!r}")
-        rule_names.add(rule.name)
-        if not (rule.keywords or rule.query or rule.entities or rule.regex):
-            located.issue(where, f"rule {rule.name!r} needs keywords, query, entities or regex")
+        name = rule.get("name")
+        label = repr(name) if isinstance(name, str) else f"#{i + 1}"
+        if isinstance(name, str):
+            if name in rule_names:
+                located.issue((*where, "name"), f"duplicate rule name {name!r}")
+            rule_names.add(name)
+        if not any(rule.get(key) for key in ("keywords", "query", "entities", "regex")):
+            located.issue(where, f"rule {label} needs keywords, query, entities or regex")
         for key in ("keywords", "exclude"):
-            for j, term in enumerate(getattr(rule, key)):
+            for j, term in _texts(rule.get(key)):
                 problem = term_problem(term)
                 if problem:
                     located.issue((*where, key, j), problem)
-        for j, name in enumerate(rule.fields):
-            if name not in FIELDS:
+        for j, field in _texts(rule.get("fields")):
+            if field not in FIELDS:
                 located.issue(
-                    (*where, "fields", j), f"unknown field {name!r}: use {', '.join(FIELDS)}"
+                    (*where, "fields", j), f"unknown field {field!r}: use {', '.join(FIELDS)}"
                 )
-        if rule.regex is not None:
-            problem = regex_problem(rule.regex)
+        regex = rule.get("regex")
+        if isinstance(regex, str):
+            problem = regex_problem(regex)
             if problem:
-                located.issue((*where, "regex"), f"invalid regex in rule {rule.name!r}: {problem}")
-        for j, ref in enumerate(rule.entities):
-            if ref not in config.entities:
+                located.issue((*where, "regex"), f"invalid regex in rule {label}: {problem}")
+        for j, ref in _texts(rule.get("entities")):
+            if ref not in entities:
                 located.issue((*where, "entities", j), f"unknown entity {ref!r}")
-        for j, scope in enumerate(rule.feeds):
+        for j, scope in _texts(rule.get("feeds")):
             if scope not in feed_names and scope not in tags:
                 located.issue((*where, "feeds", j), f"no feed or tag is named {scope!r}")
-        for j, target in enumerate(rule.notify):
-            if target not in config.notifiers:
+        for j, target in _texts(rule.get("notify")):
+            if target not in notifiers:
                 located.issue((*where, "notify", j), f"unknown notifier {target!r}")
-        if rule.query is not None:
+        query = rule.get("query")
+        if isinstance(query, str):
             try:
-                tree = parse_query(rule.query)
+                tree = parse_query(query)
             except QuerySyntaxError as exc:
                 pointer = exc.pointer().replace("\n", "\n    ")
                 located.issue(
                     (*where, "query"),
-                    f"invalid query in rule {rule.name!r}: {exc}\n    {pointer}",
+                    f"invalid query in rule {label}: {exc}\n    {pointer}",
                 )
             else:
                 for ref in sorted(entity_refs(tree)):
-                    if ref not in config.entities:
+                    if ref not in entities:
                         located.issue((*where, "query"), f"query names unknown entity @{ref}")
 
-    for j, target in enumerate(config.feed_health.notify):
-        if target not in config.notifiers:
+    for j, target in _texts(_named(data.get("feed_health")).get("notify")):
+        if target not in notifiers:
             located.issue(("feed_health", "notify", j), f"unknown notifier {target!r}")
 
     from watcher.alerts import template_problem
     from watcher.notify import validate_url  # apprise is heavy: import only when needed
 
-    for name, notifier in config.notifiers.items():
-        problem = validate_url(notifier.url)
-        if problem:
-            where = (
-                ("notifiers", name, "url")
-                if ("notifiers", name, "url") in located.lines
-                else ("notifiers", name)
-            )
-            located.issue(where, problem)
+    for name, notifier in notifiers.items():
+        url = notifier if isinstance(notifier, str) else _named(notifier).get("url")
+        if isinstance(url, str) and url:
+            problem = validate_url(url)
+            if problem:
+                where = (
+                    ("notifiers", name, "url")
+                    if ("notifiers", name, "url") in located.lines
+                    else ("notifiers", name)
+                )
+                located.issue(where, problem)
         for key in ("title", "body"):
-            source = getattr(notifier, key)
-            if source is not None and (problem := template_problem(source)):
+            source = _named(notifier).get(key)
+            if isinstance(source, str) and (problem := template_problem(source)):
                 located.issue(("notifiers", name, key), f"invalid template: {problem}")
 
 
@@ -607,15 +642,15 @@ def parse_config(text: str, *, file: str = "<config>", base: Path | None = None)
     if not isinstance(data, dict):
         raise ConfigError([ConfigIssue(file, 1, "", "the config must be a mapping of keys")])
     data = _substitute(data, (), located)
+    config: Config | None = None
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             path = tuple(p for p in err["loc"] if isinstance(p, str | int))
             located.issue(path, _pydantic_message(err))
-        raise ConfigError(_sorted(located.issues)) from None
-    _cross_check(config, located)
-    if located.issues:
+    _cross_check(data, located)
+    if located.issues or config is None:
         raise ConfigError(_sorted(located.issues))
     config = _resolve_state(config, base or Path.cwd())
     config._warnings = tuple(_warnings(config, located))
