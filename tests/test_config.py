@@ -192,7 +192,7 @@ def test_wrong_types_and_missing_keys(tmp_path: Path) -> None:
     text = "feeds:\n  - url: http://x.org/f\n    tags: ukraine\n"
     assert errors(text, tmp_path) == [
         "FILE:2: feeds.0.name: required key is missing",
-        "FILE:3: feeds.0.tags: Input should be a valid tuple",
+        "FILE:3: feeds.0.tags: expected a list",
     ]
 
 
@@ -278,3 +278,43 @@ notifiers:
     assert "duplicate feed name 'a'" in found[1]
     assert "unknown entity 'kharkiv'" in found[2]
     assert "not a valid apprise URL" in found[5]
+
+
+def test_schema_messages_are_ours_not_pydantics(tmp_path: Path) -> None:
+    text = """\
+fetch: {max_connections: 0}
+delivery: {flood_threshold: many}
+feeds:
+  - {name: "", url: "http://x.org/", tags: news}
+notifiers:
+  ops: {url: "json://x.org/", format: pdf}
+"""
+    assert errors(text, tmp_path) == [
+        "FILE:1: fetch.max_connections: must be at least 1",
+        "FILE:2: delivery.flood_threshold: expected a whole number",
+        "FILE:4: feeds.0.name: must not be empty",
+        "FILE:4: feeds.0.tags: expected a list",
+        "FILE:6: notifiers.ops.format: expected 'text', 'markdown' or 'html', got 'pdf'",
+    ]
+
+
+def test_a_feed_on_a_private_address_is_a_warning_unless_allowed(tmp_path: Path) -> None:
+    config = parse_config(
+        """\
+feeds:
+  - {name: a, url: "http://127.0.0.1:8080/feed"}
+  - {name: b, url: "http://10.1.2.3/feed"}
+  - {name: c, url: "http://localhost/feed", allow_private_networks: true}
+  - {name: d, url: "https://example.org/feed"}
+""",
+        file="FILE",
+    )
+    assert [(w.line, w.path) for w in config.warnings] == [(2, "feeds.0.url"), (3, "feeds.1.url")]
+    assert "127.0.0.1 is a loopback address" in config.warnings[0].message
+    assert "10.1.2.3 is a private address" in config.warnings[1].message
+    assert (
+        parse_config(
+            "allow_private_networks: true\n" + "feeds:\n  - {name: a, url: 'http://127.0.0.1/'}\n"
+        ).warnings
+        == ()
+    )

@@ -140,7 +140,7 @@ def test_a_rule_set_without_literals_matches_nothing() -> None:
         ("", 0, "the query is empty"),
         ("ceasefire AND", 13, "expected a term, found the end of the query"),
         ('"peace talks', 0, 'unterminated quote: expected a closing "'),
-        ("(a OR b", 7, "expected ')' to close the '(' at position 0"),
+        ("(a OR b", 0, "unclosed '(': expected ')' before the end of the query"),
         ("a OR OR b", 5, "expected a term, found operator OR"),
         ("a ) b", 2, "unexpected ')' with no matching '('"),
         ('a ""', 2, "empty phrase"),
@@ -152,6 +152,7 @@ def test_query_errors_name_the_position(query: str, position: int, reason: str) 
     assert info.value.position == position
     assert info.value.reason == reason
     assert info.value.pointer().splitlines()[1] == " " * position + "^"
+    assert str(info.value).count("at position") == 1  # said once, at the end
 
 
 def test_lowercase_operators_are_words() -> None:

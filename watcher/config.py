@@ -7,6 +7,7 @@ file itself.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import UTC, datetime, time, timedelta, timezone
@@ -491,12 +492,51 @@ def _read_yaml(text: str, file: str) -> tuple[Any, _Located]:
 # Validation
 
 
+_TYPE_WORDS = {
+    "int_parsing": "expected a whole number",
+    "int_type": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_parsing": "expected a number",
+    "float_type": "expected a number",
+    "bool_parsing": "expected true or false",
+    "bool_type": "expected true or false",
+    "string_type": "expected text",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping of keys",
+    "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys",
+}
+
+
 def _pydantic_message(err: Any) -> str:
+    """pydantic's finding in our words. Values are not repeated (they may be secrets),
+    except the word given where only a few words are allowed."""
     kind = err.get("type", "")
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "literal_error":
+        return (
+            f"expected {ctx.get('expected', 'one of the allowed values')}, got {err.get('input')!r}"
+        )
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind]
+    bounds = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"),
+        "less_than": ("less than", "lt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"must be {words} {ctx.get(key)}"
+    if kind == "too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else "too short"
+    if kind == "string_too_short":
+        return "must not be empty"
     msg = str(err.get("msg", "invalid value"))
     return msg.removeprefix("Value error, ")
 
@@ -664,8 +704,40 @@ _CHURN_GONE = (
 )
 
 
+def _private_host(url: str) -> str | None:
+    """What kind of non-public address a feed URL names literally, or None.
+
+    Only literal addresses and localhost: a name's address is known at fetch time, and
+    checking a config does no I/O.
+    """
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return "a loopback address"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_private or address.is_reserved or address.is_unspecified:
+        return "a private address"
+    return None
+
+
 def _warnings(config: Config, located: _Located) -> list[ConfigIssue]:
     found = []
+    for i, feed in enumerate(config.feeds):
+        kind = _private_host(feed.url)
+        if kind is not None and not config.allows_private(feed):
+            path = ("feeds", i, "url")
+            message = (
+                f"{urlsplit(feed.url).hostname} is {kind}: watcher refuses to fetch it, so "
+                "every poll of this feed will fail; set allow_private_networks: true (at the "
+                "top level or on this feed) if you mean it"
+            )
+            found.append(ConfigIssue(located.file, located.line_of(path), _fmt_path(path), message))
     for key in ("churn_ratio", "churn_min_items"):
         if getattr(config.feed_health, key) is not None:
             path = ("feed_health", key)

@@ -245,7 +245,7 @@ class _Parser:
             self.depth -= 1
             if self.tok.kind != ")":
                 raise self.fail(
-                    f"expected ')' to close the '(' at position {tok.position}", len(self.query)
+                    "unclosed '(': expected ')' before the end of the query", tok.position
                 )
             self.i += 1
             return node
