@@ -213,7 +213,7 @@ def test_invalid_config_exits_2_for_every_command(tmp_path: Path) -> None:
     for command in ("check", "test-run", "run"):
         result = invoke(command, "-c", str(config))
         assert result.exit_code == 2, command
-        assert f"{config}:1: feeds: Input should be a valid tuple" in result.stderr
+        assert f"{config}:1: feeds: expected a list" in result.stderr
 
 
 def test_feeds_lists_health_without_creating_state(served: tuple[FeedServer, Path]) -> None:

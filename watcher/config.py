@@ -731,13 +731,15 @@ def _warnings(config: Config, located: _Located) -> list[ConfigIssue]:
     for i, feed in enumerate(config.feeds):
         kind = _private_host(feed.url)
         if kind is not None and not config.allows_private(feed):
-            path = ("feeds", i, "url")
+            where: Path_ = ("feeds", i, "url")
             message = (
                 f"{urlsplit(feed.url).hostname} is {kind}: watcher refuses to fetch it, so "
                 "every poll of this feed will fail; set allow_private_networks: true (at the "
                 "top level or on this feed) if you mean it"
             )
-            found.append(ConfigIssue(located.file, located.line_of(path), _fmt_path(path), message))
+            found.append(
+                ConfigIssue(located.file, located.line_of(where), _fmt_path(where), message)
+            )
     for key in ("churn_ratio", "churn_min_items"):
         if getattr(config.feed_health, key) is not None:
             path = ("feed_health", key)
