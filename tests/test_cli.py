@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -16,7 +17,7 @@ from click.testing import CliRunner, Result
 from support import FeedServer, Receiver, Route, Story
 
 from watcher import __version__
-from watcher.cli import cli
+from watcher.cli import JsonFormatter, cli
 from watcher.config import load_config
 from watcher.fetch import Fetcher
 from watcher.models import Alert
@@ -563,8 +564,13 @@ def test_import_opml_prints_or_appends_keeping_comments(tmp_path: Path) -> None:
     assert printed.stdout == (
         "feeds:\n"
         "  - name: kyiv-independent\n    url: https://kyivindependent.example/rss\n    tags:\n      - ukraine\n"
-        "  - name: feed\n    url: https://ukrinform.example/rss.xml\n    tags:\n      - ukraine\n"
+        "  - name: ukrinform\n    url: https://ukrinform.example/rss.xml\n    tags:\n      - ukraine\n"
     )
+    assert printed.stderr.splitlines() == [
+        "skipped: GitHub Status (https://www.githubstatus.com/history.rss): "
+        "already in the config as 'github-status'",
+        "skipped: Not a feed (ftp://example.org/feed): not an http(s) URL",
+    ]
     written = invoke("import-opml", "-c", str(config), str(opml), "--write")
     assert written.exit_code == 0 and "added 2 feeds" in written.stdout
     text = config.read_text()
@@ -572,10 +578,14 @@ def test_import_opml_prints_or_appends_keeping_comments(tmp_path: Path) -> None:
     assert [f.name for f in load_config(config).feeds] == [
         "github-status",
         "kyiv-independent",
-        "feed",
+        "ukrinform",
     ]
     again = invoke("import-opml", "-c", str(config), str(opml), "--write")
     assert "added 0 feeds" in again.stdout
+    assert (
+        "skipped: Укрінформ (https://ukrinform.example/rss.xml): already in the config as 'ukrinform'"
+        in again.stderr
+    )
 
 
 def test_import_opml_refuses_bad_files(tmp_path: Path) -> None:
@@ -607,3 +617,38 @@ def test_every_command_has_an_example_in_its_help() -> None:
     for name in cli.commands:
         text = invoke(name, "--help").stdout
         assert "Example" in text, name
+
+
+def test_import_opml_names_feeds_in_any_script(tmp_path: Path) -> None:
+    opml = tmp_path / "s.opml"
+    opml.write_text(
+        '<?xml version="1.0"?><opml version="2.0"><body>'
+        '<outline type="rss" text="Українська правда" xmlUrl="https://pravda.example/rss"/>'
+        '<outline type="rss" text="Ελληνικά νέα" xmlUrl="https://nea.example/rss"/>'
+        '<outline type="rss" text="Українська правда" xmlUrl="http://www.pravda.example/rss"/>'
+        "</body></opml>",
+        encoding="utf-8",
+    )
+    result = invoke("import-opml", "-c", str(tmp_path / "none.yaml"), str(opml))
+    assert [line for line in result.stdout.splitlines() if "name:" in line] == [
+        "  - name: ukrainska-pravda",
+        "  - name: ellinika-nea",
+    ]
+    assert result.stderr == (
+        "skipped: Українська правда (http://www.pravda.example/rss): "
+        "listed twice: imported once, as 'ukrainska-pravda'\n"
+    )
+
+
+def test_json_logs_write_numbers_as_numbers() -> None:
+    record = logging.LogRecord(
+        "watcher.pipeline",
+        logging.INFO,
+        __file__,
+        1,
+        "poll feed=%s status=new items=%d took=%.2f id='%s'",
+        ("news", 12, 0.25, "7"),
+        None,
+    )
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["feed"], entry["items"], entry["took"], entry["id"]) == ("news", 12, 0.25, "7")

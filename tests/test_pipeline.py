@@ -205,8 +205,13 @@ def run(
 
 
 def test_backoff_doubles_skips_polls_and_resets_on_success(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer,
+    receiver: Receiver,
+    client: Fetcher,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level("INFO", logger="watcher")
     feed_server.routes["/news"] = route = Route(status=500)
     config = health_config(feed_server, receiver)
     store, clock = Store.open(tmp_path / "w.db"), Clock()
@@ -228,6 +233,7 @@ def test_backoff_doubles_skips_polls_and_resets_on_success(
     clock.now = second
     assert run(config, client, store, clock) == ("baseline", None)
     assert store.feed_state("news").failures == 0
+    assert "feed recovered feed=news failures=2" in caplog.text  # a recovery is said
 
 
 def test_backoff_is_capped_at_a_day() -> None:

@@ -63,10 +63,23 @@ class JsonFormatter(logging.Formatter):
             "message": message,
         }
         for key, value in _FIELD.findall(message):
-            entry.setdefault(key, value[1:-1] if value[:1] in "'\"" else value)
+            entry.setdefault(key, value[1:-1] if value[:1] in "'\"" else _number(value))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+_INT = re.compile(r"-?\d{1,18}")
+_FLOAT = re.compile(r"-?\d+\.\d+")
+
+
+def _number(value: str) -> object:
+    """An unquoted field that is a number is a JSON number (``count=3`` -> 3)."""
+    if _INT.fullmatch(value):
+        return int(value)
+    if _FLOAT.fullmatch(value):
+        return float(value)
+    return value
 
 
 def _setup_logging(level: str, fmt: str = "text") -> None:
@@ -517,10 +530,12 @@ def import_opml(config_path: Path | None, opml_file: Path, write: bool) -> None:
     path = config_path or default_config_path()
     config = _load(path) if path.exists() else None
     try:
-        entries = new_feeds(read_opml(opml_file), config)
+        entries, skipped = new_feeds(read_opml(opml_file), config)
     except OpmlError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_USAGE) from None
+    for feed in skipped:
+        click.echo(f"skipped: {feed.name} ({feed.url}): {feed.reason}", err=True)
     if not write:
         click.echo(as_yaml(entries), nl=False)
         return
@@ -533,7 +548,7 @@ def import_opml(config_path: Path | None, opml_file: Path, write: bool) -> None:
             click.echo(f"not written: {issue}", err=True)
         raise SystemExit(EXIT_USAGE) from None
     path.write_text(updated, encoding="utf-8")
-    click.echo(f"added {len(entries)} feeds to {path}")
+    click.echo(f"added {_count(len(entries), 'feed')} to {path}")
 
 
 @cli.command("export-opml")
@@ -663,7 +678,11 @@ def alerts(config_path: Path | None, status: str | None, since: float) -> None:
         store.close()
     _print_alerts(records)
     if not records:
-        click.echo("no alerts in that window")
+        click.echo(
+            {"pending": "nothing pending", "failed": "no failed alerts in that window"}.get(
+                status or "", "no alerts in that window"
+            )
+        )
 
 
 def _print_alerts(records: Sequence[AlertRecord]) -> None:
@@ -683,6 +702,11 @@ def _print_alerts(records: Sequence[AlertRecord]) -> None:
             )
         if record.last_error and record.status != "sent":
             click.echo(f"        last error: {record.last_error}")
+
+
+def _count(n: int, word: str) -> str:
+    """``1 feed``, ``2 feeds``."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _when(value: datetime | None) -> str:
@@ -753,8 +777,9 @@ def status(config_path: Path | None) -> None:
         store.close()
     failing = sum(1 for s in statuses.values() if s.failures or s.disabled_reason)
     click.echo(
-        f"{len(config.feeds)} feeds ({failing} failing); alerts: {counts.get('pending', 0)} "
-        f"pending, {counts.get('failed', 0)} failed, {sent} sent in the last 24 h"
+        f"{_count(len(config.feeds), 'feed')} ({failing} failing); "
+        f"alerts: {counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed, "
+        f"{sent} sent in the last 24 h"
     )
     _print_feeds(config, statuses, failing_only=False)
     for title, records in (("pending alerts", waiting), ("failed alerts", failed)):

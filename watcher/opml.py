@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import re
-import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from watcher.config import Config
 from watcher.exceptions import WatcherError
+from watcher.identity import canonical_link
+from watcher.text import fold, transliterate
 
 
 class OpmlError(WatcherError):
@@ -34,8 +35,10 @@ class OpmlFeed:
 
 
 def _slug(text: str) -> str:
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")[:60] or "feed"
+    """A feed name from a title in any script: Українська правда -> ukrainska-pravda
+    (anyascii, as rules transliterate), not "feed"."""
+    ascii_text = transliterate(fold(text))
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text).strip("-")[:60] or "feed"
 
 
 def read_opml(path: Path) -> list[OpmlFeed]:
@@ -74,25 +77,47 @@ def read_opml(path: Path) -> list[OpmlFeed]:
     return found
 
 
-def new_feeds(found: Iterable[OpmlFeed], config: Config | None) -> list[dict[str, object]]:
-    """Feed entries for the config: unique names, URLs it does not have yet."""
+@dataclass(frozen=True)
+class Skipped:
+    """An OPML feed not imported, and why."""
+
+    name: str
+    url: str
+    reason: str
+
+
+def new_feeds(
+    found: Iterable[OpmlFeed], config: Config | None
+) -> tuple[list[dict[str, object]], list[Skipped]]:
+    """Feed entries for the config (unique names, URLs it does not have yet), and the
+    feeds left out: already in the config (the same address, http or https, with or
+    without www.), listed twice, or not http(s)."""
     taken = {f.name for f in config.feeds} if config else set()
-    known = {f.url for f in config.feeds} if config else set()
+    known = {
+        canonical_link(f.url)[0]: f"already in the config as {f.name!r}"
+        for f in (config.feeds if config else ())
+    }
     entries: list[dict[str, object]] = []
+    skipped: list[Skipped] = []
     for feed in found:
-        if feed.url in known or not feed.url.startswith(("http://", "https://")):
+        if not feed.url.startswith(("http://", "https://")):
+            skipped.append(Skipped(feed.name, feed.url, "not an http(s) URL"))
             continue
-        known.add(feed.url)
+        key = canonical_link(feed.url)[0]
+        if key in known:
+            skipped.append(Skipped(feed.name, feed.url, known[key]))
+            continue
         base = name = _slug(feed.name)
         n = 2
         while name in taken:
             name, n = f"{base}-{n}", n + 1
         taken.add(name)
+        known[key] = f"listed twice: imported once, as {name!r}"
         entry: dict[str, object] = {"name": name, "url": feed.url}
         if feed.tags:
             entry["tags"] = list(feed.tags)
         entries.append(entry)
-    return entries
+    return entries, skipped
 
 
 def _yaml() -> YAML:

@@ -401,6 +401,11 @@ def _health(
 
 
 def _recovery(feed: FeedConfig, state: FeedState, config: Config) -> list[Alert]:
+    if state.failures:
+        since = state.failing_since.isoformat(timespec="seconds") if state.failing_since else "?"
+        log.info(
+            "feed recovered feed=%s failures=%d failing_since=%s", feed.name, state.failures, since
+        )
     if state.health_notice != "failing":
         return []
     since = state.failing_since.isoformat() if state.failing_since else "?"
