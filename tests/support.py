@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -135,6 +136,7 @@ class Receiver(_Loopback):
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.status = 200
+        self.statuses: list[int] = []  # the statuses of the next attempts, then ``status``
         self.delay = 0.0  # seconds to wait before answering (a hung or slow service)
         self.headers: dict[str, str] = {}  # extra response headers, e.g. Retry-After
         self.attempts = 0
@@ -145,8 +147,8 @@ class Receiver(_Loopback):
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
-                status = receiver.status
                 with receiver.lock:
+                    status = receiver.statuses.pop(0) if receiver.statuses else receiver.status
                     receiver.attempts += 1
                     if status < 300:
                         receiver.messages.append(json.loads(raw))
@@ -227,6 +229,19 @@ class Story:
 # -- the daemon as a real process -----------------------------------------------------------
 
 
+def private_dev() -> list[str]:
+    """A command prefix: run in a private mount namespace with an empty /dev of its own,
+    so there is no /dev/log (no local syslog) unless the command makes one."""
+    unshare = ["unshare", "-m"] if os.geteuid() == 0 else ["unshare", "-rm"]
+    mount = 'mount -t tmpfs tmpfs /dev && exec "$@"'
+    return [*unshare, "--propagation", "private", "sh", "-c", mount, "sh"]
+
+
+def without_dev_log() -> list[str]:
+    """A command prefix that makes sure there is no /dev/log: none, where there is none."""
+    return private_dev() if os.path.lexists("/dev/log") else []
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -241,6 +256,7 @@ class Daemon:
         self.config, self.log = config, log
         self.proc: subprocess.Popen[bytes] | None = None
         self.extra: list[str] = []  # more arguments for `watcher run`
+        self.prefix: list[str] = []  # a command that runs it, e.g. private_dev()
         self._starts_before = 0
 
     def started(self, timeout: float = 30.0) -> bool:
@@ -254,6 +270,7 @@ class Daemon:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [
+                    *self.prefix,
                     sys.executable,
                     "-m",
                     "watcher",

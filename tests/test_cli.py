@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from support import FeedServer, Receiver, Route, Story
+from support import FeedServer, Receiver, Route, Story, without_dev_log
 
 from watcher import __version__
 from watcher.cli import JsonFormatter, cli
@@ -652,3 +652,31 @@ def test_json_logs_write_numbers_as_numbers() -> None:
     )
     entry = json.loads(JsonFormatter().format(record))
     assert (entry["feed"], entry["items"], entry["took"], entry["id"]) == ("news", 12, 0.25, "7")
+
+
+def test_notify_test_without_a_local_syslog_says_nothing_was_delivered() -> None:
+    """The example config's default notifier is the local syslog: where there is none (a
+    container, CI), notify-test fails and says why, and the config is still valid."""
+    env = {k: v for k, v in os.environ.items() if k != "WATCHER_NOTIFY_URL"}
+    example = str(ROOT / "config" / "example.yaml")
+
+    def watcher(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*without_dev_log(), sys.executable, "-m", "watcher", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+
+    sent = watcher("notify-test", "-c", example, "default")
+    assert sent.returncode == 1, sent.stdout + sent.stderr
+    assert sent.stdout == ""
+    assert re.fullmatch(
+        r"failed: default \(syslog://\S+\): no local syslog: /dev/log does not exist; "
+        r"nothing was delivered\n",
+        sent.stderr,
+    ), sent.stderr
+    checked = watcher("check", "-c", example)
+    assert checked.returncode == 0 and checked.stdout.startswith("ok: "), checked.stderr

@@ -4,6 +4,7 @@ SIGKILL and restart, clean exit on SIGTERM and SIGINT."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sqlite3
@@ -18,7 +19,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import MATCH_RULES, Daemon, FeedServer, Receiver, Route, Story, wait_until
+from support import (
+    MATCH_RULES,
+    Daemon,
+    FeedServer,
+    Receiver,
+    Route,
+    Story,
+    wait_until,
+    without_dev_log,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -509,5 +519,57 @@ feeds:
             sent = [headers.get("If-Modified-Since") for _, headers in feed_server.requests]
         assert rfc822(static.clock) not in sent
         assert daemon.signal(signal.SIGTERM) == 0
+    finally:
+        daemon.stop()
+
+
+def test_start_says_where_alerts_go_which_cannot_arrive_and_that_first_polls_are_silent(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    secret = "canary-s3cret-in-a-url"
+    feed_server.routes["/news"] = Route(Story().body())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+state: {tmp_path / "w.db"}
+allow_private_networks: true
+parse_processes: 0
+feeds:
+  - name: news
+    url: {feed_server.url("/news")}
+    interval: 1s
+notifiers:
+  ops: "json://user:{secret}@127.0.0.1:{receiver.port}/hook"
+  desk:
+    url: "syslog://"
+    format: markdown
+"""
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon.prefix = without_dev_log()  # the example config's syslog:// in a container
+    daemon.start()
+    try:
+        assert daemon.started(), daemon.log_text()
+        text = daemon.log_text()
+        assert f"notifier name=ops url=json://user:****@127.0.0.1:{receiver.port}/hook" in text
+        assert re.search(r"notifier name=desk url=syslog://\S+ format=markdown\n", text), text
+        assert (
+            "WARNING watcher.daemon: notifier desk: no local syslog: /dev/log does not exist; "
+            "its alerts cannot be delivered here"
+        ) in text
+        assert "notifier ops:" not in text
+        assert re.search(
+            r"first polls by=\S+Z feeds=1 new=1: the first poll of a new feed is a silent "
+            r"baseline; what is already in it is recorded as seen and nothing is sent for it",
+            text,
+        ), text
+        # Restarted once the feed has its baseline: no feed is new any more.
+        assert wait_until(lambda: feed_server.hits("/news") >= 2), daemon.log_text()
+        assert daemon.signal(signal.SIGTERM) == 0
+        daemon.start()
+        assert daemon.started(), daemon.log_text()
+        assert " feeds=1 new=0: " in daemon.log_text()
+        assert daemon.signal(signal.SIGTERM) == 0
+        assert secret not in daemon.log_text()
     finally:
         daemon.stop()

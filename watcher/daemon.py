@@ -31,7 +31,7 @@ from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import Store
+from watcher.store import FeedStatus, Store
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
 
@@ -369,6 +369,7 @@ class Daemon:
         signal.signal(signal.SIGHUP, self._hup)
         allow_fetches()
         self._schedule()
+        self._log_destinations()  # before the start, while first polls are still ahead
         self.scheduler.start()
         server = None
         if self.metrics is not None and self.metrics_port is not None:
@@ -409,6 +410,44 @@ class Daemon:
                 server.shutdown()
             self._shutdown()
         return 0
+
+    def _log_destinations(self) -> None:
+        """Say where alerts go, which cannot arrive, and when polling starts sending."""
+        for name, notifier in self.current.notifiers.items():
+            log.info(
+                "notifier name=%s url=%s format=%s",
+                name,
+                notifier.redacted_url,
+                notifier.style.format,
+            )
+            problem = notifier.problem()
+            if problem is not None:
+                log.warning("notifier %s: %s; its alerts cannot be delivered here", name, problem)
+        feeds = self.config.feeds
+        if not feeds:
+            return
+        baselined = {s.name for s in self._safe_feed_statuses() if s.baselined}
+        new = [f.name for f in feeds if f.name not in baselined]
+        runs = [
+            job.next_run_time
+            for job in (self.scheduler.get_job(f"feed:{f.name}") for f in feeds)
+            if job is not None and job.next_run_time is not None
+        ]
+        last = max(runs, default=datetime.now(UTC))
+        log.info(
+            "first polls by=%s feeds=%d new=%d: the first poll of a new feed is a silent "
+            "baseline; what is already in it is recorded as seen and nothing is sent for it",
+            last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            len(feeds),
+            len(new),
+        )
+
+    def _safe_feed_statuses(self) -> list[FeedStatus]:
+        try:
+            return self.store.feed_statuses()
+        except Exception as exc:  # a start-up log line must not stop the daemon
+            log.warning("could not read which feeds have a baseline: %s", exc)
+            return []
 
     def _safe_status(self) -> str:
         try:
