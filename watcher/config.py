@@ -243,7 +243,7 @@ class NotifierConfig(_Model):
     digest: Duration | None = None  # batch alerts into one message per window
     max_per_hour: int | None = Field(default=None, ge=1)  # beyond this, fold into a digest
     quiet_hours: Annotated[QuietHours, BeforeValidator(parse_quiet_hours)] | None = None
-    timeout: Duration = 30.0  # hard limit on one delivery
+    timeout: Duration = 30.0  # hard limit on one message (each part of a split one)
 
 
 def _notifier(value: object) -> object:
