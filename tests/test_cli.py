@@ -271,11 +271,31 @@ def test_match_explains_rule_by_rule(served: tuple[FeedServer, Path]) -> None:
     assert result.exit_code == 0
     assert result.stdout.splitlines() == [
         "rule kharkiv: MATCH (score 1)",
-        "  ok   exclude: nothing to exclude",
         "  ok   entities: kharkiv mentioned 1x: 'Харків'",
         "  terms: Харків",
         "  snippet: Вибухи у «Харків».",
     ]
+
+
+def test_match_says_how_to_test_a_feed_scoped_rule(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "feeds:\n  - {name: status, url: 'https://s.example.org/', tags: [ops]}\n"
+        "  - {name: news, url: 'https://n.example.org/'}\n"
+        "rules:\n  - {name: outage, keywords: [outage], exclude: [resolved], feeds: [ops]}\n"
+    )
+    result = invoke("match", "-c", str(config), "Outage in Kharkiv")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "rule outage: no match",
+        "  ok   exclude: none of 'resolved' present",
+        "  ok   keywords: found 'outage'",
+        "  FAIL feeds: applies to ops",
+        "       (the text is tested as coming from no feed; --feed NAME tests it as coming "
+        "from one of: status)",
+    ]
+    result = invoke("match", "-c", str(config), "--feed", "status", "Outage in Kharkiv")
+    assert result.exit_code == 0 and "ok   feeds: applies to ops" in result.stdout
 
 
 def test_match_and_test_run_show_a_priority_other_than_normal(

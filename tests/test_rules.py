@@ -246,7 +246,7 @@ def test_query_round_trips_to_text() -> None:
         ("rules:\n  - {name: r, keywords: [x], fields: [body]}", "unknown field 'body'"),
         ("rules:\n  - {name: r, keywords: ['*x']}", "only a trailing * is supported"),
         ("entities:\n  e: {aliases: [A], case_sensitive: [B]}", "'B' is not one of the aliases"),
-        ("entities:\n  e: {aliases: [A], min_mentions: 0}", "greater than or equal to 1"),
+        ("entities:\n  e: {aliases: [A], min_mentions: 0}", "must be at least 1"),
     ],
 )
 def test_rule_config_errors(snippet: str, message: str) -> None:

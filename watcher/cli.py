@@ -619,6 +619,15 @@ def match(
         click.echo(f"rule {report.rule}: {verdict}")
         for clause in report.clauses:
             click.echo(f"  {'ok  ' if clause.ok else 'FAIL'} {clause.name}: {clause.detail}")
+            if clause.name == "feeds" and not clause.ok:
+                scoped = _feeds_in_scope(config, report.rule)
+                click.echo(
+                    "       (the text is tested as coming from "
+                    + (f"feed {feed_name}" if feed_name else "no feed")
+                    + "; --feed NAME tests it as coming from one of: "
+                    + (", ".join(scoped) or "no feed in the config")
+                    + ")"
+                )
         if found is not None:
             matched = True
             click.echo(f"  terms: {', '.join(found.terms)}")
@@ -702,6 +711,12 @@ def _print_alerts(records: Sequence[AlertRecord]) -> None:
             )
         if record.last_error and record.status != "sent":
             click.echo(f"        last error: {record.last_error}")
+
+
+def _feeds_in_scope(config: Config, rule_name: str) -> list[str]:
+    """The feeds a rule applies to: named, or carrying a tag it names."""
+    scope = set(next(r.feeds for r in config.rules if r.name == rule_name))
+    return [f.name for f in config.feeds if f.name in scope or scope & set(f.tags)]
 
 
 def _count(n: int, word: str) -> str:

@@ -629,9 +629,10 @@ class RuleSet:
                 clauses.append(Clause(name, held, detail()))
             return held or explain
 
-        vetoes = [h for lit in rule.exclude for h in scan.in_fields(lit, rule.fields)]
-        if not add("exclude", not vetoes, lambda: self._veto_detail(rule, vetoes)):
-            return clauses, False
+        if rule.exclude:  # a rule without excludes has no such clause to show
+            vetoes = [h for lit in rule.exclude for h in scan.in_fields(lit, rule.fields)]
+            if not add("exclude", not vetoes, lambda: self._veto_detail(rule, vetoes)):
+                return clauses, False
         if rule.keywords:
             found = [lit for lit in rule.keywords if scan.in_fields(lit, rule.fields)]
 
@@ -677,7 +678,7 @@ class RuleSet:
     def _veto_detail(self, rule: _Rule, vetoes: Sequence[_Hit]) -> str:
         if vetoes:
             return f"vetoed by {vetoes[0].literal.display!r} in {vetoes[0].field}"
-        return f"none of {_names(rule.exclude)} present" if rule.exclude else "nothing to exclude"
+        return f"none of {_names(rule.exclude)} present"
 
     def _entity_detail(self, entity: _Entity, count: int, scan: _Scan, rule: _Rule) -> str:
         label = f"{entity.id}" + (f" ({entity.type})" if entity.type else "")
