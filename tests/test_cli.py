@@ -363,7 +363,16 @@ def test_alerts_lists_sent_pending_and_failed(tmp_path: Path) -> None:
             now,
             baselined=True,
             alerts=[
-                Alert("f", str(n), "ops", ("r",), f"[r] item {n}", "b", priority=level)
+                Alert(
+                    "f",
+                    str(n),
+                    "ops",
+                    ("r",),
+                    f"[r] item {n}",
+                    "b",
+                    f"https://x.example.org/{n}",
+                    priority=level,
+                )
                 for n, level in enumerate(("normal", "normal", "low"))
             ],
         )
@@ -375,10 +384,39 @@ def test_alerts_lists_sent_pending_and_failed(tmp_path: Path) -> None:
     everything = invoke("alerts", "-c", str(config)).stdout
     assert "sent" in everything and "failed" in everything and "pending" in everything
     failed = invoke("alerts", "-c", str(config), "--failed").stdout.splitlines()
-    assert len(failed) == 2 and "[r] item 1" in failed[0] and "HTTP 500" in failed[1]
+    assert len(failed) == 3 and "[r] item 1" in failed[0] and "HTTP 500" in failed[2]
     pending = invoke("alerts", "-c", str(config), "--pending", "--since", "1h").stdout
     assert "[low] [r] item 2" in pending and "next attempt" in pending
+    assert "        https://x.example.org/2" in pending.splitlines()
     assert invoke("alerts", "-c", str(config), "--since", "soon").exit_code == 2
+    rows = [
+        json.loads(line)
+        for line in invoke("alerts", "-c", str(config), "--json").stdout.splitlines()
+    ]
+    assert [(r["id"], r["status"], r["link"]) for r in rows] == [
+        (1, "sent", "https://x.example.org/0"),
+        (2, "failed", "https://x.example.org/1"),
+        (3, "pending", "https://x.example.org/2"),
+    ]
+    assert set(rows[1]) >= {
+        "id",
+        "feed",
+        "rules",
+        "title",
+        "link",
+        "notifier",
+        "status",
+        "attempts",
+        "created",
+        "sent",
+        "last_error",
+    }
+    assert rows[0]["sent"] is not None and rows[1]["last_error"].endswith("HTTP 500")
+    assert rows[2]["rules"] == ["r"] and rows[2]["priority"] == "low"
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("state: empty.db\n")
+    Store.open(tmp_path / "empty.db").close()
+    assert invoke("alerts", "-c", str(empty), "--pending").stdout == "nothing pending\n"
 
 
 def test_a_canary_secret_never_appears_in_any_output_or_log(

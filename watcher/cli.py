@@ -669,7 +669,8 @@ def notify_test(config_path: Path | None, name: str) -> None:
 @click.option(
     "--since", type=DURATION, default="7d", show_default=True, help="How far back: 1h, 1d, 30d."
 )
-def alerts(config_path: Path | None, status: str | None, since: float) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per alert, oldest first.")
+def alerts(config_path: Path | None, status: str | None, since: float, as_json: bool) -> None:
     """What was sent, what waits, what failed. Works while the daemon runs.
 
     Example: watcher alerts -c config.yaml --failed --since 1d
@@ -677,7 +678,8 @@ def alerts(config_path: Path | None, status: str | None, since: float) -> None:
     config = _load(config_path)
     store = _open_existing(config)
     if store is None:
-        click.echo("no alerts yet (no state database)")
+        if not as_json:
+            click.echo("no alerts yet (no state database)")
         return
     try:
         records = store.list_alerts(
@@ -685,6 +687,10 @@ def alerts(config_path: Path | None, status: str | None, since: float) -> None:
         )
     finally:
         store.close()
+    if as_json:
+        for record in reversed(records):
+            click.echo(json.dumps(_alert_json(record), ensure_ascii=False))
+        return
     _print_alerts(records)
     if not records:
         click.echo(
@@ -692,6 +698,30 @@ def alerts(config_path: Path | None, status: str | None, since: float) -> None:
                 status or "", "no alerts in that window"
             )
         )
+
+
+def _alert_json(record: AlertRecord) -> dict[str, object]:
+    """What `watcher alerts --json` prints for one alert."""
+
+    def when(value: datetime | None) -> str | None:
+        return value.astimezone(UTC).isoformat() if value else None
+
+    return {
+        "id": record.id,
+        "feed": record.feed,
+        "rules": list(record.rules),
+        "title": record.title,
+        "link": record.link,
+        "notifier": record.notifier,
+        "status": record.status,
+        "attempts": record.attempts,
+        "created": when(record.created_at),
+        "sent": when(record.sent_at),
+        "next_attempt": when(record.next_attempt_at) if record.status == "pending" else None,
+        "last_error": record.last_error,
+        "priority": record.priority,
+        "sources": list(record.sources),
+    }
 
 
 def _print_alerts(records: Sequence[AlertRecord]) -> None:
@@ -705,6 +735,8 @@ def _print_alerts(records: Sequence[AlertRecord]) -> None:
             f"{level}{record.title}{sources}"
         )
         click.echo(line)
+        if record.link:
+            click.echo(f"        {record.link}")
         if record.status == "pending":
             click.echo(
                 f"        next attempt {_when(record.next_attempt_at)}, attempts {record.attempts}"
