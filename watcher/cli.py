@@ -41,7 +41,7 @@ from watcher.text import html_to_text
 from watcher.workers import PARSERS
 
 if TYPE_CHECKING:  # imported where used: SQLAlchemy costs test-run, check and match 0.1 s
-    from watcher.store import AlertRecord, FeedStatus, Store
+    from watcher.store import AlertRecord, DaemonRecord, FeedStatus, Store
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -319,6 +319,13 @@ def test_run(
     _known("notifier", notifier_names, list(config.notifiers))
     if notifier_names and not send:
         raise click.UsageError("--notifier goes with --send")
+    for feed in config.feeds:
+        if not feed.enabled and not feed_names:
+            click.echo(
+                f"muted: feed {feed.name} (enabled: false); --feed {feed.name} tries it", err=True
+            )
+    # What is muted does nothing here either, unless named: naming it tries it.
+    config = config.unmuted(feeds=feed_names, rules=rule_names, notifiers=notifier_names)
     adhoc = []
     for url in urls:
         try:
@@ -590,6 +597,7 @@ def match(
     unknown = [name for name in rule_names if name not in known]
     if unknown:
         raise click.UsageError(f"no rule named {', '.join(map(repr, unknown))} in the config")
+    config = config.unmuted(rules=rule_names)  # a muted rule is explained only when named
     if path is not None:
         body = path.read()
     elif text == "-":
@@ -760,8 +768,17 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
-def _feed_row(feed: FeedConfig, status: FeedStatus | None) -> tuple[list[str], str, bool]:
-    """The table cells for one feed, its last error (if failing), and whether it is failing."""
+def _feed_row(
+    feed: FeedConfig, status: FeedStatus | None, *, now: datetime, running: bool = False
+) -> tuple[list[str], str, bool]:
+    """The table cells for one feed, its last error (if failing), and whether it is failing.
+
+    ``running``: a daemon is alive, so a poll well past its time is flagged as overdue.
+    """
+    if not feed.enabled:
+        last = _when(status.last_success_at) if status else "-"
+        items = str(status.items) if status else "0"
+        return [feed.name, "muted (enabled: false)", last, "-", items, feed.url], "", False
     if status is None:
         return [feed.name, "never polled", "-", "at start", "0", feed.url], "", False
     if status.disabled_reason:
@@ -775,7 +792,11 @@ def _feed_row(feed: FeedConfig, status: FeedStatus | None) -> tuple[list[str], s
     if status.next_poll_at is not None:
         next_poll = _when(status.next_poll_at)
     elif status.last_poll_at is not None and not status.disabled_reason:
-        next_poll = "~" + _when(status.last_poll_at + timedelta(seconds=feed.interval))
+        due = status.last_poll_at + timedelta(seconds=feed.interval)
+        next_poll = "~" + _when(due)
+        late = (now - due).total_seconds()
+        if running and late > max(60.0, feed.interval / 2):
+            next_poll += f" (overdue {_duration(late)})"
     else:
         next_poll = "-"
     url = feed.url if status.moved_to is None else f"{feed.url} -> {status.moved_to}"
@@ -820,19 +841,47 @@ def status(config_path: Path | None) -> None:
         sent = len(store.list_alerts(status="sent", since=day_ago))
         waiting = store.list_alerts(status="pending", limit=10)
         failed = store.list_alerts(status="failed", limit=10)
+        daemons = store.daemon_records()
     finally:
         store.close()
+    running = _print_daemon(daemons)
     failing = sum(1 for s in statuses.values() if s.failures or s.disabled_reason)
+    muted = len(config.feeds) - len(config.active_feeds)
     click.echo(
-        f"{_count(len(config.feeds), 'feed')} ({failing} failing); "
-        f"alerts: {counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed, "
+        f"{_count(len(config.feeds), 'feed')} ({failing} failing"
+        + (f", {muted} muted" if muted else "")
+        + f"); alerts: {counts.get('pending', 0)} pending, {counts.get('failed', 0)} failed, "
         f"{sent} sent in the last 24 h"
     )
-    _print_feeds(config, statuses, failing_only=False)
+    _print_feeds(config, statuses, failing_only=False, running=running)
     for title, records in (("pending alerts", waiting), ("failed alerts", failed)):
         if records:
             click.echo(f"\n{title}:")
             _print_alerts(records)
+
+
+def _print_daemon(daemons: Sequence[DaemonRecord]) -> bool:
+    """Whether a daemon runs on this state, said in one line; True when one does."""
+    now = datetime.now(UTC)
+    alive = [d for d in daemons if d.running(now)]
+    for d in alive:
+        beat = _duration((now - d.heartbeat_at).total_seconds())
+        click.echo(
+            f"daemon: running on {d.host} (pid {d.pid}, watcher {d.version}) since "
+            f"{_when(d.started_at)}, last heartbeat {beat} ago"
+        )
+    if alive:
+        return True
+    if not daemons:
+        click.echo("daemon: never ran on this state")
+        return False
+    last = daemons[0]
+    how = "stopped" if last.stopped_at is not None else "no heartbeat since"
+    click.echo(
+        f"daemon: not running ({how} {_when(last.stopped_at or last.heartbeat_at)}; "
+        f"last on {last.host}, pid {last.pid})"
+    )
+    return False
 
 
 def _open_existing(config: Config) -> Store | None:
@@ -848,8 +897,21 @@ def _open_existing(config: Config) -> Store | None:
         raise SystemExit(EXIT_FEED_FAILED) from None
 
 
-def _print_feeds(config: Config, statuses: dict[str, FeedStatus], *, failing_only: bool) -> None:
-    rows = [_feed_row(feed, statuses.get(feed.name)) for feed in config.feeds]
+def _duration(seconds: float) -> str:
+    """``45s``, ``12m``, ``3h``, ``2d``: how long, roughly."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def _print_feeds(
+    config: Config, statuses: dict[str, FeedStatus], *, failing_only: bool, running: bool = False
+) -> None:
+    now = datetime.now(UTC)
+    rows = [
+        _feed_row(feed, statuses.get(feed.name), now=now, running=running) for feed in config.feeds
+    ]
     if failing_only:
         rows = [row for row in rows if row[2]]
     header = ["NAME", "STATUS", "LAST SUCCESS", "NEXT POLL", "ITEMS", "URL"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Collection
 from datetime import UTC, datetime, time, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
@@ -115,6 +116,7 @@ class FeedConfig(_Model):
     auth: BasicAuth | None = None
     allow_private_networks: bool | None = None  # default: the top-level setting
     max_item_age: Duration | None = None  # default: the top-level setting
+    enabled: bool = True  # false: kept and validated, never polled (muted)
 
     @field_validator("url")
     @classmethod
@@ -171,6 +173,7 @@ class RuleConfig(_Model):
     # low | normal | high | urgent, or by score: {high: 6, urgent: 10} (below all: normal)
     priority: Annotated[Priority | dict[Priority, float], PlainValidator(_priority)] = "normal"
     collapse_stories: bool | None = None  # default: the top-level setting
+    enabled: bool = True  # false: kept and validated, never matched (muted)
 
 
 class FetchSettings(_Model):
@@ -244,6 +247,7 @@ class NotifierConfig(_Model):
     max_per_hour: int | None = Field(default=None, ge=1)  # beyond this, fold into a digest
     quiet_hours: Annotated[QuietHours, BeforeValidator(parse_quiet_hours)] | None = None
     timeout: Duration = 30.0  # hard limit on one message (each part of a split one)
+    enabled: bool = True  # false: kept and validated, sent nothing (muted); what waits stays
 
 
 def _notifier(value: object) -> object:
@@ -308,6 +312,48 @@ class Config(_Model):
         """Where the state database lives: the ``state`` key, else the XDG default."""
         return self.state if self.state is not None else default_state_path()
 
+    @property
+    def active_feeds(self) -> tuple[FeedConfig, ...]:
+        """The feeds to poll: every feed not muted with ``enabled: false``."""
+        return tuple(feed for feed in self.feeds if feed.enabled)
+
+    @property
+    def active_rules(self) -> tuple[RuleConfig, ...]:
+        return tuple(rule for rule in self.rules if rule.enabled)
+
+    @property
+    def active_notifiers(self) -> dict[str, NotifierConfig]:
+        return {name: n for name, n in self.notifiers.items() if n.enabled}
+
+    def unmuted(
+        self,
+        *,
+        feeds: Collection[str] = (),
+        rules: Collection[str] = (),
+        notifiers: Collection[str] = (),
+    ) -> Config:
+        """This config with muted feeds, rules and notifiers left out, except those named
+        here, which are unmuted (`watcher test-run --feed NAME` tries a muted feed)."""
+        return self.model_copy(
+            update={
+                "feeds": tuple(
+                    f if f.enabled else f.model_copy(update={"enabled": True})
+                    for f in self.feeds
+                    if f.enabled or f.name in feeds
+                ),
+                "rules": tuple(
+                    r if r.enabled else r.model_copy(update={"enabled": True})
+                    for r in self.rules
+                    if r.enabled or r.name in rules
+                ),
+                "notifiers": {
+                    name: n if n.enabled else n.model_copy(update={"enabled": True})
+                    for name, n in self.notifiers.items()
+                    if n.enabled or name in notifiers
+                },
+            }
+        )
+
     def item_age_limit(self, feed: FeedConfig) -> float | None:
         """Seconds beyond which an item is too old to alert in this feed (None: no limit)."""
         return feed.max_item_age if feed.max_item_age is not None else self.max_item_age
@@ -331,15 +377,16 @@ class Config(_Model):
         raise KeyError(name)
 
     def summary(self) -> str:
-        def n(count: int, word: str) -> str:
-            return f"{count} {word}{'' if count == 1 else 's'}"
+        def n(count: int, word: str, active: int | None = None) -> str:
+            muted = f" ({count - active} muted)" if active is not None and active < count else ""
+            return f"{count} {word}{'' if count == 1 else 's'}{muted}"
 
         return ", ".join(
             (
-                n(len(self.feeds), "feed"),
-                n(len(self.rules), "rule"),
+                n(len(self.feeds), "feed", len(self.active_feeds)),
+                n(len(self.rules), "rule", len(self.active_rules)),
                 n(len(self.entities), "entity").replace("entitys", "entities"),
-                n(len(self.notifiers), "notifier"),
+                n(len(self.notifiers), "notifier", len(self.active_notifiers)),
             )
         )
 

@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -24,14 +25,15 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from watcher._version import __version__
 from watcher.config import Config, FeedConfig, load_config
-from watcher.exceptions import ConfigError
+from watcher.exceptions import ConfigError, StoreError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
 from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import FeedStatus, Store
+from watcher.store import DaemonRecord, FeedStatus, Store
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
 
@@ -72,13 +74,14 @@ class Daemon:
         self.metrics_port = metrics_port
         self.metrics = Metrics() if metrics_port is not None else None
         self.store = Store.open(config.state_path)
+        self.record: DaemonRecord | None = None  # written when the daemon starts running
         for warning in config.warnings:
             log.warning("config %s", warning)
         configure_parsing(config)
         self.current = _Running(
             config,
             RuleSet.from_config(config),
-            build_notifiers(config.notifiers),
+            build_notifiers(config.active_notifiers),
             make_fetcher(config),
         )
         self._retired: list[Fetcher] = []
@@ -91,7 +94,7 @@ class Daemon:
         self._last_poll_done = time.monotonic()
         self._wall: Callable[[], float] = time.time
         self._clock_mark = (self._wall(), time.monotonic())
-        workers = max(2, min(config.fetch.max_connections, len(config.feeds)) + 1)
+        workers = max(2, min(config.fetch.max_connections, len(config.active_feeds)) + 1)
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
@@ -165,6 +168,7 @@ class Daemon:
             deliver_pending(
                 self.store,
                 running.notifiers,
+                muted=set(running.config.notifiers) - set(running.notifiers),
                 max_age=running.config.delivery.max_age,
                 retry=running.config.delivery.retry,
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
@@ -224,7 +228,7 @@ class Daemon:
         return random.uniform(0, min(feed.interval, MAX_START_SPREAD) * 0.1)
 
     def _schedule(self) -> None:
-        for feed in self.config.feeds:
+        for feed in self.config.active_feeds:
             self._add_feed_job(feed, first_in=self._spread(feed))
         now = datetime.now(UTC)
         self.scheduler.add_job(
@@ -278,11 +282,11 @@ class Daemon:
         if new.fetch != old.config.fetch:
             self._retired.append(old.fetcher)  # polls in flight may still use it
             fetcher = make_fetcher(new)
-        notifiers = build_notifiers(new.notifiers)
+        notifiers = build_notifiers(new.active_notifiers)
         configure_parsing(new)
         self.current = _Running(new, RuleSet.from_config(new), notifiers, fetcher)
-        before = {f.name: f for f in old.config.feeds}
-        after = {f.name: f for f in new.feeds}
+        before = {f.name: f for f in old.config.active_feeds}
+        after = {f.name: f for f in new.active_feeds}
         for name in before.keys() - after.keys():
             self.scheduler.remove_job(f"feed:{name}")
         changed = [f for n, f in after.items() if n in before and before[n] != f]
@@ -291,7 +295,7 @@ class Daemon:
             self._add_feed_job(feed, first_in=self._spread(feed))
         log.info(
             "config reloaded feeds=%d added=%s removed=%s changed=%s rules=%d notifiers=%d",
-            len(new.feeds),
+            len(new.active_feeds),
             _names(f.name for f in added),
             _names(sorted(before.keys() - after.keys())),
             _names(f.name for f in changed),
@@ -314,7 +318,7 @@ class Daemon:
             return 0.0
         log.warning("wall clock jumped by %+.0f s; rescheduling every feed", jump)
         now = datetime.fromtimestamp(wall, UTC)
-        for feed in self.config.feeds:
+        for feed in self.config.active_feeds:
             job = self.scheduler.get_job(f"feed:{feed.name}")
             if job is not None:
                 job.modify(next_run_time=now + timedelta(seconds=self._spread(feed)))
@@ -337,8 +341,8 @@ class Daemon:
             idle = now - self._last_poll_done
         if stuck:
             return f"polls running for over {limit:g} s: {', '.join(sorted(stuck))}"
-        if config.feeds:
-            shortest = min(f.interval for f in config.feeds)
+        if config.active_feeds:
+            shortest = min(f.interval for f in config.active_feeds)
             if idle > 3 * max(shortest, 60) + limit:
                 return f"no poll has finished for {idle:.0f} s"
         return None
@@ -347,7 +351,7 @@ class Daemon:
         counts = self.store.alert_counts()
         failing = sum(1 for s in self.store.feed_statuses() if s.failures or s.disabled_reason)
         return (
-            f"feeds={len(self.config.feeds)} failing={failing} "
+            f"feeds={len(self.config.active_feeds)} failing={failing} "
             f"pending_alerts={counts.get('pending', 0)} failed_alerts={counts.get('failed', 0)}"
         )
 
@@ -379,11 +383,12 @@ class Daemon:
             )
         log.info(
             "watcher started feeds=%d rules=%d notifiers=%d state=%s",
-            len(self.config.feeds),
-            len(self.config.rules),
+            len(self.config.active_feeds),
+            len(self.config.active_rules),
             len(self.current.notifiers),
             self.config.state_path,
         )
+        self._record_start()
         self.systemd.send(READY=1, STATUS=self._safe_status())
         ping_every = self.systemd.watchdog_interval
         next_ping = next_status = time.monotonic()
@@ -403,6 +408,7 @@ class Daemon:
                     next_ping = now + ping_every
                 if now >= next_status:
                     self.systemd.send(STATUS=self._safe_status())
+                    self._heartbeat()
                     next_status = now + STATUS_INTERVAL
                 self._stop.wait(min(1.0, ping_every or 1.0))
         finally:
@@ -410,6 +416,30 @@ class Daemon:
                 server.shutdown()
             self._shutdown()
         return 0
+
+    def _record_start(self) -> None:
+        """Say in the state that this daemon runs, for `watcher status` (and other hosts)."""
+        now = datetime.now(UTC)
+        self.record = DaemonRecord(
+            f"{socket.gethostname()}:{os.getpid()}",
+            socket.gethostname(),
+            os.getpid(),
+            __version__,
+            now,
+            now,
+        )
+        try:
+            self.store.daemon_started(self.record)
+        except StoreError as exc:
+            log.error("cannot record this daemon in the state: %s", exc)
+
+    def _heartbeat(self) -> None:
+        if self.record is None:
+            return
+        try:
+            self.store.daemon_heartbeat(self.record.node, datetime.now(UTC))
+        except StoreError as exc:  # a full disk must not stop the daemon; status will say
+            log.error("heartbeat not recorded: %s", exc)
 
     def _log_destinations(self) -> None:
         """Say where alerts go, which cannot arrive, and when polling starts sending."""
@@ -423,7 +453,7 @@ class Daemon:
             problem = notifier.problem()
             if problem is not None:
                 log.warning("notifier %s: %s; its alerts cannot be delivered here", name, problem)
-        feeds = self.config.feeds
+        feeds = self.config.active_feeds
         if not feeds:
             return
         baselined = {s.name for s in self._safe_feed_statuses() if s.baselined}
@@ -471,6 +501,11 @@ class Daemon:
         for fetcher in [self.current.fetcher, *self._retired]:
             fetcher.close()
         PARSERS.shutdown()
+        try:
+            if self.record is not None:
+                self.store.daemon_stopped(self.record.node, datetime.now(UTC))
+        except StoreError as exc:
+            log.error("cannot record this daemon's stop in the state: %s", exc)
         if left:
             log.error("stopping with polls still running: %s", ", ".join(left))
         log.info("watcher stopped")

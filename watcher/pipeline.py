@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -50,7 +50,7 @@ def configure_parsing(config: Config, *, match: bool = False) -> None:
     workers also match what they parse (test-run, which matches every item)."""
     wanted = config.parse_processes
     processes = default_parse_processes() if wanted == "auto" else wanted
-    PARSERS.configure(processes, rules=(config.rules, config.entities) if match else None)
+    PARSERS.configure(processes, rules=(config.active_rules, config.entities) if match else None)
 
 
 Clock = Callable[[], datetime]
@@ -214,8 +214,11 @@ def _poll(
         planned = plan(
             found,
             notifiers_of=ruleset.notifiers_of,
-            notifiers=tuple(config.notifiers),
-            styles={name: Style(n.format, n.title, n.body) for name, n in config.notifiers.items()},
+            notifiers=tuple(config.active_notifiers),
+            styles={
+                name: Style(n.format, n.title, n.body)
+                for name, n in config.active_notifiers.items()
+            },
             flood_threshold=config.delivery.flood_threshold,
             stories=stories.plans,
             told=stories.told,
@@ -397,7 +400,8 @@ def _health(
 ) -> list[Alert]:
     """Notices to the feed_health notifiers; logged either way."""
     log.warning("feed health feed=%s notice=%s: %s", feed.name, kind, body)
-    return notices(feed.name, kind, key, title, body, notifiers=config.feed_health.notify)
+    active = [n for n in config.feed_health.notify if n in config.active_notifiers]
+    return notices(feed.name, kind, key, title, body, notifiers=active)
 
 
 def _recovery(feed: FeedConfig, state: FeedState, config: Config) -> list[Alert]:
@@ -527,15 +531,17 @@ def deliver_pending(
     max_age: float = 86400.0,
     retry: float = 30.0,
     observe: Callable[[str, DeliveryOutcome], None] | None = None,
+    muted: Collection[str] = (),
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
 
     A failure leaves alerts pending with a later retry time; an alert that has been
     failing for longer than ``max_age`` seconds is marked failed, never dropped silently.
+    Alerts for a ``muted`` notifier (``enabled: false``) wait, untried, until it is not.
     """
     at = now()
     by_notifier: dict[str, list[PendingAlert]] = {}
-    blocked: set[str] = set()
+    blocked: set[str] = set(muted)
     for alert in store.pending_alerts():
         # In order per notifier (highest priority first, then oldest): nothing overtakes
         # an alert before it that is not due yet.

@@ -411,7 +411,7 @@ class RuleSet:
 
     @classmethod
     def from_config(cls, config: Config) -> RuleSet:
-        return cls(config.rules, config.entities)
+        return cls(config.active_rules, config.entities)
 
     @property
     def rule_names(self) -> tuple[str, ...]:

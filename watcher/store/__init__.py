@@ -47,7 +47,15 @@ from watcher.models import (
     Priority,
 )
 from watcher.store import schema
-from watcher.store.schema import alerts, feeds, items, story_alerts, story_keys, story_sources
+from watcher.store.schema import (
+    alerts,
+    daemons,
+    feeds,
+    items,
+    story_alerts,
+    story_keys,
+    story_sources,
+)
 from watcher.stories import Recent, StoryKey, covered
 
 _CHUNK = 500
@@ -95,6 +103,23 @@ class AlertRecord:
     priority: Priority = "normal"
     link: str = ""
     sources: tuple[str, ...] = ()  # every feed that carried the alert's story
+
+
+@dataclass(frozen=True)
+class DaemonRecord:
+    """A daemon as the state remembers it."""
+
+    node: str  # host:pid
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    heartbeat_at: datetime
+    stopped_at: datetime | None = None
+
+    def running(self, now: datetime, *, silence: float = 120.0) -> bool:
+        """Alive: not stopped, and a heartbeat within ``silence`` seconds."""
+        return self.stopped_at is None and (now - self.heartbeat_at).total_seconds() < silence
 
 
 # What any successful poll resets on its feed.
@@ -759,6 +784,46 @@ class Store:
                 removed += result.rowcount or 0
         return removed
 
+    # -- daemons ----------------------------------------------------------------
+
+    def daemon_started(self, record: DaemonRecord) -> None:
+        """A daemon starts on this state: its row, with a first heartbeat."""
+        values = {
+            "host": record.host,
+            "pid": record.pid,
+            "version": record.version,
+            "started_at": record.started_at,
+            "heartbeat_at": record.heartbeat_at,
+            "stopped_at": None,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert(daemons)
+                .values(node=record.node, **values)
+                .on_conflict_do_update(index_elements=[daemons.c.node], set_=values)
+            )
+
+    def daemon_heartbeat(self, node: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(daemons).where(daemons.c.node == node).values(heartbeat_at=at))
+
+    def daemon_stopped(self, node: str, at: datetime) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(daemons).where(daemons.c.node == node).values(heartbeat_at=at, stopped_at=at)
+            )
+
+    def daemon_records(self) -> list[DaemonRecord]:
+        """Every daemon that ran on this state, the latest heartbeat first."""
+        query = select(daemons).order_by(daemons.c.heartbeat_at.desc())
+        with self.engine.connect() as conn:
+            return [
+                DaemonRecord(
+                    r.node, r.host, r.pid, r.version, r.started_at, r.heartbeat_at, r.stopped_at
+                )
+                for r in conn.execute(query)
+            ]
+
     # -- the outbox -------------------------------------------------------------
 
     def next_attempt_at(self) -> datetime | None:
@@ -897,4 +962,4 @@ class Store:
             return {status: count for status, count in rows}
 
 
-__all__ = ["KEEP", "AlertRecord", "FeedStatus", "PollRecord", "Store"]
+__all__ = ["KEEP", "AlertRecord", "DaemonRecord", "FeedStatus", "PollRecord", "Store"]

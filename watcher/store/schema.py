@@ -174,6 +174,20 @@ alerts = Table(
 Index("ix_alerts_due", alerts.c.status, alerts.c.next_attempt_at)
 Index("ix_alerts_sent", alerts.c.notifier, alerts.c.sent_at)
 
+# The daemons that run (or ran) on this state, so `watcher status` can tell whether one
+# is alive: a heartbeat every 30 s; silent for 2 minutes is not running.
+daemons = Table(
+    "daemons",
+    metadata,
+    Column("node", String(300), primary_key=True),  # host:pid
+    Column("host", String(255), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("version", String(40), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
+    Column("stopped_at", UTCDateTime),  # a clean exit
+)
+
 Migration = Callable[[Connection], None]
 
 
@@ -183,7 +197,8 @@ def _add_alert_priority(conn: Connection) -> None:
 
 
 def _identity_keys(conn: Connection) -> None:
-    """Version 3: every item's secondary keys and kind, the story tables, alerts' story.
+    """Version 3: every item's secondary keys and kind, the story tables, alerts' story,
+    and the daemons table.
 
     Items seen before keep their identity: the keys are computed from what was stored,
     and an item without guid or link, once identified by a hash of its title and text,
@@ -210,6 +225,9 @@ def _identity_keys(conn: Connection) -> None:
         "CREATE TABLE story_alerts (story VARCHAR(64) NOT NULL, notifier VARCHAR(200) NOT NULL, "
         "rules TEXT NOT NULL, priority INTEGER NOT NULL, created_at TIMESTAMP NOT NULL, "
         "PRIMARY KEY (story, notifier))",
+        "CREATE TABLE daemons (node VARCHAR(300) NOT NULL PRIMARY KEY, host VARCHAR(255) "
+        "NOT NULL, pid INTEGER NOT NULL, version VARCHAR(40) NOT NULL, started_at TIMESTAMP "
+        "NOT NULL, heartbeat_at TIMESTAMP NOT NULL, stopped_at TIMESTAMP)",
         "UPDATE items SET kind = 'baseline' WHERE silent",
     ):
         conn.execute(text(ddl))
