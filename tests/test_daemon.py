@@ -573,3 +573,120 @@ notifiers:
         assert secret not in daemon.log_text()
     finally:
         daemon.stop()
+
+
+def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_enabled_false_mutes_a_feed_a_rule_and_a_notifier_and_sighup_applies_it(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    second = Receiver()  # the muted notifier's endpoint: must hear nothing while muted
+    try:
+        news, quiet = Story(), Story()
+        news.add(1, "Weather")
+        quiet.add(1, "Weather")
+        feed_server.routes["/news"] = news_route = Route(news.body())
+        feed_server.routes["/quiet"] = quiet_route = Route(quiet.body())
+        config = tmp_path / "config.yaml"
+        text = f"""\
+state: {tmp_path / "w.db"}
+allow_private_networks: true
+feeds:
+  - {{name: news, url: "{feed_server.url("/news")}", interval: 1s}}
+  - {{name: quiet, url: "{feed_server.url("/quiet")}", interval: 1s, enabled: false}}
+rules:
+  - {{name: kharkiv, keywords: [Kharkiv]}}
+  - {{name: odesa, keywords: [Odesa], enabled: false}}
+notifiers:
+  hook: "{receiver.url}"
+  pager: {{url: "{second.url}", enabled: false}}
+"""
+        config.write_text(text)
+        check = _cli(config, "check")
+        assert check.returncode == 0
+        assert check.stdout.endswith(
+            "2 feeds (1 muted), 2 rules (1 muted), 0 entities, 2 notifiers (1 muted)\n"
+        )
+        daemon = Daemon(config, tmp_path / "daemon.log")
+        daemon.start()
+        try:
+            assert daemon.started(), daemon.log_text()
+            assert wait_until(lambda: feed_server.hits("/news") >= 2)
+            news.add(2, "Kharkiv and Odesa")
+            news_route.body = news.body()
+            assert [m["title"] for m in receiver.wait_for(1)] == ["[kharkiv] Kharkiv and Odesa"]
+            polled = feed_server.hits("/news")
+            assert wait_until(lambda: feed_server.hits("/news") >= polled + 2)
+            assert feed_server.hits("/quiet") == 0 and second.messages == []
+            assert len(receiver.messages) == 1  # the muted rule added nothing
+            feeds = _cli(config, "feeds").stdout
+            assert "quiet" in feeds and "muted (enabled: false)" in feeds
+            assert "(0 failing, 1 muted)" in _cli(config, "status").stdout
+
+            # Unmute everything and reload: the feed gets its silent baseline, then alerts;
+            # the rule and the notifier work again.
+            config.write_text(text.replace(", enabled: false", ""))
+            daemon.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+            assert wait_until(lambda: feed_server.hits("/quiet") >= 2), daemon.log_text()
+            quiet.add(2, "Odesa port reopens")
+            quiet_route.body = quiet.body()
+            assert [m["title"] for m in second.wait_for(1)] == ["[odesa] Odesa port reopens"]
+            assert "[odesa] Odesa port reopens" in [m["title"] for m in receiver.wait_for(2)]
+            assert daemon.signal(signal.SIGTERM) == 0
+        finally:
+            daemon.stop()
+    finally:
+        second.close()
+
+
+def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    story = Story()
+    story.add(1, "Weather")
+    feed_server.routes["/news"] = Route(story.body())
+    db = tmp_path / "w.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {db}\nallow_private_networks: true\n"
+        f"feeds:\n  - {{name: news, url: '{feed_server.url('/news')}', interval: 1s}}\n"
+    )
+    assert "never run" in _cli(config, "status").stdout
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        assert daemon.started(), daemon.log_text()
+        assert wait_until(lambda: feed_server.hits("/news") >= 2)
+        out = _cli(config, "status").stdout
+        pid = daemon.proc.pid  # type: ignore[union-attr]
+        assert out.startswith(f"daemon: running on {socket.gethostname()} (pid {pid}, watcher ")
+        assert "overdue" not in out
+
+        # The daemon wedges (SIGSTOP): its record goes stale. Aged in the database rather
+        # than waited for: 3 minutes without a heartbeat, and a poll 10 minutes late.
+        daemon.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        conn = sqlite3.connect(db)
+        long_ago = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M:%S")
+        conn.execute("UPDATE feeds SET last_poll_at = ?", (long_ago,))
+        conn.commit()
+        out = _cli(config, "status").stdout
+        assert "overdue 10m" in out  # the heartbeat is fresh: it runs, and this feed is late
+        stale = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%d %H:%M:%S")
+        conn.execute("UPDATE daemons SET heartbeat_at = ?", (stale,))
+        conn.commit()
+        conn.close()
+        out = _cli(config, "status").stdout
+        assert out.startswith("daemon: not running (no heartbeat since ")
+        assert f"pid {pid})" in out.splitlines()[0]
+        daemon.proc.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        assert daemon.signal(signal.SIGTERM) == 0
+        assert _cli(config, "status").stdout.startswith("daemon: not running (stopped ")
+    finally:
+        daemon.stop()
