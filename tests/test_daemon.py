@@ -328,7 +328,8 @@ def test_status_works_while_the_daemon_writes_and_logs_are_json(
             assert result.returncode == 0, result.stderr
             assert "locked" not in result.stdout + result.stderr
         out = results[-1].stdout
-        assert out.startswith("21 feeds (1 failing); alerts: 0 pending, 0 failed")
+        assert out.startswith(f"daemon: running on {socket.gethostname()} (pid {proc.pid}, ")
+        assert out.splitlines()[1].startswith("21 feeds (1 failing); alerts: 0 pending, 0 failed")
         assert "gone  " in out and "disabled (410 Gone)" in out
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -336,6 +337,8 @@ def test_status_works_while_the_daemon_writes_and_logs_are_json(
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     polls = [e for e in entries if e["message"].startswith("poll feed=")]
     assert polls and all({"ts", "level", "logger", "feed", "status"} <= e.keys() for e in polls)
+    counted = [e for e in polls if "items" in e]
+    assert counted and all(isinstance(e["items"], int) for e in counted)  # numbers as numbers
 
 
 def _free_port() -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -120,6 +122,20 @@ def test_a_burst_while_the_daemon_was_stopped_reaches_the_user(setup: Setup) -> 
     setup.settle("news")
     assert setup.missing(burst) == []
     assert "Weather" not in setup.delivered()  # nothing old
+    # Nothing that could alert was recorded silently: backtest replays every one of them,
+    # and knows that the summary alerted each (the same rules add and remove nothing).
+    replay = subprocess.run(
+        [sys.executable, "-m", "watcher", "backtest", "-c", str(setup.config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert replay.stdout.splitlines()[0].startswith("Replayed 15 items seen since ")
+    assert replay.stdout.splitlines()[0].endswith(": 15 alerts now, 15 then.")
+    assert replay.stdout.splitlines()[1:] == [
+        "+ 0 added by the current rules",
+        "- 0 removed by the current rules",
+    ]
 
 
 @pytest.mark.parametrize("count", [15, 150])

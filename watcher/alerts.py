@@ -386,6 +386,8 @@ def _flood_summary(
             "rules": list(rules),
             "terms": [],
             "priority": priority,
+            # every item it lists, with its rules: what backtest counts as alerted
+            "items": {item.id: [m.rule for m in matches] for item, matches in found},
         },
         priority=priority,
     )

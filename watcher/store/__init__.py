@@ -739,13 +739,17 @@ class Store:
 
     def alerted_rules(self, since: datetime) -> dict[tuple[str, str], set[str]]:
         """(feed, item id) -> the rules that were alerted for it, for alerts since ``since``."""
-        query = select(alerts.c.feed, alerts.c.item_id, alerts.c.rules).where(
+        query = select(alerts.c.feed, alerts.c.item_id, alerts.c.rules, alerts.c.payload).where(
             alerts.c.created_at >= since
         )
         found: dict[tuple[str, str], set[str]] = {}
         with self.engine.connect() as conn:
-            for feed, item_id, rules in conn.execute(query):
+            for feed, item_id, rules, payload in conn.execute(query):
                 found.setdefault((feed, item_id), set()).update(json.loads(rules))
+                if item_id.startswith("flood:"):  # a summary: each item it listed
+                    listed = json.loads(payload or "{}").get("items", {})
+                    for listed_id, listed_rules in listed.items():
+                        found.setdefault((feed, listed_id), set()).update(listed_rules)
         return found
 
     def forget_text(self, before: datetime) -> int:
