@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import event
 
 from watcher.exceptions import StoreError
+from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
 from watcher.store import PollRecord, Store
 from watcher.store.schema import LATEST
@@ -240,3 +241,35 @@ def test_quiet_successes_finishing_together_share_one_commit(tmp_path: Path) -> 
     assert {
         s.name: (s.last_success_at, store.feed_state(s.name).etag) for s in store.feed_statuses()
     } == {name: (later, '"2"') for name in names}
+
+
+def test_a_version_2_database_gets_its_keys_and_keeps_every_identity(tmp_path: Path) -> None:
+    """schema-v2.sql was written by a real daemon of the previous release (see its header)."""
+    path = tmp_path / "w.db"
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / "state" / "schema-v2.sql").read_text(encoding="utf-8"))
+    conn.close()
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    rows = dict(
+        (title, (item_id, kind, link_key, title_key))
+        for title, item_id, kind, link_key, title_key in conn.execute(
+            "SELECT title, item_id, kind, link_key, title_key FROM items"
+        )
+    )
+    alerted = {r[0] for r in conn.execute("SELECT item_id FROM alerts")}
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST
+    conn.close()
+    assert rows["Weather in Kyiv"] == (
+        "http://news.example.org/2026/11/weather",  # a link id stays as it was
+        "baseline",
+        "news.example.org/2026/11/weather",
+        "weather in kyiv",
+    )
+    assert rows["Kharkov power restored"][:2] == ("urn:news:2", "new")
+    # Items without guid or link take the id their title (and date) gives now, and so do
+    # the alerts that name them: upgrading re-alerts nothing.
+    note = rows["Kharkiv note with no guid and no link"][0]
+    assert note == primary_identity("", "", "Kharkiv note with no guid and no link", "")
+    assert note in alerted
+    assert not any(r[0].startswith("sha256:") for r in rows.values())
