@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from support import FeedServer, Receiver, Route, rss
 
 from watcher.config import Config, parse_config
@@ -72,6 +74,28 @@ def test_story_keys_leave_out_a_link_other_items_share() -> None:
         "head:five words in this headline",
     )
     assert keys_for("status.example.org", "", shared_link=True) == ()
+
+
+HEADLINES = yaml.safe_load(
+    (Path(__file__).parent / "data" / "stories" / "headlines.yaml").read_text(encoding="utf-8")
+)["pairs"]
+
+
+@pytest.mark.parametrize(
+    "pair", HEADLINES, ids=[f"{p['label']}-{i}" for i, p in enumerate(HEADLINES)]
+)
+def test_real_headline_pairs(pair: dict[str, Any]) -> None:
+    """Pairs of real headlines, labelled by reading them (docs/headline-similarity.md).
+    Two different stories are never merged; the same story is merged where the measured
+    test says so (it is strict: a missed merge costs a duplicate, a wrong one an alert)."""
+    a, b = headline_key(pair["a"]), headline_key(pair["b"])
+    if "ineligible" in pair:
+        assert not (a and b), pair["ineligible"]
+        return
+    merged = near_identical(a, b)
+    assert merged is pair["merged"], (a, b)
+    if pair["label"] == "different":
+        assert not merged
 
 
 def test_near_identical_keeps_different_places_apart() -> None:
