@@ -673,14 +673,16 @@ def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
         assert "overdue" not in out
 
         # The daemon wedges (SIGSTOP): its record goes stale. Aged in the database rather
-        # than waited for: 3 minutes without a heartbeat, and a poll 10 minutes late.
+        # than waited for: 3 minutes without a heartbeat, and a poll over 10 minutes late.
         daemon.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
         conn = sqlite3.connect(db)
-        long_ago = (datetime.now(UTC) - timedelta(minutes=10)).strftime("%Y-%m-%d %H:%M:%S")
+        long_ago = (datetime.now(UTC) - timedelta(minutes=10, seconds=30)).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )  # half a minute from either side of a whole one: "10m" however slow the machine
         conn.execute("UPDATE feeds SET last_poll_at = ?", (long_ago,))
         conn.commit()
         out = _cli(config, "status").stdout
-        assert "(overdue 9m)" in out  # the heartbeat is fresh: it runs, and this feed is late
+        assert "(overdue 10m)" in out  # the heartbeat is fresh: it runs, and this feed is late
         stale = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%d %H:%M:%S")
         conn.execute("UPDATE daemons SET heartbeat_at = ?", (stale,))
         conn.commit()
