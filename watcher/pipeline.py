@@ -191,10 +191,9 @@ def _poll(
         return _failed(feed, state, config, store, exc, now())
 
     at = now()
-    ids = store.seen_ids(feed.name, [item.id for item in parsed.items])
-    fresh = [item for item in parsed.items if item.id not in ids]
-    keys = {item.id: item_keys(item) for item in parsed.items} if fresh else {}
-    known = store.known(feed.name, ids, [keys[item.id] for item in fresh])
+    keys = {item.id: item_keys(item) for item in parsed.items}
+    known = store.known(feed.name, keys)
+    fresh = [item for item in parsed.items if item.id not in known.ids]
     judged = classify(parsed.items, known, keys)
     notices = _recovery(feed, state, config)
     planned: list[Alert] = []

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -200,6 +200,9 @@ class Store:
         self._quiet_queue: list[_QuietWrite] = []
         self._quiet_queue_lock = threading.Lock()
         self._quiet_writer = threading.Lock()
+        self._headline_cache: dict[str, StoryKey] = {}
+        self._headline_loaded: datetime | None = None
+        self._headline_lock = threading.Lock()
         try:
             with engine.begin() as conn:
                 schema.migrate(conn)
@@ -623,40 +626,51 @@ class Store:
                 )
         return frozenset(found)
 
-    def known(self, feed: str, ids: frozenset[str], wanted: Sequence[Keys]) -> Known:
-        """What identity needs to judge a document: the ids seen (``ids``, from
-        :meth:`seen_ids`), and the seen items that share a canonical link or a title with
-        the keys of the items whose id is new (``wanted``)."""
-        if not wanted:
-            return Known(ids)
+    _KNOWN_COLUMNS = (
+        items.c.item_id,
+        items.c.same_as,
+        items.c.link_key,
+        items.c.fragment,
+        items.c.title_key,
+        items.c.published,
+    )
+
+    def known(self, feed: str, keys: Mapping[str, Keys]) -> Known:
+        """What identity needs to judge a document (``keys``: item id -> its keys): the ids
+        this feed has seen, and the seen items that share a canonical link or a title with
+        an item of the document. One query: by id, by link key or by title key."""
+        ids: set[str] = set()
+        by_link: dict[str, list[Seen]] = {}
+        by_title: dict[str, list[Seen]] = {}
+        wanted = list(keys.items())
         with self.engine.connect() as conn:
-            links = sorted({k.link for k in wanted if k.link})
-            titles = sorted({k.title for k in wanted if k.title})
-            by_link: dict[str, list[Seen]] = {}
-            by_title: dict[str, list[Seen]] = {}
-            columns = (
-                items.c.item_id,
-                items.c.same_as,
-                items.c.link_key,
-                items.c.fragment,
-                items.c.title_key,
-                items.c.published,
-            )
-            for column, values, into in (
-                (items.c.link_key, links, by_link),
-                (items.c.title_key, titles, by_title),
-            ):
-                for chunk in _chunks(values):
-                    query = select(*columns).where(items.c.feed == feed, column.in_(chunk))
-                    for r in conn.execute(query):
-                        seen = Seen(
-                            r.item_id,
-                            r.same_as or r.item_id,
-                            Keys(r.link_key, r.fragment, r.title_key, minute(r.published)),
-                        )
-                        into.setdefault(r.link_key if into is by_link else r.title_key, []).append(
-                            seen
-                        )
+            for start in range(0, len(wanted), _CHUNK // 3):
+                chunk = wanted[start : start + _CHUNK // 3]
+                doc = {item_id for item_id, _ in chunk}
+                links = sorted({k.link for _, k in chunk if k.link})
+                titles = sorted({k.title for _, k in chunk if k.title})
+                query = select(*self._KNOWN_COLUMNS).where(
+                    items.c.feed == feed,
+                    items.c.item_id.in_(sorted(doc))
+                    | items.c.link_key.in_(links)
+                    | items.c.title_key.in_(titles),
+                )
+                for r in conn.execute(query):
+                    if r.item_id in doc:
+                        ids.add(r.item_id)
+                    seen = Seen(
+                        r.item_id,
+                        r.same_as or r.item_id,
+                        Keys(r.link_key, r.fragment, r.title_key, minute(r.published)),
+                    )
+                    if r.link_key:
+                        rows = by_link.setdefault(r.link_key, [])
+                        if all(s.item_id != r.item_id for s in rows):
+                            rows.append(seen)
+                    if r.title_key:
+                        rows = by_title.setdefault(r.title_key, [])
+                        if all(s.item_id != r.item_id for s in rows):
+                            rows.append(seen)
         return Known(frozenset(ids), by_link, by_title)
 
     def recent_stories(
@@ -673,14 +687,7 @@ class Store:
                 for r in conn.execute(select(story_keys).where(story_keys.c.key.in_(chunk))):
                     found[r.key] = StoryKey(r.key, r.story, r.feed, r.created_at)
             if headlines:
-                query = select(story_keys).where(
-                    story_keys.c.kind == "head",
-                    story_keys.c.created_at >= since,
-                    story_keys.c.feed != feed,
-                )
-                recent = [
-                    StoryKey(r.key, r.story, r.feed, r.created_at) for r in conn.execute(query)
-                ]
+                recent = [row for row in self._headlines_since(conn, since) if row.feed != feed]
             ids = sorted({row.story for row in [*found.values(), *recent]})
             carried: dict[str, set[str]] = {}
             alerted: dict[tuple[str, str], tuple[frozenset[str], Priority]] = {}
@@ -697,6 +704,31 @@ class Store:
                         PRIORITIES[r.priority],
                     )
         return Recent(found, recent, {story: frozenset(f) for story, f in carried.items()}, alerted)
+
+    _HEADLINE_OVERLAP = timedelta(minutes=5)  # longer than any poll's transaction
+
+    def _headlines_since(self, conn: Connection, since: datetime) -> list[StoryKey]:
+        """Every headline key set since ``since``, from a cache that reads only the rows
+        added since it was last read (and a few minutes before, for transactions that
+        committed late): a poll with a match compares its headlines with a day of them."""
+        with self._headline_lock:
+            cache, loaded = self._headline_cache, self._headline_loaded
+            start = (
+                since
+                if loaded is None or loaded - self._HEADLINE_OVERLAP < since
+                else (loaded - self._HEADLINE_OVERLAP)
+            )
+            query = select(story_keys).where(
+                story_keys.c.kind == "head", story_keys.c.created_at >= start
+            )
+            for r in conn.execute(query):
+                cache[r.key] = StoryKey(r.key, r.story, r.feed, r.created_at)
+                if loaded is None or r.created_at > loaded:
+                    loaded = r.created_at
+            self._headline_loaded = loaded
+            for key in [k for k, row in cache.items() if row.created_at < since]:
+                del cache[key]
+            return list(cache.values())
 
     def forget_stories(self, window_start: datetime, retention_start: datetime) -> int:
         """Drop what no item can join any more (story keys and what notifiers were told,
