@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 from support import MATCH_RULES, FeedServer, Receiver, Route, Story, rss, wait_until
 
+from watcher import backoff
 from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
 from watcher.fetch import Fetcher
 from watcher.models import Alert, FetchResult, Priority
 from watcher.notify import Notifier, build_notifiers
 from watcher.parse import parse
-from watcher.pipeline import backoff_delay, deliver_pending, poll_feed
+from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import PollRecord, Store
 from watcher.workers import Parsers, default_parse_processes
@@ -237,8 +238,9 @@ def test_backoff_doubles_skips_polls_and_resets_on_success(
 
 
 def test_backoff_is_capped_at_a_day() -> None:
-    assert backoff_delay(30, 3600) <= timedelta(hours=24)
-    assert backoff_delay(1, 60, retry_after=7200) >= timedelta(hours=2)
+    feeds = {"cap": backoff.FEED_CAP, "jitter": backoff.FEED_JITTER}
+    assert backoff.delay(attempt=30, base=3600, **feeds) <= timedelta(hours=24)
+    assert backoff.delay(attempt=1, base=60, retry_after=7200, **feeds) >= timedelta(hours=2)
 
 
 def test_retry_after_is_honoured(

@@ -7,13 +7,14 @@ recorded and logged here, never raised to the scheduler.
 from __future__ import annotations
 
 import logging
-import random
+from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from watcher import backoff, delivery
 from watcher.alerts import StoryPlan, Style, notices, plan, render_digest
 from watcher.config import Config, FeedConfig
 from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
@@ -21,7 +22,6 @@ from watcher.fetch import Fetcher
 from watcher.identity import Classified, classify, item_keys
 from watcher.models import (
     KEEP,
-    PRIORITIES,
     Alert,
     FeedState,
     FetchResult,
@@ -84,19 +84,6 @@ def match_items(
 ) -> list[tuple[Item, list[Match]]]:
     """Every item with the rules it matches (items that match nothing included)."""
     return [(item, ruleset.match(item, tags=tags)) for item in items]
-
-
-def backoff_delay(
-    failures: int, interval: float, retry_after: float | None = None, *, cap: float = 86400.0
-) -> timedelta:
-    """The wait after ``failures`` consecutive failures: the interval, doubling, with jitter.
-
-    A Retry-After the server sent is honoured when it asks for longer. Never over ``cap``.
-    """
-    delay = min(cap, interval * 2 ** max(0, failures - 1)) * random.uniform(0.9, 1.1)
-    if retry_after is not None:
-        delay = max(delay, retry_after)
-    return timedelta(seconds=min(delay, cap))
 
 
 def fetch_feed(
@@ -437,7 +424,13 @@ def _failed(
 ) -> PollOutcome:
     failures = state.failures + 1
     retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-    retry_at = at + backoff_delay(failures, feed.interval, retry_after)
+    retry_at = at + backoff.delay(
+        attempt=failures,
+        base=feed.interval,
+        cap=backoff.FEED_CAP,
+        jitter=backoff.FEED_JITTER,
+        retry_after=retry_after,
+    )
     gone = isinstance(exc, FeedGone)
     health: Any = KEEP
     found: list[Alert] = []
@@ -498,12 +491,6 @@ def error_kind(exc: FeedError) -> str:
     return "other"
 
 
-def retry_delay(attempts: int, *, base: float = 30.0, cap: float = 3600.0) -> timedelta:
-    """Exponential backoff with jitter after ``attempts`` failed tries."""
-    delay = min(cap, base * 2 ** max(0, attempts - 1))
-    return timedelta(seconds=delay * random.uniform(0.8, 1.2))
-
-
 @dataclass(frozen=True)
 class DeliveryOutcome:
     sent: int = 0  # alerts delivered (a digest counts each alert in it)
@@ -538,18 +525,7 @@ def deliver_pending(
     failing for longer than ``max_age`` seconds is marked failed, never dropped silently.
     Alerts for a ``muted`` notifier (``enabled: false``) wait, untried, until it is not.
     """
-    at = now()
-    by_notifier: dict[str, list[PendingAlert]] = {}
-    blocked: set[str] = set(muted)
-    for alert in store.pending_alerts():
-        # In order per notifier (highest priority first, then oldest): nothing overtakes
-        # an alert before it that is not due yet.
-        if alert.notifier in blocked:
-            continue
-        if alert.next_attempt_at is not None and alert.next_attempt_at > at:
-            blocked.add(alert.notifier)
-            continue
-        by_notifier.setdefault(alert.notifier, []).append(alert)
+    by_notifier = delivery.due_by_notifier(store.pending_alerts(), now=now(), muted=muted)
     if not by_notifier:
         return DeliveryOutcome()
     with ThreadPoolExecutor(max_workers=min(8, len(by_notifier))) as pool:
@@ -589,7 +565,8 @@ def _deliver_to(
 
 
 class _Delivery:
-    """One pass over one notifier's due alerts, in order."""
+    """One pass over one notifier's due alerts: takes the actions delivery.plan decides,
+    in order, and at a failed attempt those delivery.after_failure decides instead."""
 
     def __init__(
         self,
@@ -601,138 +578,110 @@ class _Delivery:
         retry: float,
     ) -> None:
         self.store, self.notifier, self.name, self.now = store, notifier, name, now
-        self.max_age = timedelta(seconds=max_age)
-        self.retry = retry
-        self.retry_at: datetime | None = None  # set by a failed attempt
+        self.max_age, self.retry = max_age, retry
 
     def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
-        notifier = self.notifier
-        if notifier is None:
-            self._claim(due)
-            return self._failed(due, f"notifier {self.name!r} is not configured")
-        # Urgent alerts go out at once, each alone: through quiet hours, digest windows
-        # and max_per_hour (they still count against it). The store lists them first.
-        urgent = [a for a in due if a.priority == "urgent"]
-        rest = [a for a in due if a.priority != "urgent"]
-        outcome = self._send_each(urgent, rest)
-        if outcome.failed or not rest:
-            return outcome
-        return outcome + self._ordinary(rest)
-
-    def _ordinary(self, due: list[PendingAlert]) -> DeliveryOutcome:
-        """Everything below urgent, highest priority first (the store's order)."""
-        assert self.notifier is not None
         at = self.now()
-        settings = self.notifier.settings
-        if settings.quiet_hours is not None:
-            end = settings.quiet_hours.window_end(at)
-            if end is not None:
-                return self._defer(due, end, "quiet hours")
-        if settings.digest is not None:
-            window_end = min(a.created_at for a in due) + timedelta(seconds=settings.digest)
-            if at < window_end:
-                return self._defer(due, window_end, "digest window")
-            return self._send_digest(due)
-        held = [a for a in due if a.held]
-        fresh = [a for a in due if not a.held]
+        settings = delivery.Settings.of(self.notifier.settings) if self.notifier else None
+        recent: list[datetime] = []
+        if settings is not None and settings.max_per_hour is not None:
+            recent = self.store.messages_sent_since(self.name, at - delivery.HOUR)
+        actions = deque(delivery.plan(due, settings=settings, now=at, recent_sends=recent))
         outcome = DeliveryOutcome()
-        if held:
-            outcome += self._send_digest(held) if len(held) > 1 else self._send_one(held[0])
-            if outcome.failed:
-                return outcome + self._after_failure(fresh)
-        if settings.max_per_hour is not None and fresh:
-            sent = self.store.messages_sent_since(self.name, at - timedelta(hours=1))
-            budget = max(0, settings.max_per_hour - len(sent))
-            if len(fresh) > budget:
-                later = fresh[budget:]
-                fresh = fresh[:budget]
-                free_at = (sent[0] if sent else at) + timedelta(hours=1)
-                outcome += self._defer(later, free_at, "max_per_hour", held=True)
-        return outcome + self._send_each(fresh, [])
-
-    def _send_each(self, group: list[PendingAlert], after: list[PendingAlert]) -> DeliveryOutcome:
-        """One message per alert, in order; at the first failure the rest (and ``after``) wait."""
-        outcome = DeliveryOutcome()
-        for index, alert in enumerate(group):
-            result = self._send_one(alert)
-            outcome += result
-            if result.failed:
-                return outcome + self._after_failure([*group[index + 1 :], *after])
+        while actions:
+            action = actions.popleft()
+            done, error = self._take(action)
+            outcome += done
+            if error is not None:
+                actions = deque(
+                    delivery.after_failure(
+                        action.alerts,
+                        list(actions),
+                        error=error,
+                        now=self.now(),
+                        max_age=self.max_age,
+                        retry=self.retry,
+                    )
+                )
         return outcome
 
-    def _after_failure(self, rest: list[PendingAlert]) -> DeliveryOutcome:
-        """The notifier is down: the rest wait for the failed alert's retry, uncounted."""
-        until = self.retry_at or self.now() + retry_delay(1, base=self.retry)
-        return self._defer(rest, until, "notifier failing", held=False)
+    def _take(self, action: delivery.Action) -> tuple[DeliveryOutcome, str | None]:
+        """Carry out one action: what it did, and the error if it was an attempt that failed."""
+        match action:
+            case delivery.Send(alert):
+                return self._send_one(alert)
+            case delivery.Digest():
+                return self._send_digest(action)
+            case delivery.Defer(group, until, reason, held):
+                return self._defer(group, until, reason, held=held), None
+            case delivery.Fail(group, error):
+                self._claim(group)
+                return DeliveryOutcome(), error
+            case delivery.Retry():
+                return self._retry(action), None
+            case delivery.GiveUp():
+                return self._give_up(action), None
 
-    def _claim(self, group: list[PendingAlert]) -> None:
+    def _claim(self, group: Sequence[PendingAlert]) -> None:
         """Record the attempt before making it (see Store.claim)."""
-        attempts = max(a.attempts for a in group) + 1
-        self.store.claim(
-            [a.id for a in group], retry_at=self.now() + retry_delay(attempts, base=self.retry)
-        )
+        retry_at = delivery.retry_at(group, now=self.now(), retry=self.retry)
+        self.store.claim([a.id for a in group], retry_at=retry_at)
 
-    def _send_one(self, alert: PendingAlert) -> DeliveryOutcome:
+    def _send_one(self, alert: PendingAlert) -> tuple[DeliveryOutcome, str | None]:
         assert self.notifier is not None
         self._claim([alert])
         result = self.notifier.send(alert.title, alert.body, priority=alert.priority)
-        if result.ok:
-            at = self.now()
-            self.store.mark_sent([alert.id], at)
-            log.info("alert sent alert=%d notifier=%s", alert.id, self.name)
-            return DeliveryOutcome(sent=1, latencies=((at - alert.created_at).total_seconds(),))
-        return self._failed([alert], result.error)
+        if not result.ok:
+            return DeliveryOutcome(), result.error
+        at = self.now()
+        self.store.mark_sent([alert.id], at)
+        log.info("alert sent alert=%d notifier=%s", alert.id, self.name)
+        return DeliveryOutcome(sent=1, latencies=((at - alert.created_at).total_seconds(),)), None
 
-    def _send_digest(self, group: list[PendingAlert]) -> DeliveryOutcome:
+    def _send_digest(self, digest: delivery.Digest) -> tuple[DeliveryOutcome, str | None]:
         assert self.notifier is not None
+        group = digest.alerts
         entries = [
             {**a.payload, "sources": list(a.sources)} if a.sources else a.payload for a in group
         ]
         title, body = render_digest(entries, self.notifier.style)
         self._claim(group)
-        top = max((a.priority for a in group), key=PRIORITIES.index)
-        result = self.notifier.send(title, body, priority=top)
-        ids = [a.id for a in group]
-        if result.ok:
-            at = self.now()
-            self.store.mark_sent(ids, at)
-            log.info("digest sent alerts=%d notifier=%s", len(group), self.name)
-            waited = tuple((at - a.created_at).total_seconds() for a in group)
-            return DeliveryOutcome(sent=len(group), latencies=waited)
-        return self._failed(group, result.error)
-
-    def _failed(self, group: list[PendingAlert], error: str) -> DeliveryOutcome:
+        result = self.notifier.send(title, body, priority=digest.priority)
+        if not result.ok:
+            return DeliveryOutcome(), result.error
         at = self.now()
-        expired = [a for a in group if at - a.created_at > self.max_age]
-        retry = [a for a in group if a not in expired]
-        if expired:
-            reason = f"undelivered for over {self.max_age}: {error}"
-            self.store.give_up([a.id for a in expired], at, reason)
-            log.error(
-                "alerts failed for good alerts=%s notifier=%s error=%r",
-                ",".join(str(a.id) for a in expired),
-                self.name,
-                error,
-            )
-        if retry:
-            attempts = max(a.attempts for a in retry) + 1
-            retry_at = self.retry_at = at + retry_delay(attempts, base=self.retry)
-            self.store.mark_failed([a.id for a in retry], at, error, retry_at=retry_at)
-            log.warning(
-                "alert delivery failed alerts=%s notifier=%s attempts=%d retry_at=%s error=%r",
-                ",".join(str(a.id) for a in retry),
-                self.name,
-                attempts,
-                retry_at.isoformat(timespec="seconds"),
-                error,
-            )
-        return DeliveryOutcome(failed=len(retry), given_up=len(expired))
+        self.store.mark_sent([a.id for a in group], at)
+        log.info("digest sent alerts=%d notifier=%s", len(group), self.name)
+        waited = tuple((at - a.created_at).total_seconds() for a in group)
+        return DeliveryOutcome(sent=len(group), latencies=waited), None
+
+    def _retry(self, retry: delivery.Retry) -> DeliveryOutcome:
+        ids = [a.id for a in retry.alerts]
+        self.store.mark_failed(ids, self.now(), retry.error, retry_at=retry.at)
+        log.warning(
+            "alert delivery failed alerts=%s notifier=%s attempts=%d retry_at=%s error=%r",
+            ",".join(map(str, ids)),
+            self.name,
+            retry.attempts,
+            retry.at.isoformat(timespec="seconds"),
+            retry.error,
+        )
+        return DeliveryOutcome(failed=len(ids))
+
+    def _give_up(self, give_up: delivery.GiveUp) -> DeliveryOutcome:
+        ids = [a.id for a in give_up.alerts]
+        self.store.give_up(ids, self.now(), give_up.reason)
+        log.error(
+            "alerts failed for good alerts=%s notifier=%s error=%r",
+            ",".join(map(str, ids)),
+            self.name,
+            give_up.error,
+        )
+        return DeliveryOutcome(given_up=len(ids))
 
     def _defer(
-        self, group: list[PendingAlert], until: datetime, why: str, *, held: bool = True
+        self, group: Sequence[PendingAlert], until: datetime, why: str, *, held: bool
     ) -> DeliveryOutcome:
-        if not group:
-            return DeliveryOutcome()
         self.store.defer([a.id for a in group], until, held=held)
         log.debug(
             "alerts deferred count=%d notifier=%s reason=%s until=%s",
