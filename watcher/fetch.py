@@ -186,7 +186,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except (socket.gaierror, UnicodeError) as exc:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
+            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from None
         checked = not self._allow_private and host.lower() not in self._trusted
         refusals: list[str] = []
         last_error: Exception | None = None
