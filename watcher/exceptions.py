@@ -94,6 +94,7 @@ class FeedError(WatcherError):
 
 
 def _rebuild(cls: type[FeedError], args: tuple[Any, ...], state: dict[str, Any]) -> FeedError:
+    """Unpickle a feed error as it was, without asking its ``__init__`` for arguments again."""
     exc = cls.__new__(cls, *args)
     exc.__dict__.update(state)
     return exc
