@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
+import pickle
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +25,30 @@ import pytest
 from support import FeedServer, Route, rss
 
 from watcher import __version__
-from watcher.exceptions import FeedGone, FetchError
-from watcher.fetch import Fetcher, FetchPolicy, fetch, make_client, parse_retry_after
+from watcher.exceptions import (
+    AddressRefused,
+    BodyTooLarge,
+    FeedError,
+    FeedGone,
+    FetchAborted,
+    FetchConnectError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    ParseError,
+    RateLimited,
+    RedirectError,
+    SchemeRefused,
+)
+from watcher.fetch import (
+    Fetcher,
+    FetchPolicy,
+    abort_all,
+    allow_fetches,
+    fetch,
+    make_client,
+    parse_retry_after,
+)
 from watcher.models import FeedState, FetchResult, NotModified
 
 BODY = rss([{"title": "Hello", "guid": "1"}])
@@ -36,6 +61,18 @@ LOOPBACK = FetchPolicy(allow_private=True)  # the test servers live on 127.0.0.1
 def client() -> Iterator[httpx.Client]:
     with make_client(policy=LOOPBACK) as c:
         yield c
+
+
+def _typed(
+    exc: BaseException, cls: type[FetchError], kind: str, *, cause: type[BaseException] | None
+) -> None:
+    """``exc`` is exactly ``cls``, labelled ``kind``, with a ``cause`` beneath (None: none)."""
+    assert type(exc) is cls, repr(exc)
+    assert isinstance(exc, FetchError) and exc.kind == kind
+    if cause is None:
+        assert exc.__cause__ is None, repr(exc.__cause__)
+    else:
+        assert isinstance(exc.__cause__, cause), repr(exc.__cause__)
 
 
 def test_plain_fetch_sends_our_user_agent(feed_server: FeedServer, client: httpx.Client) -> None:
@@ -84,6 +121,18 @@ def test_http_error_names_the_feed_and_status(
     with pytest.raises(FetchError) as info:
         fetch(client, "kyiv-news", feed_server.url("/missing"))
     assert str(info.value).startswith("feed 'kyiv-news': HTTP 404")
+    _typed(info.value, HTTPStatusError, "http", cause=None)  # no error beneath a status
+    assert isinstance(info.value, HTTPStatusError) and info.value.status == 404
+
+
+def test_a_server_error_is_an_http_status_error(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    feed_server.routes["/f"] = Route(status=500)
+    with pytest.raises(HTTPStatusError, match="HTTP 500 Internal Server Error from") as info:
+        fetch(client, "f", feed_server.url("/f"))
+    _typed(info.value, HTTPStatusError, "http", cause=None)
+    assert info.value.status == 500 and info.value.retry_after is None
 
 
 def test_gzip_body_is_decompressed(feed_server: FeedServer, client: httpx.Client) -> None:
@@ -96,10 +145,11 @@ def test_byte_cap_counts_decompressed_bytes(feed_server: FeedServer, client: htt
     bomb = b"<rss>" + b"\0" * (50 * 1024 * 1024)
     feed_server.routes["/bomb"] = Route(bomb, gzip=True)
     assert len(gzip.compress(bomb)) < 100 * 1024
-    with pytest.raises(FetchError, match="larger than 1048576 bytes"):
+    with pytest.raises(FetchError, match="larger than 1048576 bytes") as info:
         fetch(
             client, "f", feed_server.url("/bomb"), policy=replace(LOOPBACK, max_bytes=1024 * 1024)
         )
+    _typed(info.value, BodyTooLarge, "size", cause=None)
 
 
 def test_redirects_are_followed_and_the_final_url_reported(
@@ -115,20 +165,25 @@ def test_redirects_are_followed_and_the_final_url_reported(
 def test_redirect_loop_and_chain_limits(feed_server: FeedServer, client: httpx.Client) -> None:
     feed_server.routes["/a"] = Route(status=302, headers={"Location": "/b"})
     feed_server.routes["/b"] = Route(status=302, headers={"Location": "/a"})
-    with pytest.raises(FetchError, match="redirect loop"):
+    with pytest.raises(FetchError, match="redirect loop") as info:
         fetch(client, "f", feed_server.url("/a"))
+    _typed(info.value, RedirectError, "other", cause=None)
     for i in range(8):
         feed_server.routes[f"/hop{i}"] = Route(status=307, headers={"Location": f"/hop{i + 1}"})
-    with pytest.raises(FetchError, match="more than 5 redirects"):
+    with pytest.raises(FetchError, match="more than 5 redirects") as info:
         fetch(client, "f", feed_server.url("/hop0"))
+    _typed(info.value, RedirectError, "other", cause=None)
 
 
 def test_redirect_to_another_scheme_is_refused(
     feed_server: FeedServer, client: httpx.Client
 ) -> None:
     feed_server.routes["/f"] = Route(status=302, headers={"Location": "file:///etc/passwd"})
-    with pytest.raises(FetchError, match="refusing file:// URL"):
+    with pytest.raises(FetchError, match="refusing file:// URL") as info:
         fetch(client, "f", feed_server.url("/f"))
+    # Labelled connect, as before the classes: watcher refused to go where it was sent.
+    _typed(info.value, SchemeRefused, "connect", cause=None)
+    assert isinstance(info.value, RedirectError)
 
 
 def _dripping(head: bytes, piece: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
@@ -159,8 +214,9 @@ def test_a_dripping_server_is_cut_off_by_the_overall_deadline(
 ) -> None:
     feed_server.routes["/drip"] = Route(handler=_drip)
     started = time.monotonic()
-    with pytest.raises(FetchError, match="overall deadline of 1 s"):
+    with pytest.raises(FetchError, match="overall deadline of 1 s") as info:
         fetch(client, "slow", feed_server.url("/drip"), policy=replace(LOOPBACK, deadline=1.0))
+    _typed(info.value, FetchTimeout, "timeout", cause=httpx.ReadTimeout)
     assert time.monotonic() - started < 10  # a sanity bound, far above the 1 s deadline
 
 
@@ -170,16 +226,25 @@ def test_a_server_that_never_answers_hits_the_read_timeout() -> None:
         listener.listen()
         port = listener.getsockname()[1]
         policy = replace(LOOPBACK, read_timeout=0.5)
-        with make_client(policy=policy) as client, pytest.raises(FetchError, match="read timeout"):
+        with (
+            make_client(policy=policy) as client,
+            pytest.raises(FetchError, match="read timeout") as info,
+        ):
             fetch(client, "hung", f"http://127.0.0.1:{port}/", policy=policy)
+    _typed(info.value, FetchTimeout, "timeout", cause=httpx.ReadTimeout)
 
 
 def test_connection_refused_is_reported() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with make_client(policy=LOOPBACK) as client, pytest.raises(FetchError, match="cannot connect"):
+    with (
+        make_client(policy=LOOPBACK) as client,
+        pytest.raises(FetchError, match="cannot connect") as info,
+    ):
         fetch(client, "down", f"http://127.0.0.1:{port}/")
+    _typed(info.value, FetchConnectError, "connect", cause=httpx.ConnectError)
+    assert "Connection refused" in str(info.value.__cause__)
 
 
 # -- the address policy --------------------------------------------------------------
@@ -207,6 +272,11 @@ def test_public_only_client_refuses_loopback_in_every_disguise(
     reason = str(info.value)
     assert "refusing to connect" in reason or "invalid URL" in reason
     assert feed_server.requests == []  # nothing reached the server
+    if "invalid URL" in reason:  # httpx rejects the octal form before any policy
+        _typed(info.value, FetchError, "other", cause=httpx.InvalidURL)
+    else:  # the refusal is watcher's own: no error beneath it
+        _typed(info.value, AddressRefused, "connect", cause=None)
+        assert isinstance(info.value, FetchConnectError)
 
 
 @pytest.mark.parametrize(
@@ -226,8 +296,9 @@ def test_public_only_client_refuses_loopback_in_every_disguise(
 def test_private_ranges_are_refused_before_any_packet_is_sent(address: str, kind: str) -> None:
     # The check runs before connect(): no traffic ever goes to these addresses.
     host = f"[{address}]" if ":" in address else address
-    with make_client() as client, pytest.raises(FetchError, match=kind):
+    with make_client() as client, pytest.raises(FetchError, match=kind) as info:
         fetch(client, "internal", f"http://{host}/latest/meta-data/")
+    _typed(info.value, AddressRefused, "connect", cause=None)
 
 
 def test_public_addresses_pass_the_policy() -> None:
@@ -248,10 +319,11 @@ def test_every_redirect_hop_is_rechecked(feed_server: FeedServer) -> None:
     feed_server.routes["/g"] = Route(BODY)
     with (
         make_client(trusted_hosts=["127.0.0.1"]) as client,
-        pytest.raises(FetchError, match="refusing to connect to localhost"),
+        pytest.raises(FetchError, match="refusing to connect to localhost") as info,
     ):
         fetch(client, "f", feed_server.url("/f"))
     assert feed_server.hits("/g") == 0
+    _typed(info.value, AddressRefused, "connect", cause=None)
 
 
 # -- bodies: compression, caps, lies ----------------------------------------------------
@@ -297,13 +369,14 @@ def test_chunked_body_without_length_stops_at_the_cap(
     feed_server: FeedServer, client: httpx.Client
 ) -> None:
     feed_server.routes["/big"] = Route(handler=_endless_chunked)
-    with pytest.raises(FetchError, match="larger than 2097152 bytes"):
+    with pytest.raises(FetchError, match="larger than 2097152 bytes") as info:
         fetch(
             client,
             "f",
             feed_server.url("/big"),
             policy=replace(LOOPBACK, max_bytes=2 * 1024 * 1024),
         )
+    _typed(info.value, BodyTooLarge, "size", cause=None)
 
 
 def _lying_length(declared: int, sent: bytes) -> Callable[[BaseHTTPRequestHandler], None]:
@@ -323,21 +396,24 @@ def test_false_content_length_is_a_clear_error(
     feed_server: FeedServer, client: httpx.Client
 ) -> None:
     feed_server.routes["/short"] = Route(handler=_lying_length(100_000, b"<rss>"))
-    with pytest.raises(FetchError, match="broken HTTP response"):
+    with pytest.raises(FetchError, match="broken HTTP response") as info:
         fetch(client, "f", feed_server.url("/short"))
+    _typed(info.value, FetchError, "other", cause=httpx.RemoteProtocolError)
     feed_server.routes["/huge"] = Route(handler=_lying_length(50 * 1024 * 1024 * 1024, b"<rss>"))
-    with pytest.raises(FetchError, match="Content-Length"):
+    with pytest.raises(FetchError, match="Content-Length") as info:
         fetch(client, "f", feed_server.url("/huge"))
+    _typed(info.value, BodyTooLarge, "size", cause=None)
 
 
 def test_dripping_headers_are_cut_off_by_the_deadline(
     feed_server: FeedServer, client: httpx.Client
 ) -> None:
     feed_server.routes["/slow-headers"] = Route(handler=_header_drip)
-    with pytest.raises(FetchError, match="overall deadline of 1 s"):
+    with pytest.raises(FetchError, match="overall deadline of 1 s") as info:
         fetch(
             client, "slow", feed_server.url("/slow-headers"), policy=replace(LOOPBACK, deadline=1.0)
         )
+    _typed(info.value, FetchTimeout, "timeout", cause=httpx.ReadTimeout)
 
 
 # -- statuses ------------------------------------------------------------------------
@@ -350,6 +426,8 @@ def test_retry_after_is_read_from_429_and_503(
     with pytest.raises(FetchError) as info:
         fetch(client, "f", feed_server.url("/busy"))
     assert info.value.retry_after == 120
+    _typed(info.value, RateLimited, "rate_limited", cause=None)
+    assert isinstance(info.value, HTTPStatusError) and info.value.status == 429
     when = datetime.now(UTC) + timedelta(minutes=10)
     feed_server.routes["/down"] = Route(
         status=503, headers={"Retry-After": format_datetime(when, usegmt=True)}
@@ -357,6 +435,15 @@ def test_retry_after_is_read_from_429_and_503(
     with pytest.raises(FetchError) as info:
         fetch(client, "f", feed_server.url("/down"))
     assert info.value.retry_after is not None and 590 <= info.value.retry_after <= 600
+    _typed(info.value, RateLimited, "rate_limited", cause=None)
+    feed_server.routes["/unsaid"] = Route(status=503)  # rate limited, without saying how long
+    with pytest.raises(RateLimited, match="HTTP 503 Service Unavailable") as unsaid:
+        fetch(client, "f", feed_server.url("/unsaid"))
+    assert (unsaid.value.status, unsaid.value.retry_after, unsaid.value.kind) == (
+        503,
+        None,
+        "rate_limited",
+    )
 
 
 def test_retry_after_parsing() -> None:
@@ -368,8 +455,10 @@ def test_retry_after_parsing() -> None:
 
 def test_410_is_feed_gone(feed_server: FeedServer, client: httpx.Client) -> None:
     feed_server.routes["/gone"] = Route(status=410)
-    with pytest.raises(FeedGone, match="410 Gone"):
+    with pytest.raises(FeedGone, match="410 Gone") as info:
         fetch(client, "f", feed_server.url("/gone"))
+    _typed(info.value, FeedGone, "gone", cause=None)
+    assert isinstance(info.value, HTTPStatusError) and info.value.status == 410
 
 
 def test_only_all_permanent_redirects_report_a_move(
@@ -397,6 +486,98 @@ def test_headers_and_basic_auth_go_to_the_feed_origin_only(
     assert first["X-Api-Key"] == "k1"
     assert first["Authorization"] == "Basic dTpwdw=="
     assert "X-Api-Key" not in second and "Authorization" not in second
+
+
+# -- typed failures: what crosses a process, what a traceback shows ----------------------
+
+_EVERY_FEED_ERROR: list[FeedError] = [
+    FeedError("f", "something else"),
+    FetchError("f", "invalid URL 'http://[::1/': Invalid port: ':1'"),
+    FetchTimeout("f", "connection timed out"),
+    FetchConnectError("f", "cannot connect: [Errno 111] Connection refused"),
+    AddressRefused("f", "cannot connect: refusing to connect to localhost: 127.0.0.1 is ..."),
+    HTTPStatusError("f", "HTTP 404 Not Found from http://example.org/", status=404),
+    RateLimited("f", "HTTP 429 Too Many Requests from http://x/", status=429, retry_after=120.0),
+    FeedGone("f", "HTTP 410 Gone from http://example.org/: the feed was removed"),
+    BodyTooLarge("f", "body larger than 1024 bytes (after decompression)"),
+    RedirectError("f", "redirect loop: http://x/a -> http://x/b -> http://x/a"),
+    SchemeRefused("f", "refusing file:// URL file:///etc/passwd (only http and https)"),
+    FetchAborted("f", "watcher is shutting down"),
+    ParseError("f", "the document is an HTML page"),
+]
+
+
+def _subclasses(cls: type[FeedError]) -> set[type[FeedError]]:
+    found = {cls}
+    for sub in cls.__subclasses__():
+        found |= _subclasses(sub)
+    return found
+
+
+def test_every_feed_error_survives_pickling() -> None:
+    """Parse workers send errors across processes: each class, whatever its constructor."""
+    assert {type(e) for e in _EVERY_FEED_ERROR} == _subclasses(FeedError)  # a new class: add it
+    copies = {}
+    for exc in _EVERY_FEED_ERROR:
+        copy = pickle.loads(pickle.dumps(exc))
+        assert type(copy) is type(exc)
+        assert (str(copy), copy.args, vars(copy)) == (str(exc), exc.args, vars(exc))
+        assert (copy.feed, copy.reason, copy.kind) == ("f", exc.reason, exc.kind)
+        copies[type(copy)] = copy
+    limited, gone = copies[RateLimited], copies[FeedGone]
+    assert isinstance(limited, RateLimited) and (limited.status, limited.retry_after) == (429, 120)
+    assert isinstance(gone, FeedGone) and gone.status == 410
+
+
+def test_a_raised_error_pickles_without_its_cause() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with make_client(policy=LOOPBACK) as client, pytest.raises(FetchConnectError) as info:
+        fetch(client, "down", f"http://127.0.0.1:{port}/")
+    assert info.value.__cause__ is not None
+    copy = pickle.loads(pickle.dumps(info.value))
+    assert type(copy) is FetchConnectError and str(copy) == str(info.value)
+    assert copy.__cause__ is None  # like any pickled exception: the text says what it was
+
+
+def test_the_kept_cause_shows_no_credentials() -> None:
+    """The cause's text is the socket's, so a logged traceback holds no URL password,
+    header or Basic credentials that the message itself does not."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with make_client(policy=LOOPBACK) as client, pytest.raises(FetchConnectError) as info:
+        fetch(
+            client,
+            "down",
+            f"http://someone:url-s3cret@127.0.0.1:{port}/feed?token=query-s3cret",
+            headers={"X-Api-Key": "header-s3cret"},
+            auth=("someone", "auth-s3cret"),
+        )
+    shown = "".join(traceback.format_exception(info.value))
+    assert "Connection refused" in shown and "httpx.ConnectError" in shown
+    assert "s3cret" not in shown
+    assert base64.b64encode(b"someone:auth-s3cret").decode() not in shown  # the Basic header
+
+
+def test_a_fetch_cut_short_by_shutdown_is_aborted() -> None:
+    with socket.socket() as hung:  # accepts, never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        hung.settimeout(30)
+        url = f"http://127.0.0.1:{hung.getsockname()[1]}/"
+        with make_client(policy=LOOPBACK) as client, ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(fetch, client, "f", url, policy=LOOPBACK)
+            connection, _ = hung.accept()  # the fetch is connected: now watcher stops
+            try:
+                abort_all()
+                with pytest.raises(FetchAborted, match="watcher is shutting down") as info:
+                    pending.result(timeout=30)
+            finally:
+                allow_fetches()
+                connection.close()
+    _typed(info.value, FetchAborted, "aborted", cause=httpx.ReadError)
 
 
 # -- limits shared by all polls ------------------------------------------------------------
@@ -480,7 +661,7 @@ def test_public_and_private_feeds_never_share_a_connection(feed_server: FeedServ
             fetcher.fetch("intranet", feed_server.url("/f"), allow_private=True), FetchResult
         )
         # The pooled keep-alive connection to 127.0.0.1 must not serve a public-only feed.
-        with pytest.raises(FetchError, match="refusing to connect"):
+        with pytest.raises(AddressRefused, match="refusing to connect"):
             fetcher.fetch("public", feed_server.url("/f"), allow_private=False)
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from support import MATCH_RULES, FeedServer, Receiver, Route, Story, rss, wait_until
 
 from watcher import backoff
 from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
-from watcher.fetch import Fetcher
+from watcher.fetch import Fetcher, make_fetcher
+from watcher.metrics import Metrics
 from watcher.models import Alert, FetchResult, Priority
 from watcher.notify import Notifier, build_notifiers
 from watcher.parse import parse
@@ -273,6 +276,76 @@ def test_410_disables_the_feed_until_its_url_changes(
         config.model_dump_json().replace("/news", "/news2")  # the user edits the URL
     )
     assert run(moved, client, store, clock)[0] == "baseline"
+
+
+def test_failed_polls_keep_their_kind_labels_in_the_metrics(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    """watcher_fetch_errors_total{kind}: the labels dashboards count, taken from the class
+    of the error. Read back from the message, a 404 whose URL says "deadline" was a timeout."""
+    feed_server.routes["/busy"] = Route(status=429, headers={"Retry-After": "60"})
+    feed_server.routes["/unavailable"] = Route(status=503)
+    feed_server.routes["/broken"] = Route(status=500)
+    feed_server.routes["/gone"] = Route(status=410)
+    feed_server.routes["/huge"] = Route(rss([{"title": "x" * 4096, "guid": "1"}]))
+    feed_server.routes["/html"] = Route(
+        b"<html><body>Moved</body></html>", content_type="text/html"
+    )
+    feed_server.routes["/loop-a"] = Route(status=302, headers={"Location": "/loop-b"})
+    feed_server.routes["/loop-b"] = Route(status=302, headers={"Location": "/loop-a"})
+    feed_server.routes["/ftp"] = Route(status=302, headers={"Location": "ftp://example.org/f"})
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}/"
+    with socket.socket() as hung:  # accepts, never answers
+        hung.bind(("127.0.0.1", 0))
+        hung.listen()
+        expected = {
+            "missing": (feed_server.url("/missing"), "http"),
+            "deadline": (feed_server.url("/deadline"), "http"),
+            "broken": (feed_server.url("/broken"), "http"),
+            "busy": (feed_server.url("/busy"), "rate_limited"),
+            "unavailable": (feed_server.url("/unavailable"), "rate_limited"),
+            "gone": (feed_server.url("/gone"), "gone"),
+            "huge": (feed_server.url("/huge"), "size"),
+            "html": (feed_server.url("/html"), "parse"),
+            "loop": (feed_server.url("/loop-a"), "other"),
+            "ftp": (feed_server.url("/ftp"), "connect"),
+            "down": (down, "connect"),
+            "intranet": (feed_server.url("/missing"), "connect"),  # the address policy
+            "hung": (f"http://127.0.0.1:{hung.getsockname()[1]}/", "timeout"),
+        }
+        feeds = "".join(
+            f"  - {{name: {name}, url: '{url}', allow_private_networks: {name != 'intranet'}}}\n"
+            for name, (url, _) in expected.items()
+        )
+        config = parse_config(
+            f"""
+fetch: {{timeout: 1s, max_bytes: 2KiB}}
+feeds:
+{feeds}rules:
+  - name: kharkiv
+    keywords: [Kharkiv]
+notifiers:
+  hook: "{receiver.url}"
+"""
+        )
+        store, metrics = Store.open(tmp_path / "w.db"), Metrics()
+        with make_fetcher(config) as fetcher:
+            for feed in config.feeds:
+                outcome = poll_feed(
+                    feed,
+                    config=config,
+                    fetcher=fetcher,
+                    store=store,
+                    ruleset=RuleSet.from_config(config),
+                )
+                assert outcome.status == "error", outcome
+                assert outcome.error_kind == expected[feed.name][1], outcome
+                metrics.record_poll(outcome, 0.1)
+    text = generate_latest(metrics.registry).decode()
+    for name, (_, kind) in expected.items():
+        assert f'watcher_fetch_errors_total{{feed="{name}",kind="{kind}"}} 1.0' in text
 
 
 def test_permanent_redirect_is_remembered(

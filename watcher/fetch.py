@@ -28,7 +28,19 @@ import httpcore
 import httpx
 
 from watcher._version import __version__
-from watcher.exceptions import FeedGone, FetchAborted, FetchError
+from watcher.exceptions import (
+    AddressRefused,
+    BodyTooLarge,
+    FeedGone,
+    FetchAborted,
+    FetchConnectError,
+    FetchError,
+    FetchTimeout,
+    HTTPStatusError,
+    RateLimited,
+    RedirectError,
+    SchemeRefused,
+)
 from watcher.models import FeedState, FetchResult, NotModified
 
 if TYPE_CHECKING:
@@ -107,6 +119,10 @@ def _remaining(timeout: float | None) -> float | None:
     if left <= 0:
         raise httpcore.ReadTimeout("the overall deadline passed")
     return left if timeout is None else min(timeout, left)
+
+
+class _Refused(httpcore.ConnectError):
+    """The address policy refused every address: watcher's own decision, no error beneath."""
 
 
 class _GuardedStream(httpcore.NetworkStream):
@@ -191,7 +207,7 @@ class _GuardedBackend(httpcore.NetworkBackend):
             return _GuardedStream(stream)
         if last_error is not None:
             raise last_error
-        raise httpcore.ConnectError(
+        raise _Refused(
             f"refusing to connect to {host}: {'; '.join(refusals)} "
             "(set allow_private_networks: true to watch intranet feeds)"
         )
@@ -261,25 +277,30 @@ def _utcnow() -> datetime:
 
 def _check_scheme(feed: str, url: httpx.URL) -> None:
     if url.scheme not in ("http", "https"):
-        raise FetchError(feed, f"refusing {url.scheme}:// URL {url} (only http and https)")
+        raise SchemeRefused(feed, f"refusing {url.scheme}:// URL {url} (only http and https)")
 
 
-def _describe(exc: httpx.HTTPError, *, past_deadline: bool, deadline: float) -> str:
+def _failure(
+    feed: str, exc: httpx.HTTPError, *, past_deadline: bool, deadline: float
+) -> FetchError:
+    """The typed error for what httpx raised; the caller chains ``exc`` as its cause."""
     if past_deadline:
-        return f"the fetch exceeded its overall deadline of {deadline:g} s"
+        return FetchTimeout(feed, f"the fetch exceeded its overall deadline of {deadline:g} s")
     if isinstance(exc, httpx.ConnectTimeout):
-        return "connection timed out"
+        return FetchTimeout(feed, "connection timed out")
     if isinstance(exc, httpx.ReadTimeout):
-        return "server stopped sending (read timeout)"
+        return FetchTimeout(feed, "server stopped sending (read timeout)")
     if isinstance(exc, httpx.TimeoutException):
-        return f"timed out ({type(exc).__name__})"
+        return FetchTimeout(feed, f"timed out ({type(exc).__name__})")
     if isinstance(exc, httpx.ConnectError):
-        return f"cannot connect: {exc}"
+        if isinstance(exc.__cause__, _Refused):
+            return AddressRefused(feed, f"cannot connect: {exc}")
+        return FetchConnectError(feed, f"cannot connect: {exc}")
     if isinstance(exc, httpx.DecodingError):
-        return f"body cannot be decompressed: {exc}"
+        return FetchError(feed, f"body cannot be decompressed: {exc}")
     if isinstance(exc, httpx.RemoteProtocolError):
-        return f"broken HTTP response: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+        return FetchError(feed, f"broken HTTP response: {exc}")
+    return FetchError(feed, f"{type(exc).__name__}: {exc}")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -354,23 +375,28 @@ def fetch(
     clock: Callable[[], float] = time.monotonic,
     now: Callable[[], datetime] = _utcnow,
 ) -> FetchResult | NotModified:
-    """Download one feed; raises :class:`FetchError` naming the feed and the cause.
+    """Download one feed; raises a :class:`FetchError` subclass naming the feed.
 
     ``headers`` and ``auth`` go only to the feed's own origin, never across a redirect
     to another host. ``now`` is the wall clock a response without a Date is judged by.
+
+    An error with an httpx error beneath keeps it as ``__cause__``. The cause's text
+    is in the message already, or is the socket's own ("timed out"), so a traceback
+    shows no URL credentials or header the message does not. An address refused by
+    the policy has no cause: the refusal is watcher's own, not an error below.
     """
     try:
         start = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise FetchError(feed, f"invalid URL {url!r}: {exc}") from None
+        raise FetchError(feed, f"invalid URL {url!r}: {exc}") from exc
     with _deadline(policy.deadline, clock) as deadline:
         try:
             return _fetch(client, feed, start, state, policy, headers, auth, deadline, clock, now)
         except httpx.HTTPError as exc:
             if _ABORT.is_set():
-                raise FetchAborted(feed, "watcher is shutting down") from None
-            message = _describe(exc, past_deadline=clock() >= deadline, deadline=policy.deadline)
-            raise FetchError(feed, message) from None
+                raise FetchAborted(feed, "watcher is shutting down") from exc
+            error = _failure(feed, exc, past_deadline=clock() >= deadline, deadline=policy.deadline)
+            raise error from (None if isinstance(error, AddressRefused) else exc)
 
 
 def _fetch(
@@ -413,7 +439,7 @@ def _fetch(
                 permanent = permanent and status in _PERMANENT
                 current = current.join(response.headers["location"])
                 if str(current) in visited:
-                    raise FetchError(feed, f"redirect loop: {' -> '.join(visited)} -> {current}")
+                    raise RedirectError(feed, f"redirect loop: {' -> '.join(visited)} -> {current}")
                 continue
             moved = str(current) if permanent and len(visited) > 1 else None
             if status == 304:
@@ -435,10 +461,12 @@ def _fetch(
                 raise FeedGone(feed, f"HTTP 410 Gone from {current}: the feed was removed")
             if status >= 400 or status < 200:
                 phrase = f"HTTP {status} {response.reason_phrase or ''}".rstrip()
-                retry_after = None
                 if status in (429, 503):
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                raise FetchError(feed, f"{phrase} from {current}", retry_after=retry_after)
+                    raise RateLimited(
+                        feed, f"{phrase} from {current}", status=status, retry_after=retry_after
+                    )
+                raise HTTPStatusError(feed, f"{phrase} from {current}", status=status)
             body = _read_capped(feed, response, policy.max_bytes, deadline, clock)
             kept = {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
             return FetchResult(
@@ -453,7 +481,7 @@ def _fetch(
             )
         finally:
             response.close()
-    raise FetchError(feed, f"more than {policy.max_redirects} redirects: {' -> '.join(visited)}")
+    raise RedirectError(feed, f"more than {policy.max_redirects} redirects: {' -> '.join(visited)}")
 
 
 def _drain(response: httpx.Response, limit: int = 64 * 1024) -> None:
@@ -484,15 +512,15 @@ def _read_capped(
         and int(declared) > max_bytes
         and "content-encoding" not in response.headers
     ):
-        raise FetchError(feed, f"body larger than {max_bytes} bytes (Content-Length {declared})")
+        raise BodyTooLarge(feed, f"body larger than {max_bytes} bytes (Content-Length {declared})")
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise FetchError(feed, f"body larger than {max_bytes} bytes (after decompression)")
+            raise BodyTooLarge(feed, f"body larger than {max_bytes} bytes (after decompression)")
         if clock() > deadline:
-            raise FetchError(feed, "the fetch exceeded its overall deadline")
+            raise FetchTimeout(feed, "the fetch exceeded its overall deadline")
         chunks.append(chunk)
     return b"".join(chunks)
 

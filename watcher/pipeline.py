@@ -467,28 +467,8 @@ def _failed(
         exc.reason,
     )
     return PollOutcome(
-        feed.name, "error", error=exc.reason, next_poll_at=retry_at, error_kind=error_kind(exc)
+        feed.name, "error", error=exc.reason, next_poll_at=retry_at, error_kind=exc.kind
     )
-
-
-def error_kind(exc: FeedError) -> str:
-    """A coarse class of a feed error, for metrics."""
-    reason = exc.reason
-    if isinstance(exc, FeedGone):
-        return "gone"
-    if not isinstance(exc, FetchError):
-        return "parse"
-    if exc.retry_after is not None or reason.startswith(("HTTP 429", "HTTP 503")):
-        return "rate_limited"
-    if "timed out" in reason or "deadline" in reason or "timeout" in reason:
-        return "timeout"
-    if reason.startswith("cannot connect") or reason.startswith("refusing"):
-        return "connect"
-    if reason.startswith("HTTP "):
-        return "http"
-    if "larger than" in reason:
-        return "size"
-    return "other"
 
 
 @dataclass(frozen=True)
