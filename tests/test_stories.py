@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import FeedServer, Receiver, Route, rss
 
 from watcher.config import Config, parse_config
@@ -32,6 +34,7 @@ from watcher.stories import (
     join,
     keys_for,
     near_identical,
+    shape,
 )
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -76,6 +79,29 @@ def test_story_keys_leave_out_a_link_other_items_share() -> None:
     assert keys_for("status.example.org", "", shared_link=True) == ()
 
 
+WORDS = (
+    "russian",
+    "strike",
+    "on",
+    "kharkiv",
+    "kills",
+    "3",
+    "three",
+    "the",
+    "says",
+    "said",
+    "power",
+    "restored",
+    "in",
+    "of",
+    "odesa",
+    "port",
+    "reopens",
+    "after",
+    "blackout",
+)
+EDITS = ("drop", "+the", "+says", "+of", "s", "ed", "ing", "+odesa", "+5")
+
 HEADLINES = yaml.safe_load(
     (Path(__file__).parent / "data" / "stories" / "headlines.yaml").read_text(encoding="utf-8")
 )["pairs"]
@@ -96,6 +122,42 @@ def test_real_headline_pairs(pair: dict[str, Any]) -> None:
     assert merged is pair["merged"], (a, b)
     if pair["label"] == "different":
         assert not merged
+
+
+def test_near_identical_headlines_share_their_shape() -> None:
+    """Candidates are found by shape: every pair the test merges must have one shape."""
+    merged = [
+        (headline_key(p["a"]), headline_key(p["b"]))
+        for p in HEADLINES
+        if "ineligible" not in p and p["merged"]
+    ]
+    assert len(merged) > 20
+    for a, b in merged:
+        assert shape(a) == shape(b), (a, b)
+    assert shape("russian strikes on kharkiv kill three") == shape("russian strike kharkiv kills 3")
+
+
+@given(
+    st.lists(st.sampled_from(WORDS), min_size=5, max_size=12),
+    st.lists(st.tuples(st.integers(0, 11), st.sampled_from(EDITS)), max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_shape_is_shared_by_whatever_near_identical_accepts(
+    words: list[str], edits: list[tuple[int, str]]
+) -> None:
+    a = " ".join(words)
+    changed = list(words)
+    for at, edit in edits:
+        at %= len(changed)
+        if edit == "drop":
+            del changed[at]
+        elif edit.startswith("+"):
+            changed.insert(at, edit[1:])
+        else:
+            changed[at] = changed[at] + edit
+    b = " ".join(changed)
+    if near_identical(a, b):
+        assert shape(a) == shape(b), (a, b)
 
 
 def test_near_identical_keeps_different_places_apart() -> None:

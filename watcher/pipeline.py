@@ -35,7 +35,7 @@ from watcher.models import (
     SeenItem,
 )
 from watcher.rules import RuleSet
-from watcher.stories import Recent, covered, headline_key, join, keys_for, new_story
+from watcher.stories import Recent, covered, headline_key, join, keys_for, new_story, shape
 from watcher.workers import PARSERS, default_parse_processes
 
 if TYPE_CHECKING:  # test-run and check need neither SQLAlchemy nor apprise: not imported
@@ -329,7 +329,9 @@ def _stories(
             feed.name,
             (key for keys, _, allowed in wanted.values() if allowed for key in keys),
             since=since,
-            headlines=any(headline for _, headline, allowed in wanted.values() if allowed),
+            shapes=[
+                shape(headline) for _, headline, allowed in wanted.values() if headline and allowed
+            ],
         )
         if wanted
         else Recent()

@@ -144,6 +144,16 @@ def near_identical(a: str, b: str) -> bool:
     return content_left == content_right
 
 
+def shape(key: str) -> str:
+    """What every headline near-identical to this one shares with it: its words of
+    substance, in order, each cut to its first four letters. The guard of
+    :func:`near_identical` lets two headlines differ only in small words and in endings
+    after a stem of four letters or more, so their shapes are equal: candidates are
+    found by this exact key, not by comparing a day of headlines one by one."""
+    words = (_NUMBER_WORDS.get(w, w) for w in key.split())
+    return " ".join(w[:4] for w in words if w not in FUNCTION_WORDS)
+
+
 def _inflections(x: str, y: str) -> bool:
     """One word with two endings: strike/strikes/striking, killed/kills (a stem of 4+
     letters), never two names (India/Indiana, Niger/Nigeria)."""
@@ -173,7 +183,7 @@ class Recent:
     """What the store knows of the stories one poll's items may join."""
 
     keys: Mapping[str, StoryKey] = field(default_factory=dict)  # exact key -> its row
-    headlines: Sequence[StoryKey] = ()  # headline keys of other feeds, within the window
+    headlines: Sequence[StoryKey] = ()  # other feeds' headline keys of the same shape
     carried: Mapping[str, frozenset[str]] = field(default_factory=dict)  # story -> feeds
     alerted: Mapping[tuple[str, str], tuple[frozenset[str], Priority]] = field(
         default_factory=dict
@@ -203,7 +213,7 @@ def join(
             assert row is not None
             return row.story
     if headline:
-        for row in recent.headlines:
+        for row in recent.headlines:  # those of the same shape
             if open_to(row) and near_identical(headline, row.key.removeprefix("head:")):
                 return row.story
     return None

@@ -56,7 +56,7 @@ from watcher.store.schema import (
     story_keys,
     story_sources,
 )
-from watcher.stories import Recent, StoryKey, covered
+from watcher.stories import Recent, StoryKey, covered, shape
 
 _CHUNK = 500
 T = TypeVar("T")
@@ -200,9 +200,6 @@ class Store:
         self._quiet_queue: list[_QuietWrite] = []
         self._quiet_queue_lock = threading.Lock()
         self._quiet_writer = threading.Lock()
-        self._headline_cache: dict[str, StoryKey] = {}
-        self._headline_loaded: datetime | None = None
-        self._headline_lock = threading.Lock()
         try:
             with engine.begin() as conn:
                 schema.migrate(conn)
@@ -457,6 +454,7 @@ class Store:
             {
                 "key": key,
                 "kind": key.partition(":")[0],
+                "shape": shape(key.removeprefix("head:")) if key.startswith("head:") else None,
                 "story": seen.story,
                 "feed": record.feed,
                 "created_at": now,
@@ -649,11 +647,12 @@ class Store:
                 doc = {item_id for item_id, _ in chunk}
                 links = sorted({k.link for _, k in chunk if k.link})
                 titles = sorted({k.title for _, k in chunk if k.title})
+                # The feed in each branch: so SQLite searches each index (a multi-index OR)
+                # instead of scanning every item of the feed.
                 query = select(*self._KNOWN_COLUMNS).where(
-                    items.c.feed == feed,
-                    items.c.item_id.in_(sorted(doc))
-                    | items.c.link_key.in_(links)
-                    | items.c.title_key.in_(titles),
+                    ((items.c.feed == feed) & items.c.item_id.in_(sorted(doc)))
+                    | ((items.c.feed == feed) & items.c.link_key.in_(links))
+                    | ((items.c.feed == feed) & items.c.title_key.in_(titles))
                 )
                 for r in conn.execute(query):
                     if r.item_id in doc:
@@ -674,7 +673,7 @@ class Store:
         return Known(frozenset(ids), by_link, by_title)
 
     def recent_stories(
-        self, feed: str, keys: Iterable[str], *, since: datetime, headlines: bool
+        self, feed: str, keys: Iterable[str], *, since: datetime, shapes: Iterable[str] = ()
     ) -> Recent:
         """The story keys ``keys`` lead to, and with ``headlines`` every headline key other
         feeds set since ``since`` (near-identical headlines are found among them); with
@@ -686,8 +685,15 @@ class Store:
             for chunk in _chunks(wanted):
                 for r in conn.execute(select(story_keys).where(story_keys.c.key.in_(chunk))):
                     found[r.key] = StoryKey(r.key, r.story, r.feed, r.created_at)
-            if headlines:
-                recent = [row for row in self._headlines_since(conn, since) if row.feed != feed]
+            for chunk in _chunks(sorted(set(shapes))):
+                query = select(story_keys).where(
+                    story_keys.c.shape.in_(chunk),
+                    story_keys.c.created_at >= since,
+                    story_keys.c.feed != feed,
+                )
+                recent += [
+                    StoryKey(r.key, r.story, r.feed, r.created_at) for r in conn.execute(query)
+                ]
             ids = sorted({row.story for row in [*found.values(), *recent]})
             carried: dict[str, set[str]] = {}
             alerted: dict[tuple[str, str], tuple[frozenset[str], Priority]] = {}
@@ -704,31 +710,6 @@ class Store:
                         PRIORITIES[r.priority],
                     )
         return Recent(found, recent, {story: frozenset(f) for story, f in carried.items()}, alerted)
-
-    _HEADLINE_OVERLAP = timedelta(minutes=5)  # longer than any poll's transaction
-
-    def _headlines_since(self, conn: Connection, since: datetime) -> list[StoryKey]:
-        """Every headline key set since ``since``, from a cache that reads only the rows
-        added since it was last read (and a few minutes before, for transactions that
-        committed late): a poll with a match compares its headlines with a day of them."""
-        with self._headline_lock:
-            cache, loaded = self._headline_cache, self._headline_loaded
-            start = (
-                since
-                if loaded is None or loaded - self._HEADLINE_OVERLAP < since
-                else (loaded - self._HEADLINE_OVERLAP)
-            )
-            query = select(story_keys).where(
-                story_keys.c.kind == "head", story_keys.c.created_at >= start
-            )
-            for r in conn.execute(query):
-                cache[r.key] = StoryKey(r.key, r.story, r.feed, r.created_at)
-                if loaded is None or r.created_at > loaded:
-                    loaded = r.created_at
-            self._headline_loaded = loaded
-            for key in [k for k, row in cache.items() if row.created_at < since]:
-                del cache[key]
-            return list(cache.values())
 
     def forget_stories(self, window_start: datetime, retention_start: datetime) -> int:
         """Drop what no item can join any more (story keys and what notifiers were told,

@@ -119,8 +119,10 @@ story_keys = Table(
     Column("story", String(64), nullable=False),
     Column("feed", String(200), nullable=False),  # the feed whose item started it
     Column("created_at", UTCDateTime, nullable=False),
+    Column("shape", Text),  # a headline's shape (stories.shape): near-identical ones share it
 )
 Index("ix_story_keys_recent", story_keys.c.kind, story_keys.c.created_at)
+Index("ix_story_keys_shape", story_keys.c.shape)
 
 # Every feed that carried a story, and as which item.
 story_sources = Table(
@@ -218,8 +220,10 @@ def _identity_keys(conn: Connection) -> None:
         "CREATE INDEX ix_items_link_key ON items (feed, link_key)",
         "CREATE INDEX ix_items_title_key ON items (feed, title_key)",
         "CREATE TABLE story_keys (key TEXT NOT NULL PRIMARY KEY, kind VARCHAR(8) NOT NULL, "
-        "story VARCHAR(64) NOT NULL, feed VARCHAR(200) NOT NULL, created_at TIMESTAMP NOT NULL)",
+        "story VARCHAR(64) NOT NULL, feed VARCHAR(200) NOT NULL, created_at TIMESTAMP NOT NULL, "
+        "shape TEXT)",
         "CREATE INDEX ix_story_keys_recent ON story_keys (kind, created_at)",
+        "CREATE INDEX ix_story_keys_shape ON story_keys (shape)",
         "CREATE TABLE story_sources (story VARCHAR(64) NOT NULL, feed VARCHAR(200) NOT NULL, "
         "item_id TEXT NOT NULL, seen_at TIMESTAMP NOT NULL, PRIMARY KEY (story, feed, item_id))",
         "CREATE TABLE story_alerts (story VARCHAR(64) NOT NULL, notifier VARCHAR(200) NOT NULL, "
