@@ -431,7 +431,7 @@ class Daemon:
             left = sorted(self._busy)
         for fetcher in [self.current.fetcher, *self._retired]:
             fetcher.close()
-        PARSERS.shutdown()
+        PARSERS.shutdown(wait=not left)  # a wedged parse must not hold the exit
         if left:
             log.error("stopping with polls still running: %s", ", ".join(left))
         log.info("watcher stopped")
