@@ -171,6 +171,47 @@ def test_test_run_finds_the_same_with_parse_workers_as_without(
     assert sum('"feed": "big' in line for line in outputs[0]) == 2 * 9  # n = 0, 7, ..., 56
 
 
+# `watcher ARGS...` that reports, on stderr, worker processes still alive when the command
+# is done: the moment after which the interpreter only exits.
+_LEFT_AT_EXIT = """\
+import multiprocessing, sys
+from watcher.cli import main
+try:
+    main()
+finally:
+    left = multiprocessing.active_children()
+    if left:
+        print(f"worker processes left at exit: {left}", file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["test-run"], ["check"], ["match", "Kharkiv"], ["status"], ["backtest", "--since", "1h"]],
+)
+def test_commands_stop_their_workers_before_they_exit(
+    served: tuple[FeedServer, Path], tmp_path: Path, command: list[str]
+) -> None:
+    """A parse pool still stopping when Python exits makes Python's own exit hook write
+    to the pool's closed wake-up pipe: "Exception ignored in: <module 'threading'> ...
+    OSError: [Errno 9] Bad file descriptor" on stderr, one run in dozens. The pool must be
+    gone, workers and all, when the command is done."""
+    _, config = served
+    workers = tmp_path / "workers.yaml"  # two workers even on one core; two feeds start them
+    workers.write_text("parse_processes: 2\n" + config.read_text(encoding="utf-8"))
+    for argv in (["-m", "watcher"], ["-c", _LEFT_AT_EXIT]):
+        proc = subprocess.run(
+            [sys.executable, *argv, *command, "-c", str(workers)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert "Exception ignored" not in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr, proc.stderr
+        assert "worker processes left at exit" not in proc.stderr, proc.stderr
+
+
 def test_test_run_only_fetches_selected_feeds(served: tuple[FeedServer, Path]) -> None:
     server, config = served
     assert invoke("test-run", "-c", str(config), "--feed", "status").exit_code == 0

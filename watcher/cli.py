@@ -351,7 +351,7 @@ def test_run(
                 for _ in as_completed(futures):
                     bar.update(1)
         reports = [future.result() for future in futures]
-    PARSERS.shutdown()
+    PARSERS.shutdown(wait=True)  # gone before the interpreter exits: see Parsers.shutdown
     failed = False
     for report in reports:
         if report.error:

@@ -500,7 +500,7 @@ class Daemon:
             left = sorted(self._busy)
         for fetcher in [self.current.fetcher, *self._retired]:
             fetcher.close()
-        PARSERS.shutdown()
+        PARSERS.shutdown(wait=not left)  # a wedged parse must not hold the exit
         try:
             if self.record is not None:
                 self.store.daemon_stopped(self.record.node, datetime.now(UTC))

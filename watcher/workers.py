@@ -52,11 +52,12 @@ class Parsers:
         self._here = threading.BoundedSemaphore(1)
         self._pool: ProcessPoolExecutor | None = None
         self._idle: threading.Timer | None = None
+        self._stopping: list[threading.Thread] = []  # each waits for one retired pool
 
     def configure(self, processes: int, *, rules: Rules | None = None) -> None:
         with self._lock:
             if processes != self.processes or rules is not self.rules:
-                self._stop_pool()
+                self._retire()
             self.processes, self.rules = processes, rules
 
     def parse(self, feed: str, result: FetchResult) -> ParsedFeed:
@@ -112,7 +113,7 @@ class Parsers:
             log.warning("parse worker died feed=%s; parsing it in this process", feed)
             with self._lock:
                 if self._pool is pool:
-                    self._pool = None
+                    self._retire()
         except (OSError, RuntimeError) as exc:  # no semaphores or sockets (a sandbox)
             log.warning("parse workers cannot start, parsing in this process: %s", exc)
             self.configure(0)
@@ -134,22 +135,45 @@ class Parsers:
                     )
             if self._idle is not None:
                 self._idle.cancel()
-            self._idle = threading.Timer(self.IDLE, self.shutdown)
+            self._idle = threading.Timer(self.IDLE, self.shutdown, kwargs={"wait": False})
             self._idle.daemon = True
             self._idle.start()
             return self._pool
 
-    def _stop_pool(self) -> None:
+    def _retire(self) -> None:
+        """Stop the pool without waiting for it (called with the lock held): a thread of
+        its own waits for it, so that ``shutdown(wait=True)`` can wait for it later."""
         if self._idle is not None:
             self._idle.cancel()
             self._idle = None
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            stopping = threading.Thread(
+                target=pool.shutdown,
+                kwargs={"wait": True, "cancel_futures": True},
+                name="watcher-parse-stop",
+                daemon=True,
+            )
+            stopping.start()
+            self._stopping = [t for t in self._stopping if t.is_alive()] + [stopping]
 
-    def shutdown(self) -> None:
+    def shutdown(self, *, wait: bool = True) -> None:
+        """Stop the workers; with ``wait``, return only once every pool stopped so far is
+        gone, workers and all.
+
+        A process must wait before it exits: at exit, Python writes to the wake-up pipe
+        of every process pool whose manager thread still runs, and a pool that is still
+        stopping closes that pipe under it ("Exception ignored in: <module 'threading'>
+        ... OSError: [Errno 9] Bad file descriptor"); a worker still starting then finds
+        the pool's semaphores gone. Waiting costs nothing at exit, where Python waits
+        for those threads anyway. Not waiting is for a process that must leave even if a
+        worker is stuck."""
         with self._lock:
-            self._stop_pool()
+            self._retire()
+            stopping = list(self._stopping)
+        if wait:
+            for thread in stopping:
+                thread.join()
 
 
 def default_parse_processes() -> int:
