@@ -864,9 +864,7 @@ class Store:
         )
         if now is not None:
             query = query.where(alerts.c.next_attempt_at <= now)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-            sources = self._sources(conn, [r.story for r in rows if r.story is not None])
+        rows, sources = self._alert_rows(query)
         return [
             PendingAlert(
                 id=r.id,
@@ -883,6 +881,12 @@ class Store:
             )
             for r in rows
         ]
+
+    def _alert_rows(self, query: Any) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
+        """The alerts a query selects, and the feeds that carried each one's story."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            return rows, self._sources(conn, [r.story for r in rows if r.story is not None])
 
     def _sources(self, conn: Connection, stories: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """story -> the feeds that carried it, in the order they did."""
@@ -950,9 +954,7 @@ class Store:
             query = query.where(alerts.c.status == status)
         if since is not None:
             query = query.where(alerts.c.created_at >= since)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-            sources = self._sources(conn, [r.story for r in rows if r.story is not None])
+        rows, sources = self._alert_rows(query)
         return [
             AlertRecord(
                 id=r.id,
