@@ -882,7 +882,7 @@ class Store:
             for r in rows
         ]
 
-    def _alert_rows(self, query: Any) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
+    def _alert_rows(self, query: Any) -> tuple[Sequence[Any], dict[str, tuple[str, ...]]]:
         """The alerts a query selects, and the feeds that carried each one's story."""
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
