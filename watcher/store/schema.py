@@ -75,14 +75,19 @@ feeds = Table(
     Column("last_error_at", UTCDateTime),
     Column("failures", Integer, nullable=False, default=0),
     Column("failing_since", UTCDateTime),
-    Column("next_poll_at", UTCDateTime),  # set while backing off; NULL: the normal schedule
+    Column("next_poll_at", UTCDateTime),  # when it is due (version 3: always set by a poll)
     Column("disabled_reason", Text),  # set when the server said 410 Gone
     Column("disabled_url", Text),  # the URL that was gone; a new URL in the config re-enables
     Column("moved_from", Text),  # a permanent redirect: the config URL it applies to...
     Column("moved_to", Text),  # ...and where the feed lives now
     Column("max_items", Integer, nullable=False, default=0),  # most items one document had
     Column("health_notice", String(16)),  # "failing" once that notice was queued
+    # Version 3: a poll claims its feed by lease (who holds it, until when); only the
+    # holder records the outcome, and an expired lease can be taken over by anyone.
+    Column("claimed_by", String(300)),
+    Column("lease_until", UTCDateTime),
 )
+Index("ix_feeds_due", feeds.c.next_poll_at)
 
 items = Table(
     "items",
@@ -169,6 +174,8 @@ alerts = Table(
     # The index of models.PRIORITIES (0 low ... 3 urgent): delivery sends higher first.
     Column("priority", Integer, nullable=False, default=1, server_default="1"),
     Column("story", String(64)),  # version 3: the story it reports
+    Column("claimed_by", String(300)),  # version 3: the delivery holding it, by lease
+    Column("lease_until", UTCDateTime),
     # One message per (item, notifier), however often the item is seen: the database,
     # not Python, guarantees that an item is never alerted twice to one target.
     UniqueConstraint("feed", "item_id", "notifier", name="uq_alert_item_notifier"),
@@ -200,7 +207,7 @@ def _add_alert_priority(conn: Connection) -> None:
 
 def _identity_keys(conn: Connection) -> None:
     """Version 3: every item's secondary keys and kind, the story tables, alerts' story,
-    and the daemons table.
+    the daemons table, and leases on feeds and alerts.
 
     Items seen before keep their identity: the keys are computed from what was stored,
     and an item without guid or link, once identified by a hash of its title and text,
@@ -216,6 +223,11 @@ def _identity_keys(conn: Connection) -> None:
         "ALTER TABLE items ADD COLUMN same_as TEXT",
         "ALTER TABLE items ADD COLUMN story VARCHAR(64)",
         "ALTER TABLE alerts ADD COLUMN story VARCHAR(64)",
+        "ALTER TABLE alerts ADD COLUMN claimed_by VARCHAR(300)",
+        "ALTER TABLE alerts ADD COLUMN lease_until TIMESTAMP",
+        "ALTER TABLE feeds ADD COLUMN claimed_by VARCHAR(300)",
+        "ALTER TABLE feeds ADD COLUMN lease_until TIMESTAMP",
+        "CREATE INDEX ix_feeds_due ON feeds (next_poll_at)",
         # Written out rather than made from the tables above, which later versions change.
         "CREATE INDEX ix_items_link_key ON items (feed, link_key)",
         "CREATE INDEX ix_items_title_key ON items (feed, title_key)",
