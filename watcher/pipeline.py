@@ -277,12 +277,15 @@ def deliver_pending(
     retry: float = 30.0,
     observe: Callable[[str, DeliveryOutcome], None] | None = None,
     muted: Collection[str] = (),
+    node: str | None = None,
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
 
     A failure leaves alerts pending with a later retry time; an alert that has been
     failing for longer than ``max_age`` seconds is marked failed, never dropped silently.
     Alerts for a ``muted`` notifier (``enabled: false``) wait, untried, until it is not.
+    ``node`` claims each attempt by lease (see Store.claim): an alert another process
+    holds is left to it, so two processes never both send one alert.
     """
     by_notifier = delivery.due_by_notifier(store.pending_alerts(), now=now(), muted=muted)
     if not by_notifier:
@@ -291,7 +294,7 @@ def deliver_pending(
         outcomes = list(
             pool.map(
                 lambda entry: _deliver_to(
-                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age, retry
+                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age, retry, node
                 ),
                 by_notifier.items(),
             )
@@ -310,9 +313,10 @@ def _deliver_to(
     now: Clock,
     max_age: float,
     retry: float,
+    node: str | None = None,
 ) -> DeliveryOutcome:
     try:
-        return _Delivery(store, notifier, name, now, max_age, retry).run(due)
+        return _Delivery(store, notifier, name, now, max_age, retry, node).run(due)
     except StoreError as exc:
         # Nothing is sent unless its attempt was recorded first (claim), so a database that
         # cannot be written pauses delivery instead of resending the same alert each round.
@@ -321,6 +325,13 @@ def _deliver_to(
     except Exception:
         log.exception("delivery to notifier=%s crashed; its alerts stay queued", name)
         return DeliveryOutcome()
+
+
+DELIVERY_LEASE = 60.0  # seconds a delivery holds its alerts, beyond the notifier's timeout
+
+
+class _HeldElsewhere(Exception):
+    """Another process holds an alert of this pass: the rest of the pass is left to it."""
 
 
 class _Delivery:
@@ -335,9 +346,10 @@ class _Delivery:
         now: Clock,
         max_age: float,
         retry: float,
+        node: str | None = None,
     ) -> None:
         self.store, self.notifier, self.name, self.now = store, notifier, name, now
-        self.max_age, self.retry = max_age, retry
+        self.max_age, self.retry, self.node = max_age, retry, node
 
     def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
         at = self.now()
@@ -349,7 +361,11 @@ class _Delivery:
         outcome = DeliveryOutcome()
         while actions:
             action = actions.popleft()
-            done, error = self._take(action)
+            try:
+                done, error = self._take(action)
+            except _HeldElsewhere:
+                log.info("delivery to notifier=%s left to the process that holds it", self.name)
+                break
             outcome += done
             if error is not None:
                 actions = deque(
@@ -382,9 +398,18 @@ class _Delivery:
                 return self._give_up(action), None
 
     def _claim(self, group: Sequence[PendingAlert]) -> None:
-        """Record the attempt before making it (see Store.claim)."""
-        retry_at = delivery.retry_at(group, now=self.now(), retry=self.retry)
-        self.store.claim([a.id for a in group], retry_at=retry_at)
+        """Record the attempt before making it (see Store.claim), as a lease when this is
+        a daemon: :class:`_HeldElsewhere` when another process holds any of them."""
+        at = self.now()
+        retry_at = delivery.retry_at(group, now=at, retry=self.retry)
+        lease = timedelta(seconds=DELIVERY_LEASE + self._timeout())
+        if not self.store.claim(
+            [a.id for a in group], retry_at=retry_at, node=self.node, now=at, until=at + lease
+        ):
+            raise _HeldElsewhere
+
+    def _timeout(self) -> float:
+        return self.notifier.settings.timeout if self.notifier is not None else 0.0
 
     def _send_one(self, alert: PendingAlert) -> tuple[DeliveryOutcome, str | None]:
         assert self.notifier is not None
