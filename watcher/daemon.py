@@ -26,6 +26,7 @@ from types import FrameType
 from apscheduler.executors.pool import ThreadPoolExecutor as APSchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from watcher import delivery
 from watcher._version import __version__
 from watcher.config import Config, FeedConfig, load_config
 from watcher.exceptions import ConfigError, StoreError
@@ -104,6 +105,7 @@ class Daemon:
         self._wall: Callable[[], float] = time.time
         self._clock_mark = (self._wall(), time.monotonic())
         self._paced: dict[str, float] = {}  # feed -> monotonic time before which not to poll
+        self._backlog = False  # the last tick left due feeds unclaimed for want of slots
         self._polls = ThreadPoolExecutor(
             max_workers=config.fetch.max_connections, thread_name_prefix="watcher-poll"
         )
@@ -145,6 +147,8 @@ class Daemon:
             self.metrics.record_poll(outcome, time.monotonic() - started)
         if self._stop.is_set():
             return
+        if self._backlog:  # feeds were left due for want of a free slot: one is free now
+            self._tick_at(datetime.now(UTC))
         if outcome.error_kind == "store":
             # Nothing was recorded (a full disk...): the feed is still due in the store;
             # pace its retries at its interval instead of every tick.
@@ -178,16 +182,17 @@ class Daemon:
     def _deliver_pass(self) -> None:
         try:
             running = self.current
+            muted = set(running.config.notifiers) - set(running.notifiers)
             deliver_pending(
                 self.store,
                 running.notifiers,
                 node=self.node,
-                muted=set(running.config.notifiers) - set(running.notifiers),
+                muted=muted,
                 max_age=running.config.delivery.max_age,
                 retry=running.config.delivery.retry,
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
             )
-            self._wake_delivery_at(self.store.next_attempt_at())
+            self._wake_delivery_at(delivery.next_wake(self.store.pending_alerts(), muted=muted))
         except Exception:
             log.exception("delivery pass crashed; pending alerts stay queued")
 
@@ -242,16 +247,30 @@ class Daemon:
         now = datetime.now(UTC)
         lease = timedelta(seconds=2 * running.config.fetch.deadline + 60)
         try:
-            for name in self.store.due_feeds(names, now, node=self.node, limit=free):
+            due = self.store.due_feeds(names, now, node=self.node, limit=free)
+            self._backlog = free > 0 and len(due) == free  # maybe more: tick when one ends
+            for name in due:
                 if not self.store.claim_poll(name, node=self.node, now=now, until=now + lease):
                     continue  # another process claimed it first
                 with self._busy_lock:
                     self._busy[name] = time.monotonic()
                 self._polls.submit(self._poll, name)
+            if not self._backlog:
+                self._tick_at(self.store.next_due(names))
         except StoreError as exc:
             log.error("cannot read or claim due feeds, trying again shortly: %s", exc)
             for name in names:
                 self._paced[name] = mono + MIN_PACE
+
+    def _tick_at(self, when: datetime | None) -> None:
+        """Look at what is due at ``when`` rather than at the next regular tick, when that
+        is sooner: a feed polled every second is polled every second, not every two."""
+        job = self.scheduler.get_job("tick")
+        if when is None or job is None or job.next_run_time is None or self._stop.is_set():
+            return
+        when = max(when, datetime.now(UTC))
+        if when < job.next_run_time:
+            job.modify(next_run_time=when)
 
     def _spread(self, feed: FeedConfig) -> float:
         """Spread rescheduled polls so that many feeds do not fire in the same second."""

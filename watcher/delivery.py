@@ -132,6 +132,18 @@ def due_by_notifier(
     return due
 
 
+def next_wake(pending: Iterable[PendingAlert], *, muted: Collection[str] = ()) -> datetime | None:
+    """When delivery can next do something: the earliest time at which some notifier's
+    first alert (in the store's order) is due. An alert queued behind one that waits for
+    its retry waits with it, so its own (earlier) time does not count."""
+    heads: dict[str, datetime | None] = {}
+    for alert in pending:
+        if alert.notifier not in muted:
+            heads.setdefault(alert.notifier, alert.next_attempt_at)
+    times = [when for when in heads.values() if when is not None]
+    return min(times, default=None)
+
+
 def plan(
     pending: Sequence[PendingAlert],
     *,

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -164,13 +164,13 @@ def _store_error(path: Path, exc: BaseException) -> StoreError:
     SQLite often says only "unable to open database file"; the file system says why.
     """
     message = str(exc)
-    hint = _file_system_trouble(path) or next(
+    hint = file_system_trouble(path) or next(
         (h for key, h in _HINTS if key in message.lower()), ""
     )
     return StoreError(f"state database {path}: {message}" + (f" ({hint})" if hint else ""))
 
 
-def _file_system_trouble(path: Path) -> str:
+def file_system_trouble(path: Path) -> str:
     try:
         stats = os.statvfs(path.parent)
     except OSError:
@@ -205,6 +205,15 @@ def _feed_state(row: Any) -> FeedState:
 def _free(table: Any, node: str, now: datetime) -> ColumnElement[bool]:
     """A row nobody else holds: unclaimed, claimed by ``node``, or its lease expired."""
     return or_(table.c.claimed_by.is_(None), table.c.claimed_by == node, table.c.lease_until < now)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """A feed due by ``now``; one never scheduled (a state from before the schedule was
+    stored) is due at once."""
+    return or_(feeds.c.next_poll_at.is_(None), feeds.c.next_poll_at <= now)
 
 
 def _lease_lost(feed: str) -> LeaseLost:
@@ -466,12 +475,25 @@ class Store:
             for chunk in _chunks(list(names)):
                 query = select(feeds.c.next_poll_at, feeds.c.name).where(
                     feeds.c.name.in_(chunk),
-                    feeds.c.next_poll_at <= now,
+                    _due(now),
                     feeds.c.disabled_reason.is_(None),
                     _free(feeds, node, now),
                 )
-                found += [(r.next_poll_at, r.name) for r in conn.execute(query)]
+                found += [(r.next_poll_at or _EPOCH, r.name) for r in conn.execute(query)]
         return [name for _, name in sorted(found)[:limit]]
+
+    def next_due(self, names: Sequence[str]) -> datetime | None:
+        """When the first of these feeds (not disabled) is due next."""
+        found: list[datetime] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(names)):
+                query = select(func.min(feeds.c.next_poll_at)).where(
+                    feeds.c.name.in_(chunk), feeds.c.disabled_reason.is_(None)
+                )
+                value = conn.execute(query).scalar()
+                if value is not None:
+                    found.append(value)
+        return min(found, default=None)
 
     def claim_poll(self, feed: str, *, node: str, now: datetime, until: datetime) -> bool:
         """Compare-and-set: ``node`` holds the feed's poll until ``until`` if it is still
@@ -480,11 +502,7 @@ class Store:
             return bool(
                 conn.execute(
                     update(feeds)
-                    .where(
-                        feeds.c.name == feed,
-                        feeds.c.next_poll_at <= now,
-                        _free(feeds, node, now),
-                    )
+                    .where(feeds.c.name == feed, _due(now), _free(feeds, node, now))
                     .values(claimed_by=node, lease_until=until)
                 ).rowcount
             )

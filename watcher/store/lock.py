@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from watcher.exceptions import StateLocked, StoreError
+from watcher.store import file_system_trouble
 
 
 class StateLock:
@@ -32,7 +33,11 @@ class StateLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # close-on-exec
         except OSError as exc:
-            raise StoreError(f"cannot create the state lock {self.path}: {exc.strerror}") from exc
+            hint = file_system_trouble(self.database)
+            raise StoreError(
+                f"state database {self.database}: cannot create its lock file {self.path}: "
+                f"{exc.strerror}" + (f" ({hint})" if hint else "")
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
