@@ -33,7 +33,7 @@ from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import DaemonRecord, FeedStatus, Store
+from watcher.store import DaemonRecord, FeedStatus, open_store
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
 
@@ -73,7 +73,9 @@ class Daemon:
         self.systemd = systemd or Systemd()
         self.metrics_port = metrics_port
         self.metrics = Metrics() if metrics_port is not None else None
-        self.store = Store.open(config.state_path)
+        self.store = open_store(config)
+        if self.store.migration is not None and self.store.migration.changed:
+            log.info("%s", self.store.migration.describe(config.state_name))
         self.record: DaemonRecord | None = None  # written when the daemon starts running
         for warning in config.warnings:
             log.warning("config %s", warning)
@@ -268,9 +270,9 @@ class Daemon:
             return False
         for warning in new.warnings:
             log.warning("config %s", warning)
-        if new.state_path != self.config.state_path:
+        if new.state_target != self.config.state_target:
             log.warning(
-                "the state path changed; that takes a restart, keeping %s", self.config.state_path
+                "the state path changed; that takes a restart, keeping %s", self.config.state_name
             )
         self._apply(new)
         self.systemd.send(READY=1)
@@ -386,7 +388,7 @@ class Daemon:
             len(self.config.active_feeds),
             len(self.config.active_rules),
             len(self.current.notifiers),
-            self.config.state_path,
+            self.config.state_name,
         )
         self._record_start()
         self.systemd.send(READY=1, STATUS=self._safe_status())
