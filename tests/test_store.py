@@ -28,7 +28,7 @@ from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
 from watcher.store import PollRecord, Store
 from watcher.store.schema import LATEST, metadata
-from watcher.store.upgrade import head
+from watcher.store.upgrade import FIRST, head, scripts
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"
@@ -328,6 +328,45 @@ def test_a_version_2_database_gets_its_keys_and_keeps_every_identity(tmp_path: P
     assert not any(r[0].startswith("sha256:") for r in rows.values())
 
 
+def test_the_outbox_keeps_times_utc_flags_and_one_message_per_digest(store: Store) -> None:
+    """What PostgreSQL types differently from SQLite: timestamps (naive UTC in both),
+    min() over them, booleans, and sent alerts grouped by their message."""
+    commit(store, items("a", "b", "c"), [alert("a"), alert("b"), alert("c")])
+    a, b, c = store.pending_alerts(NOW)
+    assert store.next_attempt_at() == NOW and NOW.tzinfo is UTC
+    store.defer([c.id], NOW + timedelta(hours=1), held=True)
+    store.claim([a.id, b.id], retry_at=NOW + timedelta(minutes=5))
+    store.mark_sent([a.id, b.id], NOW + timedelta(seconds=1))  # one digest of two
+    later = store.next_attempt_at()
+    assert later == NOW + timedelta(hours=1) and later.tzinfo is not None
+    (held,) = store.pending_alerts()
+    assert (held.id, held.held, held.attempts) == (c.id, True, 0)
+    assert store.messages_sent_since("ops", NOW) == [NOW + timedelta(seconds=1)]
+    assert store.messages_sent_since("ops", NOW + timedelta(seconds=2)) == []
+    sent = store.list_alerts(status="sent")
+    assert {r.sent_at for r in sent} == {NOW + timedelta(seconds=1)}
+
+
+def test_a_story_is_told_once_per_notifier_unless_a_copy_adds_a_rule(store: Store) -> None:
+    """The compare-and-set on what a notifier was told (FOR UPDATE on PostgreSQL)."""
+
+    def story_alert(item_id: str, rule: str) -> Alert:
+        return Alert("f", item_id, "ops", (rule,), f"[{rule}] {item_id}", "b", story="s1")
+
+    assert commit(store, items("a"), [story_alert("a", "r")]) == 1
+    assert commit(store, items("b"), [story_alert("b", "r")]) == 0  # said already
+    assert commit(store, items("c"), [story_alert("c", "r2")]) == 1  # adds a rule
+    assert commit(store, items("d"), [story_alert("d", "r2")]) == 0
+
+
+def test_postgresql_sessions_run_in_utc(postgres_url: str) -> None:
+    """So that the database's own clock (LOCALTIMESTAMP) is UTC, like what we store."""
+    store = Store.open(postgres_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT current_setting('TimeZone')")).scalar() == "UTC"
+    store.close()
+
+
 # -- migrations and opening --------------------------------------------------------------
 
 
@@ -339,6 +378,11 @@ def test_a_new_state_has_exactly_the_tables_columns_and_indexes_of_the_schema(
     assert (store.migration.before, store.migration.after) == (None, head())
     store.close()
     assert differences(state_db) == []
+
+
+def test_the_head_this_watcher_migrates_to_is_the_newest_revision_shipped() -> None:
+    assert scripts().get_current_head() == head()
+    assert scripts().get_base() == FIRST  # home-made version 3 is stamped as this one
 
 
 @pytest.mark.parametrize("version", [1, 2])

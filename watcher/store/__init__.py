@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
-from alembic.util.exc import CommandError
 from sqlalchemy import (
     Connection,
     Engine,
@@ -236,7 +235,7 @@ class Store:
                 with engine.begin() as conn:
                     self.migration = upgrade.upgrade(conn)
                 self.revision = self.migration.after
-        except (SQLAlchemyError, RuntimeError, CommandError) as exc:
+        except (SQLAlchemyError, RuntimeError) as exc:
             engine.dispose()
             raise StoreError(f"cannot open state database {self.name}: {exc}") from exc
         except BaseException:

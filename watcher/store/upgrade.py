@@ -13,17 +13,19 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from watcher.store import schema
 
+if TYPE_CHECKING:  # Alembic is imported only to migrate: opening a current state skips it
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
 SCRIPTS = Path(__file__).with_name("migrations")
 FIRST = "0001"  # the schema of home-made version 3
+HEAD = "0001"  # the newest revision in migrations/versions (a test holds them equal)
 # pg_advisory_xact_lock's key for migrations ("watcher" in ASCII): nodes that start
 # together migrate one after the other, and the later ones find nothing to do.
 MIGRATION_LOCK = int.from_bytes(b"watcher", "big")
@@ -31,6 +33,8 @@ MIGRATION_LOCK = int.from_bytes(b"watcher", "big")
 
 def alembic_config(url: str | None = None) -> AlembicConfig:
     """Alembic's settings without an alembic.ini: the scripts shipped in the package."""
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(SCRIPTS))
     if url is not None:
@@ -39,19 +43,20 @@ def alembic_config(url: str | None = None) -> AlembicConfig:
 
 
 @functools.cache
-def _scripts() -> ScriptDirectory:
+def scripts() -> ScriptDirectory:
+    """The revisions shipped in the package."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config())
 
 
 def head() -> str:
     """The revision this watcher brings every database to."""
-    found = _scripts().get_current_head()
-    assert found is not None
-    return found
+    return HEAD
 
 
 def _known(revision: str) -> bool:
-    return any(script.revision == revision for script in _scripts().walk_revisions())
+    return any(script.revision == revision for script in scripts().walk_revisions())
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,9 @@ class Migration:
 
 def _revision(conn: Connection) -> str | None:
     """The database's Alembic revision (None: none yet); reads only."""
-    heads = MigrationContext.configure(conn).get_current_heads()
+    if not conn.dialect.has_table(conn, "alembic_version"):
+        return None
+    heads = list(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
     if len(heads) > 1:
         raise RuntimeError(f"the database is at several revisions at once: {', '.join(heads)}")
     return heads[0] if heads else None
@@ -104,11 +111,11 @@ def upgrade(conn: Connection) -> Migration:
     target = head()
     revision = _revision(conn)
     if revision is not None:
-        if not _known(revision):
-            raise _newer(revision)
         before: str | None = f"revision {revision}"
         if revision == target:
             return Migration(before, target)
+        if not _known(revision):
+            raise _newer(revision)
     else:
         version = schema.current_version(conn)
         before = None if version is None else f"schema version {version}"
@@ -117,14 +124,22 @@ def upgrade(conn: Connection) -> Migration:
             # version is newer), then Alembic takes over from the same schema.
             schema.migrate(conn)
             _stamp(conn, FIRST)
+    from alembic import command
+    from alembic.util.exc import CommandError
+
     config = alembic_config()
     config.attributes["connection"] = conn
-    command.upgrade(config, "head")
+    try:
+        command.upgrade(config, target)
+    except CommandError as exc:  # a revision missing or out of order: our packaging
+        raise RuntimeError(f"cannot migrate: {exc}") from exc
     return Migration(before, target)
 
 
 def _stamp(conn: Connection, revision: str) -> None:
-    MigrationContext.configure(conn).stamp(_scripts(), revision)
+    from alembic.runtime.migration import MigrationContext
+
+    MigrationContext.configure(conn).stamp(scripts(), revision)
 
 
 def check(conn: Connection) -> str:
@@ -141,10 +156,8 @@ def check(conn: Connection) -> str:
                 "upgrade watcher"
             )
         raise RuntimeError(f"it is at schema version {version}, older than this watcher; {fix}")
+    if revision == HEAD:
+        return revision
     if not _known(revision):
         raise _newer(revision)
-    if revision != head():
-        raise RuntimeError(
-            f"it is at revision {revision}, older than this watcher's {head()}; {fix}"
-        )
-    return revision
+    raise RuntimeError(f"it is at revision {revision}, older than this watcher's {HEAD}; {fix}")
