@@ -484,6 +484,25 @@ def test_a_postgresql_server_that_does_not_answer_is_named(postgres: PostgresSer
     assert "Connection refused" in message and "is PostgreSQL running" in message
 
 
+def test_a_user_without_the_privileges_or_the_role_is_told_what_to_do(
+    postgres: PostgresServer, postgres_url: str
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    with postgres.admin() as conn:
+        conn.execute("DROP ROLE IF EXISTS watcher_guest")
+        conn.execute("CREATE ROLE watcher_guest LOGIN")  # owns nothing, may create nothing
+    try:
+        with pytest.raises(StoreError) as caught:
+            Store.open(postgres.url(database, user="watcher_guest"))
+        assert "permission denied for schema public" in str(caught.value)
+        assert "it must own the database" in str(caught.value)
+    finally:
+        with postgres.admin() as conn:
+            conn.execute("DROP ROLE watcher_guest")
+    with pytest.raises(StoreError, match=r'role "nobody_here" does not exist.*createuser'):
+        Store.open(postgres.url(database, user="nobody_here"))
+
+
 def test_a_refused_password_is_explained_and_never_shown(
     postgres: PostgresServer, postgres_url: str
 ) -> None:
