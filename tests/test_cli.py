@@ -23,7 +23,7 @@ from watcher.fetch import Fetcher
 from watcher.models import Alert
 from watcher.pipeline import poll_feed
 from watcher.rules import RuleSet
-from watcher.store import PollRecord, Store
+from watcher.store import PollDecision, Store
 
 ROOT = Path(__file__).parent.parent
 
@@ -397,8 +397,8 @@ def test_alerts_lists_sent_pending_and_failed(tmp_path: Path) -> None:
     assert invoke("alerts", "-c", str(config)).stdout == "no alerts yet (no state database)\n"
     store = Store.open(tmp_path / "w.db")
     now = datetime.now(UTC)
-    store.record_poll(
-        PollRecord(
+    store.commit_poll(
+        PollDecision(
             "f",
             "u",
             now,

@@ -23,7 +23,7 @@ from watcher.notify import Notifier, build_notifiers
 from watcher.parse import parse
 from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import PollRecord, Store
+from watcher.store import PollDecision, Store
 from watcher.workers import Parsers, default_parse_processes
 
 
@@ -544,7 +544,7 @@ def queue(
         )
         for n in range(start, start + count)
     ]
-    store.record_poll(PollRecord("f", "http://x/f", at, baselined=True, alerts=alerts))
+    store.commit_poll(PollDecision("f", "http://x/f", at, baselined=True, alerts=alerts))
 
 
 def test_a_hung_notifier_hits_its_timeout_and_never_delays_another(tmp_path: Path) -> None:
@@ -736,8 +736,15 @@ def test_a_backoff_that_outlives_any_possible_wait_is_ignored(
     config = health_config(feed_server, receiver)
     store, clock = Store.open(tmp_path / "w.db"), Clock()
     # The clock went back three days after a backoff was stored.
-    store.record_poll(
-        PollRecord("news", "u", clock.now, error="x", retry_at=clock.now + timedelta(days=3))
+    store.commit_poll(
+        PollDecision(
+            "news",
+            "u",
+            clock.now,
+            kind="failure",
+            error="x",
+            next_poll_at=clock.now + timedelta(days=3),
+        )
     )
     assert run(config, client, store, clock)[0] == "baseline"
 

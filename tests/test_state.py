@@ -17,7 +17,7 @@ from support import Daemon, FeedServer, Route, Story, wait_until
 from watcher.cli import cli
 from watcher.config import load_config
 from watcher.models import Alert, Item, SeenItem
-from watcher.store import PollRecord, Store
+from watcher.store import PollDecision, Store
 from watcher.store.upgrade import head
 
 DATA = Path(__file__).parent / "data"
@@ -38,8 +38,8 @@ def seed(target: str | Path) -> None:
 
     store = Store.open(target)
     item = Item(feed="news", id="a", title="Kharkiv story", link="http://x/a")
-    store.record_poll(
-        PollRecord(
+    store.commit_poll(
+        PollDecision(
             "news",
             "http://x/news",
             datetime.now(UTC),

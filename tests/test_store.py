@@ -26,7 +26,7 @@ from sqlalchemy.types import TypeEngine
 from watcher.exceptions import StoreError
 from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
-from watcher.store import PollRecord, Store
+from watcher.store import PollDecision, Store
 from watcher.store.schema import LATEST, metadata
 from watcher.store.upgrade import FIRST, head, scripts
 
@@ -45,8 +45,8 @@ def alert(item_id: str, notifier: str = "ops", *, priority: Priority = "normal")
 
 
 def commit(store: Store, seen: list[Item], queued: Sequence[Alert] = ()) -> int:
-    return store.record_poll(
-        PollRecord(
+    return store.commit_poll(
+        PollDecision(
             "f",
             "http://x/f",
             NOW,
@@ -60,8 +60,8 @@ def commit(store: Store, seen: list[Item], queued: Sequence[Alert] = ()) -> int:
     )
 
 
-def record(url: str, at: datetime, seen: list[Item]) -> PollRecord:
-    return PollRecord(
+def record(url: str, at: datetime, seen: list[Item]) -> PollDecision:
+    return PollDecision(
         "f",
         url,
         at,
@@ -72,8 +72,15 @@ def record(url: str, at: datetime, seen: list[Item]) -> PollRecord:
 
 
 def fail(store: Store, error: str, at: datetime = NOW) -> None:
-    store.record_poll(
-        PollRecord("f", "http://x/f", at, error=error, retry_at=at + timedelta(minutes=5))
+    store.commit_poll(
+        PollDecision(
+            "f",
+            "http://x/f",
+            at,
+            kind="failure",
+            error=error,
+            next_poll_at=at + timedelta(minutes=5),
+        )
     )
 
 
@@ -237,8 +244,8 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
 def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(store: Store) -> None:
     for n in range(6):  # one item per poll: the feed's largest size is 1
         at = NOW - timedelta(days=200 - n)
-        store.record_poll(record("u", at, items(str(n))))
-    store.record_poll(record("u", NOW, items("fresh")))
+        store.commit_poll(record("u", at, items(str(n))))
+    store.commit_poll(record("u", NOW, items("fresh")))
     assert store.prune_items(NOW, keep_days=90) == 5  # keeps the 2 newest: "fresh" and "5"
     assert [i.id for i in store.new_items("f", items("0", "4", "5", "fresh"))] == ["0", "4"]
     assert store.prune_items(NOW, keep_days=90) == 0
@@ -249,7 +256,10 @@ def test_a_quiet_success_clears_failures_with_the_short_update(store: Store) -> 
     fail(store, "HTTP 503", NOW + timedelta(minutes=1))
     later = NOW + timedelta(minutes=10)
     assert (
-        store.record_poll(PollRecord("f", "http://x/f", later, etag='"2"', health_notice=None)) == 0
+        store.commit_poll(
+            PollDecision("f", "http://x/f", later, kind="quiet", etag='"2"', health_notice=None)
+        )
+        == 0
     )
     state = store.feed_state("f")
     assert (state.failures, state.failing_since, state.next_poll_at, state.etag) == (
@@ -261,16 +271,18 @@ def test_a_quiet_success_clears_failures_with_the_short_update(store: Store) -> 
     (status,) = store.feed_statuses()
     assert (status.last_success_at, status.last_error, status.items) == (later, None, 1)
     # A feed the store has never seen still gets its row (the full upsert path).
-    store.record_poll(PollRecord("new", "http://x/new", later, etag='"1"', health_notice=None))
+    store.commit_poll(
+        PollDecision("new", "http://x/new", later, kind="quiet", etag='"1"', health_notice=None)
+    )
     assert store.feed_state("new").etag == '"1"'
 
 
 def test_quiet_successes_finishing_together_share_one_commit(store: Store) -> None:
     """Group commit: 40 polls that end at once cost a few commits (fsyncs), not 40, and
-    every one of them is committed before its record_poll returns."""
+    every one of them is committed before its commit_poll returns."""
     names = [f"f{n}" for n in range(40)]
     for name in names:
-        store.record_poll(PollRecord(name, f"http://x/{name}", NOW, etag='"1"', baselined=True))
+        store.commit_poll(PollDecision(name, f"http://x/{name}", NOW, etag='"1"', baselined=True))
     commits: list[float] = []
 
     @event.listens_for(store.engine, "commit")
@@ -284,8 +296,10 @@ def test_quiet_successes_finishing_together_share_one_commit(store: Store) -> No
 
     def poll(name: str) -> int:
         barrier.wait()
-        record = PollRecord(name, f"http://x/{name}", later, etag='"2"', health_notice=None)
-        return store.record_poll(record)
+        record = PollDecision(
+            name, f"http://x/{name}", later, kind="quiet", etag='"2"', health_notice=None
+        )
+        return store.commit_poll(record)
 
     with ThreadPoolExecutor(len(names)) as pool:
         assert list(pool.map(poll, names)) == [0] * len(names)

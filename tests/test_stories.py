@@ -20,7 +20,7 @@ from support import FeedServer, Receiver, Route, rss
 
 from watcher.config import Config, parse_config
 from watcher.fetch import Fetcher
-from watcher.models import Alert, PollRecord, SeenItem
+from watcher.models import Alert, PollDecision, SeenItem
 from watcher.models import Item as ItemModel
 from watcher.notify import build_notifiers
 from watcher.pipeline import deliver_pending, poll_feed
@@ -410,8 +410,8 @@ def test_two_polls_racing_on_one_story_queue_one_alert(tmp_path: Path) -> None:
             story_keys=("link:wire.example.org/p",),
         )
         alert = Alert(feed, item.id, "hook", ("kharkiv",), "[kharkiv] x", "body", story=story)
-        queued = store.record_poll(
-            PollRecord(
+        queued = store.commit_poll(
+            PollDecision(
                 feed,
                 f"http://x/{feed}",
                 NOW + timedelta(seconds=n),

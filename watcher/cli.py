@@ -813,14 +813,16 @@ def _feed_row(
         state = "no baseline yet"
     else:
         state = "ok"
-    if status.next_poll_at is not None:
-        next_poll = _when(status.next_poll_at)
-    elif status.last_poll_at is not None and not status.disabled_reason:
-        due = status.last_poll_at + timedelta(seconds=feed.interval)
-        next_poll = "~" + _when(due)
+    due = status.next_poll_at
+    if status.disabled_reason:
+        next_poll = "-"
+    elif due is not None:
+        next_poll = _when(due)
         late = (now - due).total_seconds()
         if running and late > max(60.0, feed.interval / 2):
             next_poll += f" (overdue {_duration(late)})"
+    elif status.last_poll_at is not None:  # a state from before the schedule was stored
+        next_poll = "~" + _when(status.last_poll_at + timedelta(seconds=feed.interval))
     else:
         next_poll = "-"
     url = feed.url if status.moved_to is None else f"{feed.url} -> {status.moved_to}"

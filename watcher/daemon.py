@@ -17,12 +17,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
-from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.executors.pool import ThreadPoolExecutor as APSchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher._version import __version__
@@ -34,12 +35,15 @@ from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import DaemonRecord, FeedStatus, open_store
+from watcher.store.lock import StateLock
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
 
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL = 30.0
+TICK = 1.0  # seconds between looks at what is due
+MIN_PACE = 5.0  # seconds before a poll that could not be recorded is tried again
 MAX_START_SPREAD = 30.0
 STATUS_INTERVAL = 30.0
 
@@ -73,6 +77,13 @@ class Daemon:
         self.systemd = systemd or Systemd()
         self.metrics_port = metrics_port
         self.metrics = Metrics() if metrics_port is not None else None
+        # One daemon per SQLite state: the lock first, so a second daemon leaves at once
+        # (StateLocked says who holds it) without opening, let alone migrating, anything.
+        # A PostgreSQL state has no file to lock: several daemons share it by leases.
+        self.lock = StateLock(config.state_path) if config.backend == "sqlite" else None
+        if self.lock is not None:
+            self.lock.acquire()
+        self.node = f"{socket.gethostname()}:{os.getpid()}"
         self.store = open_store(config)
         if self.store.migration is not None and self.store.migration.changed:
             log.info("%s", self.store.migration.describe(config.state_name))
@@ -96,10 +107,14 @@ class Daemon:
         self._last_poll_done = time.monotonic()
         self._wall: Callable[[], float] = time.time
         self._clock_mark = (self._wall(), time.monotonic())
-        workers = max(2, min(config.fetch.max_connections, len(config.active_feeds)) + 1)
+        self._paced: dict[str, float] = {}  # feed -> monotonic time before which not to poll
+        self._polls = ThreadPoolExecutor(
+            max_workers=config.fetch.max_connections, thread_name_prefix="watcher-poll"
+        )
+        # APScheduler runs the ticker, delivery and maintenance; polls run in _polls.
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(max_workers=workers)},
+            executors={"default": APSchedulerPool(max_workers=4)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
 
@@ -124,6 +139,7 @@ class Daemon:
                 fetcher=running.fetcher,
                 store=self.store,
                 ruleset=running.ruleset,
+                node=self.node,
             )
         finally:
             with self._busy_lock:
@@ -133,11 +149,10 @@ class Daemon:
             self.metrics.record_poll(outcome, time.monotonic() - started)
         if self._stop.is_set():
             return
-        if outcome.next_poll_at is not None:
-            # Backing off (or told to wait by Retry-After): the next run waits until then.
-            job = self.scheduler.get_job(f"feed:{name}")
-            if job is not None:
-                job.modify(next_run_time=outcome.next_poll_at)
+        if outcome.error_kind == "store":
+            # Nothing was recorded (a full disk...): the feed is still due in the store;
+            # pace its retries at its interval instead of every tick.
+            self._paced[name] = time.monotonic() + max(MIN_PACE, feed.interval)
         if outcome.alerts:
             # Wake the delivery job rather than deliver here: a slow notifier must never
             # hold up this feed's next poll.
@@ -170,6 +185,7 @@ class Daemon:
             deliver_pending(
                 self.store,
                 running.notifiers,
+                node=self.node,
                 muted=set(running.config.notifiers) - set(running.notifiers),
                 max_age=running.config.delivery.max_age,
                 retry=running.config.delivery.retry,
@@ -211,28 +227,52 @@ class Daemon:
 
     # -- scheduling -------------------------------------------------------------
 
-    def _add_feed_job(self, feed: FeedConfig, *, first_in: float) -> None:
-        self.scheduler.add_job(
-            self._poll,
-            "interval",
-            args=(feed.name,),
-            id=f"feed:{feed.name}",
-            name=f"poll {feed.name}",
-            seconds=feed.interval,
-            jitter=min(feed.interval * 0.1, 60.0),
-            next_run_time=datetime.now(UTC) + timedelta(seconds=first_in),
-            misfire_grace_time=max(30, int(feed.interval)),
-            replace_existing=True,
-        )
+    def _tick(self) -> None:
+        """Claim what is due and poll it: the schedule lives in the store (next_poll_at),
+        so a restart resumes each feed where it was, and only the holder of a feed's
+        claim records its poll."""
+        if self._stop.is_set():
+            return
+        running = self.current
+        mono = time.monotonic()
+        with self._busy_lock:
+            busy = set(self._busy)
+        free = running.config.fetch.max_connections - len(busy)
+        names = [
+            f.name
+            for f in running.config.active_feeds
+            if f.name not in busy and self._paced.get(f.name, 0.0) <= mono
+        ]
+        now = datetime.now(UTC)
+        lease = timedelta(seconds=2 * running.config.fetch.deadline + 60)
+        try:
+            for name in self.store.due_feeds(names, now, node=self.node, limit=free):
+                if not self.store.claim_poll(name, node=self.node, now=now, until=now + lease):
+                    continue  # another process claimed it first
+                with self._busy_lock:
+                    self._busy[name] = time.monotonic()
+                self._polls.submit(self._poll, name)
+        except StoreError as exc:
+            log.error("cannot read or claim due feeds, trying again shortly: %s", exc)
+            for name in names:
+                self._paced[name] = mono + MIN_PACE
 
     def _spread(self, feed: FeedConfig) -> float:
-        """Spread first polls so a large config does not fire everything at once."""
+        """Spread rescheduled polls so that many feeds do not fire in the same second."""
         return random.uniform(0, min(feed.interval, MAX_START_SPREAD) * 0.1)
 
     def _schedule(self) -> None:
-        for feed in self.config.active_feeds:
-            self._add_feed_job(feed, first_in=self._spread(feed))
         now = datetime.now(UTC)
+        self.store.sync_feeds([(f.name, f.url) for f in self.config.active_feeds], now)
+        self.scheduler.add_job(
+            self._tick,
+            "interval",
+            id="tick",
+            name="poll what is due",
+            seconds=TICK,
+            next_run_time=now,
+            misfire_grace_time=max(30, int(TICK)),
+        )
         self.scheduler.add_job(
             self._deliver,
             "interval",
@@ -289,12 +329,14 @@ class Daemon:
         self.current = _Running(new, RuleSet.from_config(new), notifiers, fetcher)
         before = {f.name: f for f in old.config.active_feeds}
         after = {f.name: f for f in new.active_feeds}
-        for name in before.keys() - after.keys():
-            self.scheduler.remove_job(f"feed:{name}")
         changed = [f for n, f in after.items() if n in before and before[n] != f]
         added = [f for n, f in after.items() if n not in before]
-        for feed in [*changed, *added]:  # a new feed gets its silent baseline on its first poll
-            self._add_feed_job(feed, first_in=self._spread(feed))
+        # A new feed is due at once (its silent baseline); a changed one is polled soon.
+        now = datetime.now(UTC)
+        self.store.sync_feeds([(f.name, f.url) for f in new.active_feeds], now)
+        self.store.reschedule(
+            {f.name: now + timedelta(seconds=self._spread(f)) for f in [*changed, *added]}
+        )
         log.info(
             "config reloaded feeds=%d added=%s removed=%s changed=%s rules=%d notifiers=%d",
             len(new.active_feeds),
@@ -308,9 +350,9 @@ class Daemon:
     def check_clock(self, *, tolerance: float = 60.0) -> float:
         """Reschedule every feed if the wall clock jumped; returns the jump in seconds.
 
-        APScheduler keeps absolute run times: after the clock goes back a day it would
-        wait a day, and after it leaps forward every job misfires at once. Comparing
-        wall time with the monotonic clock tells the two apart from real time passing.
+        Feeds are due at absolute times: after the clock goes back a day they would wait
+        a day, and after it leaps forward every one is due at once. Comparing wall time
+        with the monotonic clock tells the two apart from real time passing.
         """
         wall, mono = self._wall(), time.monotonic()
         last_wall, last_mono = self._clock_mark
@@ -320,10 +362,13 @@ class Daemon:
             return 0.0
         log.warning("wall clock jumped by %+.0f s; rescheduling every feed", jump)
         now = datetime.fromtimestamp(wall, UTC)
-        for feed in self.config.active_feeds:
-            job = self.scheduler.get_job(f"feed:{feed.name}")
+        self.store.reschedule(
+            {f.name: now + timedelta(seconds=self._spread(f)) for f in self.config.active_feeds}
+        )
+        for name in ("tick", "deliver"):
+            job = self.scheduler.get_job(name)
             if job is not None:
-                job.modify(next_run_time=now + timedelta(seconds=self._spread(feed)))
+                job.modify(next_run_time=now)
         job = self.scheduler.get_job("deliver")
         if job is not None:
             job.modify(next_run_time=now)
@@ -374,6 +419,11 @@ class Daemon:
         signal.signal(signal.SIGINT, self.stop)
         signal.signal(signal.SIGHUP, self._hup)
         allow_fetches()
+        # This process holds the state's lock: any claim of another process is a dead
+        # one's, free at once (an alert it was sending is due now, not at its retry).
+        released = self.store.release_claims(keep=self.node, now=datetime.now(UTC))
+        if released:
+            log.info("claims of a stopped daemon released count=%d", released)
         self._schedule()
         self._log_destinations()  # before the start, while first polls are still ahead
         self.scheduler.start()
@@ -423,7 +473,7 @@ class Daemon:
         """Say in the state that this daemon runs, for `watcher status` (and other hosts)."""
         now = datetime.now(UTC)
         self.record = DaemonRecord(
-            f"{socket.gethostname()}:{os.getpid()}",
+            self.node,
             socket.gethostname(),
             os.getpid(),
             __version__,
@@ -458,14 +508,25 @@ class Daemon:
         feeds = self.config.active_feeds
         if not feeds:
             return
-        baselined = {s.name for s in self._safe_feed_statuses() if s.baselined}
-        new = [f.name for f in feeds if f.name not in baselined]
+        statuses = {s.name: s for s in self._safe_feed_statuses()}
+        new = [f.name for f in feeds if f.name not in statuses or not statuses[f.name].baselined]
         runs = [
-            job.next_run_time
-            for job in (self.scheduler.get_job(f"feed:{f.name}") for f in feeds)
-            if job is not None and job.next_run_time is not None
+            s.next_poll_at
+            for f in feeds
+            if (s := statuses.get(f.name)) is not None and s.next_poll_at is not None
         ]
         last = max(runs, default=datetime.now(UTC))
+        log.info(
+            "next polls first=%s last=%s feeds=%d: each feed is polled when it is due "
+            "(the schedule is kept in the state, so a restart resumes it)",
+            min(runs, default=last).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            len(feeds),
+        )
+        last = max(
+            (s.next_poll_at for n in new if (s := statuses.get(n)) and s.next_poll_at),
+            default=datetime.now(UTC),
+        )
         log.info(
             "first polls by=%s feeds=%d new=%d: the first poll of a new feed is a silent "
             "baseline; what is already in it is recorded as seen and nothing is sent for it",
@@ -491,6 +552,7 @@ class Daemon:
         """Stop taking polls, give running ones ``stop_timeout`` to finish, then leave."""
         self.systemd.send(STOPPING=1)
         self.scheduler.shutdown(wait=False)
+        self._polls.shutdown(wait=False, cancel_futures=True)
         abort_all()
         deadline = time.monotonic() + self.stop_timeout
         while time.monotonic() < deadline:

@@ -22,7 +22,9 @@ it is the ``__cause__``::
     │   │   │   └── SchemeRefused    a redirect to a URL that is not http or https      connect
     │   │   └── FetchAborted         watcher is stopping: not counted, not the feed's   aborted
     │   └── ParseError           the body is not a feed we can read                      parse
-    ├── StoreError               the state database cannot be opened or migrated
+    ├── StoreError               the state database cannot be opened, migrated or written
+    │   ├── StateLocked          another daemon holds the SQLite state's lock
+    │   └── LeaseLost            a claim expired and another process took it over
     └── NotifyError              a notifier cannot be built or reached
 """
 
@@ -198,6 +200,15 @@ class ParseError(FeedError):
 
 class StoreError(WatcherError):
     """The state database cannot be opened, migrated or written."""
+
+
+class StateLocked(StoreError):
+    """Another daemon holds the SQLite state's lock; the message says which and what to do."""
+
+
+class LeaseLost(StoreError):
+    """A claim (on a feed's poll) expired and another process took it over: the work done
+    under it is not recorded, so it is done once, by the new holder."""
 
 
 class NotifyError(WatcherError):

@@ -211,13 +211,24 @@ class SeenItem:
     joined: bool = False  # ``story`` was found, not started here
 
 
+PollKind = Literal["quiet", "success", "failure"]
+
+
 @dataclass(frozen=True)
-class PollRecord:
-    """Everything one poll writes about its feed; ``error`` None means the poll succeeded."""
+class PollDecision:
+    """Everything one poll writes about its feed, decided before anything is written.
+
+    ``kind`` says which: quiet (a success that changes nothing but the feed's row: a 304
+    or an unchanged body, with no notice to queue), success, or failure. ``node`` is the
+    holder of the feed's claim: the write happens only while it still holds it.
+    """
 
     feed: str
     url: str  # the URL in the config
     now: datetime
+    kind: PollKind = "success"
+    next_poll_at: datetime | None = None  # when it is due again (None: never, after a 410)
+    node: str | None = None  # the claim's holder; None: written without a claim (tools)
     error: str | None = None
     etag: str | None = None
     last_modified: str | None = None
@@ -229,6 +240,5 @@ class PollRecord:
     alerts: Sequence[Alert] = ()
     notices: Sequence[Alert] = ()  # feed health notices, through the same outbox
     moved_to: str | None = None  # a permanent redirect to remember
-    retry_at: datetime | None = None  # after an error: not before this
     disabled_url: str | None = None  # after a 410: the URL that is gone
     health_notice: Any = KEEP  # "failing", None (cleared), or KEEP

@@ -10,32 +10,26 @@ import logging
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from watcher import backoff, delivery
-from watcher.alerts import StoryPlan, Style, notices, plan, render_digest
+from watcher import backoff, decide, delivery
+from watcher.alerts import render_digest
 from watcher.config import Config, FeedConfig
-from watcher.exceptions import FeedError, FeedGone, FetchAborted, FetchError, StoreError
+from watcher.exceptions import FeedError, FetchAborted, StoreError
 from watcher.fetch import Fetcher
-from watcher.identity import Classified, classify, item_keys
+from watcher.identity import classify, item_keys
 from watcher.models import (
-    KEEP,
-    Alert,
     FeedState,
     FetchResult,
     Item,
-    ItemKind,
     Match,
     NotModified,
     PendingAlert,
-    PollRecord,
-    Priority,
-    SeenItem,
 )
 from watcher.rules import RuleSet
-from watcher.stories import Recent, covered, headline_key, join, keys_for, new_story, shape
+from watcher.stories import Recent
 from watcher.workers import PARSERS, default_parse_processes
 
 if TYPE_CHECKING:  # test-run and check need neither SQLAlchemy nor apprise: not imported
@@ -114,14 +108,19 @@ def poll_feed(
     store: Store,
     ruleset: RuleSet,
     now: Clock = utcnow,
+    node: str | None = None,
 ) -> PollOutcome:
     """Fetch, parse, find new items, match, and record it all in one transaction.
 
     The first successful poll of a feed is a silent baseline: its items are recorded as
     seen and nothing is alerted. Every failure is recorded on the feed, never raised.
+    ``node`` holds the feed's claim (see Store.claim_poll): the outcome is recorded only
+    while it still does.
     """
     try:
-        return _poll(feed, config=config, fetcher=fetcher, store=store, ruleset=ruleset, now=now)
+        return _poll(
+            feed, config=config, fetcher=fetcher, store=store, ruleset=ruleset, now=now, node=node
+        )
     except StoreError as exc:
         # Nothing of this poll was recorded, so its items stay new: the next poll retries.
         log.error("poll feed=%s not recorded, retried next interval: %s", feed.name, exc)
@@ -139,15 +138,22 @@ def _poll(
     store: Store,
     ruleset: RuleSet,
     now: Clock,
+    node: str | None,
 ) -> PollOutcome:
     state = store.feed_state(feed.name)
     started = now()
     if state.disabled_for(feed.url):
         log.debug("poll skipped feed=%s status=disabled", feed.name)
         return PollOutcome(feed.name, "disabled", error=state.disabled_reason or "")
-    # A wait longer than any backoff can ask for means the clock went back: poll now.
-    wait_limit = timedelta(seconds=86400 + feed.interval)
-    if state.next_poll_at is not None and started < state.next_poll_at <= started + wait_limit:
+    # Backing off: not before the time the last failure set. (The schedule only hands out
+    # due feeds; this guards a poll started otherwise.) A wait longer than any backoff can
+    # ask for means the clock went back: poll now.
+    wait_limit = timedelta(seconds=backoff.FEED_CAP + feed.interval)
+    if (
+        state.failures
+        and state.next_poll_at is not None
+        and started < state.next_poll_at <= started + wait_limit
+    ):
         log.debug("poll skipped feed=%s status=backoff until=%s", feed.name, state.next_poll_at)
         return PollOutcome(feed.name, "backoff", next_poll_at=state.next_poll_at)
     url = state.url_for(feed.url)
@@ -157,95 +163,62 @@ def _poll(
             state.baselined and result.body_hash == state.body_hash
         ):
             status = "not-modified" if isinstance(result, NotModified) else "unchanged"
-            record = PollRecord(
-                feed.name,
-                feed.url,
-                now(),
-                etag=result.etag,
-                last_modified=result.last_modified,
-                moved_to=result.moved_to,
-                health_notice=None,
-                notices=_recovery(feed, state, config),
-            )
-            store.record_poll(record)
+            store.commit_poll(decide.unchanged(feed, state, config, result, now(), node))
             _log_move(feed, state, result.moved_to)
             log.debug("poll feed=%s status=%s", feed.name, status)
             return PollOutcome(feed.name, status)
-        parsed = PARSERS.parse(feed.name, result)
+        document = PARSERS.parse(feed.name, result)
     except FetchAborted:
         return PollOutcome(feed.name, "aborted")
     except FeedError as exc:
-        return _failed(feed, state, config, store, exc, now())
+        decision = decide.failure(feed, state, config, exc, now(), node)
+        store.commit_poll(decision)
+        retry_at = decision.next_poll_at
+        log.warning(
+            "poll failed feed=%s failures=%d retry_at=%s error=%r",
+            feed.name,
+            state.failures + 1,
+            retry_at.isoformat(timespec="seconds") if retry_at else "never (disabled)",
+            exc.reason,
+        )
+        return PollOutcome(
+            feed.name, "error", error=exc.reason, next_poll_at=retry_at, error_kind=exc.kind
+        )
 
     at = now()
-    keys = {item.id: item_keys(item) for item in parsed.items}
-    known = store.known(feed.name, keys)
-    fresh = [item for item in parsed.items if item.id not in known.ids]
-    judged = classify(parsed.items, known, keys)
-    notices = _recovery(feed, state, config)
-    planned: list[Alert] = []
-    matched: tuple[str, ...] = ()
-    if not state.baselined:
-        status = "baseline"
-        seen = [_seen(item, judged, "baseline") for item in fresh]
-        new: list[Item] = []
-    else:
-        cutoff = _too_old_before(config, feed, at)
-        new = [i for i in judged.new if cutoff is None or not _older(i, cutoff)]
-        old = [i for i in judged.new if cutoff is not None and _older(i, cutoff)]
-        status = "new" if new or not judged.renumbered else "renumbered"
-        found = match_items(new, ruleset, tags=feed.tags)
-        matched = tuple(m.rule for _, matches in found for m in matches)
-        stories = _stories(feed, config, store, judged, found, at)
-        planned = plan(
-            found,
-            notifiers_of=ruleset.notifiers_of,
-            notifiers=tuple(config.active_notifiers),
-            styles={
-                name: Style(n.format, n.title, n.body)
-                for name, n in config.active_notifiers.items()
-            },
-            flood_threshold=config.delivery.flood_threshold,
-            stories=stories.plans,
-            told=stories.told,
+    keys = {item.id: item_keys(item) for item in document.items}
+    judged = classify(document.items, store.known(feed.name, keys), keys)
+    new, old = decide.new_and_old(config, feed, judged, at)
+    found = match_items(new, ruleset, tags=feed.tags) if state.baselined else []
+    want = decide.wanted(config, judged, found)
+    since = at - timedelta(seconds=config.story_window)
+    recent = (
+        store.recent_stories(
+            feed.name, decide.story_keys_read(want), since=since, shapes=decide.shapes(want)
         )
-        seen = [
-            *(stories.seen[item.id] for item in new),
-            *(_seen(item, judged, "old") for item in old),
-            *(
-                _seen(item, judged, "renumbered", same_as=earlier.thing)
-                for item, earlier in judged.renumbered
-            ),
-        ]
-        for item in old:
-            log.info(
-                "item too old to alert feed=%s item=%r published=%s",
-                feed.name,
-                item.title,
-                item.published,
-            )
-        if judged.renumbered:
-            notices += _renumbered(feed, config, url, judged, at)
-    queued = store.record_poll(
-        PollRecord(
-            feed.name,
-            feed.url,
-            at,
-            etag=result.etag,
-            last_modified=result.last_modified,
-            body_hash=result.body_hash,
-            baselined=True,
-            seen=seen,
-            present=[item.id for item in parsed.items],
-            story_cutoff=at - timedelta(seconds=config.story_window),
-            alerts=planned,
-            notices=notices,
-            moved_to=result.moved_to,
-            health_notice=None,
-        )
+        if want
+        else Recent()
     )
+    story = decide.stories(feed, judged, found, want, recent, since)
+    outcome = decide.parsed(
+        feed,
+        state,
+        config,
+        result,
+        document,
+        judged,
+        new=new,
+        old=old,
+        found=found,
+        story=story,
+        notifiers_of=ruleset.notifiers_of,
+        url=url,
+        at=at,
+        node=node,
+    )
+    queued = store.commit_poll(outcome.decision)
     _log_move(feed, state, result.moved_to)
-    for alert in planned:
+    for alert in outcome.decision.alerts:
         log.info(
             "alert queued feed=%s rules=%s notifier=%s item=%r",
             feed.name,
@@ -256,154 +229,15 @@ def _poll(
     log.info(
         "poll feed=%s status=%s items=%d new=%d renumbered=%d alerts=%d",
         feed.name,
-        status,
-        len(parsed.items),
-        len(new) if state.baselined else len(fresh),
+        outcome.status,
+        len(document.items),
+        outcome.new,
         len(judged.renumbered) if state.baselined else 0,
-        len(planned),
+        len(outcome.decision.alerts),
     )
     return PollOutcome(
-        feed.name,
-        status,
-        len(parsed.items),
-        len(new) if state.baselined else len(fresh),
-        queued,
-        matched=matched,
+        feed.name, outcome.status, len(document.items), outcome.new, queued, matched=outcome.matched
     )
-
-
-def _too_old_before(config: Config, feed: FeedConfig, at: datetime) -> datetime | None:
-    limit = config.item_age_limit(feed)
-    return at - timedelta(seconds=limit) if limit is not None else None
-
-
-def _older(item: Item, cutoff: datetime) -> bool:
-    """Dated before ``cutoff``; an undated item is judged new, and a future date is not old."""
-    return item.published is not None and item.published < cutoff
-
-
-def _seen(
-    item: Item, judged: Classified, kind: ItemKind, *, same_as: str | None = None
-) -> SeenItem:
-    keys = judged.keys.get(item.id) or item_keys(item)
-    return SeenItem(
-        item,
-        kind,
-        link_key=keys.link,
-        fragment=keys.fragment,
-        title_key=keys.title,
-        same_as=same_as,
-    )
-
-
-@dataclass(frozen=True)
-class _Stories:
-    """The story of each new item, and which notifiers were already told of it."""
-
-    seen: dict[str, SeenItem]
-    plans: dict[str, StoryPlan]
-    told: Callable[[str, str, Sequence[str], Priority], bool]
-
-
-def _stories(
-    feed: FeedConfig,
-    config: Config,
-    store: Store,
-    judged: Classified,
-    found: Sequence[tuple[Item, Sequence[Match]]],
-    at: datetime,
-) -> _Stories:
-    """Which story each new item belongs to: a copy of one another feed started (within
-    ``story_window``) joins it, unless a rule it matched says ``collapse_stories: false``."""
-    since = at - timedelta(seconds=config.story_window)
-    rules = {rule.name: rule for rule in config.rules}
-    wanted: dict[str, tuple[tuple[str, ...], str, bool]] = {}
-    for item, matches in found:
-        k = judged.keys[item.id]
-        headline = headline_key(item.title)
-        story_keys = keys_for(k.link, headline, shared_link=k.link in judged.shared_links)
-        allowed = all(config.collapses(rules[m.rule]) for m in matches if m.rule in rules)
-        wanted[item.id] = (story_keys, headline if matches else "", allowed)
-    recent = (
-        store.recent_stories(
-            feed.name,
-            (key for keys, _, allowed in wanted.values() if allowed for key in keys),
-            since=since,
-            shapes=[
-                shape(headline) for _, headline, allowed in wanted.values() if headline and allowed
-            ],
-        )
-        if wanted
-        else Recent()
-    )
-    seen: dict[str, SeenItem] = {}
-    plans: dict[str, StoryPlan] = {}
-    taken: set[str] = set()  # stories an item of this poll joined: one copy per feed
-    for item, _ in found:
-        story_keys, headline, allowed = wanted[item.id]
-        story = join(feed.name, story_keys, headline, recent, since=since) if allowed else None
-        if story in taken:
-            story = None
-        joined = story is not None
-        story = story or new_story(feed.name, item.id)
-        taken.add(story)
-        also = tuple(sorted(recent.carried.get(story, frozenset()) - {feed.name}))
-        plans[item.id] = StoryPlan(story, also)
-        base = _seen(item, judged, "new")
-        seen[item.id] = replace(
-            base, story=story, story_keys=story_keys if allowed else (), joined=joined
-        )
-
-    def told(item_id: str, notifier: str, rule_names: Sequence[str], priority: Priority) -> bool:
-        plan_ = plans.get(item_id)
-        if plan_ is None:
-            return False
-        return covered(recent.alerted.get((plan_.story, notifier)), rule_names, priority)
-
-    return _Stories(seen, plans, told)
-
-
-def _renumbered(
-    feed: FeedConfig, config: Config, url: str, judged: Classified, at: datetime
-) -> list[Alert]:
-    """One notice a day for a feed that gave items it had already published new ids."""
-    count = len(judged.renumbered)
-    if count < 2:
-        log.info(
-            "item renumbered feed=%s items=%d (same link or title as one seen)", feed.name, count
-        )
-        return []
-    title = f"[watcher] feed {feed.name} renumbered its items"
-    body = (
-        f"{count} items in feed {feed.name} ({url}) came with ids never seen before, but each "
-        "has the link or the title and date of an item seen earlier, so the feed most likely "
-        "changed how it identifies items. They were recorded as seen and not alerted again. "
-        f"Items that are new by every key ({len(judged.new)} in this poll) alerted as usual."
-    )
-    return _health(feed, config, "renumbered", at.date().isoformat(), title, body)
-
-
-def _health(
-    feed: FeedConfig, config: Config, kind: str, key: str, title: str, body: str
-) -> list[Alert]:
-    """Notices to the feed_health notifiers; logged either way."""
-    log.warning("feed health feed=%s notice=%s: %s", feed.name, kind, body)
-    active = [n for n in config.feed_health.notify if n in config.active_notifiers]
-    return notices(feed.name, kind, key, title, body, notifiers=active)
-
-
-def _recovery(feed: FeedConfig, state: FeedState, config: Config) -> list[Alert]:
-    if state.failures:
-        since = state.failing_since.isoformat(timespec="seconds") if state.failing_since else "?"
-        log.info(
-            "feed recovered feed=%s failures=%d failing_since=%s", feed.name, state.failures, since
-        )
-    if state.health_notice != "failing":
-        return []
-    since = state.failing_since.isoformat() if state.failing_since else "?"
-    title = f"[watcher] feed {feed.name} recovered"
-    body = f"Feed {feed.name} ({feed.url}) works again; it had been failing since {since}."
-    return _health(feed, config, "recovered", since, title, body)
 
 
 def _log_move(feed: FeedConfig, state: FeedState, moved_to: str | None) -> None:
@@ -414,63 +248,6 @@ def _log_move(feed: FeedConfig, state: FeedState, moved_to: str | None) -> None:
             state.url_for(feed.url),
             moved_to,
         )
-
-
-def _failed(
-    feed: FeedConfig,
-    state: FeedState,
-    config: Config,
-    store: Store,
-    exc: FeedError,
-    at: datetime,
-) -> PollOutcome:
-    failures = state.failures + 1
-    retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-    retry_at = at + backoff.delay(
-        attempt=failures,
-        base=feed.interval,
-        cap=backoff.FEED_CAP,
-        jitter=backoff.FEED_JITTER,
-        retry_after=retry_after,
-    )
-    gone = isinstance(exc, FeedGone)
-    health: Any = KEEP
-    found: list[Alert] = []
-    since = (state.failing_since or at).isoformat()
-    if gone:
-        title = f"[watcher] feed {feed.name} disabled"
-        body = f"Feed {feed.name}: {exc.reason}. Polling stopped; change its URL to resume."
-        found = _health(feed, config, "gone", since, title, body)
-    elif failures >= config.feed_health.failures and state.health_notice != "failing":
-        health = "failing"
-        title = f"[watcher] feed {feed.name} is failing"
-        body = (
-            f"Feed {feed.name} ({feed.url}) failed {failures} times in a row since {since}. "
-            f"Last error: {exc.reason}"
-        )
-        found = _health(feed, config, "failing", since, title, body)
-    store.record_poll(
-        PollRecord(
-            feed.name,
-            feed.url,
-            at,
-            error=exc.reason,
-            retry_at=retry_at,
-            disabled_url=state.url_for(feed.url) if gone else None,
-            notices=found,
-            health_notice=health,
-        )
-    )
-    log.warning(
-        "poll failed feed=%s failures=%d retry_at=%s error=%r",
-        feed.name,
-        failures,
-        retry_at.isoformat(timespec="seconds"),
-        exc.reason,
-    )
-    return PollOutcome(
-        feed.name, "error", error=exc.reason, next_poll_at=retry_at, error_kind=exc.kind
-    )
 
 
 @dataclass(frozen=True)
@@ -500,12 +277,15 @@ def deliver_pending(
     retry: float = 30.0,
     observe: Callable[[str, DeliveryOutcome], None] | None = None,
     muted: Collection[str] = (),
+    node: str | None = None,
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
 
     A failure leaves alerts pending with a later retry time; an alert that has been
     failing for longer than ``max_age`` seconds is marked failed, never dropped silently.
     Alerts for a ``muted`` notifier (``enabled: false``) wait, untried, until it is not.
+    ``node`` claims each attempt by lease (see Store.claim): an alert another process
+    holds is left to it, so two processes never both send one alert.
     """
     by_notifier = delivery.due_by_notifier(store.pending_alerts(), now=now(), muted=muted)
     if not by_notifier:
@@ -514,7 +294,7 @@ def deliver_pending(
         outcomes = list(
             pool.map(
                 lambda entry: _deliver_to(
-                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age, retry
+                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age, retry, node
                 ),
                 by_notifier.items(),
             )
@@ -533,9 +313,10 @@ def _deliver_to(
     now: Clock,
     max_age: float,
     retry: float,
+    node: str | None = None,
 ) -> DeliveryOutcome:
     try:
-        return _Delivery(store, notifier, name, now, max_age, retry).run(due)
+        return _Delivery(store, notifier, name, now, max_age, retry, node).run(due)
     except StoreError as exc:
         # Nothing is sent unless its attempt was recorded first (claim), so a database that
         # cannot be written pauses delivery instead of resending the same alert each round.
@@ -544,6 +325,13 @@ def _deliver_to(
     except Exception:
         log.exception("delivery to notifier=%s crashed; its alerts stay queued", name)
         return DeliveryOutcome()
+
+
+DELIVERY_LEASE = 60.0  # seconds a delivery holds its alerts, beyond the notifier's timeout
+
+
+class _HeldElsewhere(Exception):
+    """Another process holds an alert of this pass: the rest of the pass is left to it."""
 
 
 class _Delivery:
@@ -558,9 +346,10 @@ class _Delivery:
         now: Clock,
         max_age: float,
         retry: float,
+        node: str | None = None,
     ) -> None:
         self.store, self.notifier, self.name, self.now = store, notifier, name, now
-        self.max_age, self.retry = max_age, retry
+        self.max_age, self.retry, self.node = max_age, retry, node
 
     def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
         at = self.now()
@@ -572,7 +361,11 @@ class _Delivery:
         outcome = DeliveryOutcome()
         while actions:
             action = actions.popleft()
-            done, error = self._take(action)
+            try:
+                done, error = self._take(action)
+            except _HeldElsewhere:
+                log.info("delivery to notifier=%s left to the process that holds it", self.name)
+                break
             outcome += done
             if error is not None:
                 actions = deque(
@@ -605,9 +398,18 @@ class _Delivery:
                 return self._give_up(action), None
 
     def _claim(self, group: Sequence[PendingAlert]) -> None:
-        """Record the attempt before making it (see Store.claim)."""
-        retry_at = delivery.retry_at(group, now=self.now(), retry=self.retry)
-        self.store.claim([a.id for a in group], retry_at=retry_at)
+        """Record the attempt before making it (see Store.claim), as a lease when this is
+        a daemon: :class:`_HeldElsewhere` when another process holds any of them."""
+        at = self.now()
+        retry_at = delivery.retry_at(group, now=at, retry=self.retry)
+        lease = timedelta(seconds=DELIVERY_LEASE + self._timeout())
+        if not self.store.claim(
+            [a.id for a in group], retry_at=retry_at, node=self.node, now=at, until=at + lease
+        ):
+            raise _HeldElsewhere
+
+    def _timeout(self) -> float:
+        return self.notifier.settings.timeout if self.notifier is not None else 0.0
 
     def _send_one(self, alert: PendingAlert) -> tuple[DeliveryOutcome, str | None]:
         assert self.notifier is not None

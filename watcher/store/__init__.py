@@ -29,16 +29,17 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, ColumnElement
 
 from watcher.config import looks_like_url
-from watcher.exceptions import StoreError
+from watcher.exceptions import LeaseLost, StoreError
 from watcher.identity import Keys, Known, Seen, minute
 from watcher.models import (
     KEEP,
@@ -47,7 +48,7 @@ from watcher.models import (
     FeedState,
     Item,
     PendingAlert,
-    PollRecord,
+    PollDecision,
     Priority,
 )
 from watcher.store import upgrade
@@ -135,9 +136,10 @@ _RECOVERED: dict[str, Any] = {
     "last_error": None,
     "failures": 0,
     "failing_since": None,
-    "next_poll_at": None,
     "disabled_reason": None,
     "disabled_url": None,
+    "claimed_by": None,  # the poll is over: its claim with it
+    "lease_until": None,
 }
 
 _TEXT_CAP = 16384  # characters of content kept per item for backtest
@@ -202,6 +204,36 @@ def _wal(cursor: sqlite3.Cursor) -> None:
                 raise
             time.sleep(0.1)
     cursor.execute("PRAGMA journal_mode=WAL")
+
+
+def _feed_state(row: Any) -> FeedState:
+    return FeedState(
+        etag=row.etag,
+        last_modified=row.last_modified,
+        body_hash=row.body_hash,
+        baselined=bool(row.baselined),
+        failures=row.failures,
+        failing_since=row.failing_since,
+        next_poll_at=row.next_poll_at,
+        disabled_reason=row.disabled_reason,
+        disabled_url=row.disabled_url,
+        moved_from=row.moved_from,
+        moved_to=row.moved_to,
+        max_items=row.max_items,
+        health_notice=row.health_notice,
+    )
+
+
+def _free(table: Any, node: str, now: datetime) -> ColumnElement[bool]:
+    """A row nobody else holds: unclaimed, claimed by ``node``, or its lease expired."""
+    return or_(table.c.claimed_by.is_(None), table.c.claimed_by == node, table.c.lease_until < now)
+
+
+def _lease_lost(feed: str) -> LeaseLost:
+    return LeaseLost(
+        f"feed {feed!r}: another process took over this poll's claim (its lease expired); "
+        "this poll's outcome is not recorded"
+    )
 
 
 @dataclass
@@ -302,35 +334,26 @@ class Store:
     def feed_state(self, name: str) -> FeedState:
         with self.engine.connect() as conn:
             row = conn.execute(self._STATE, {"b_name": name}).first()
-        if row is None:
-            return FeedState()
-        return FeedState(
-            etag=row.etag,
-            last_modified=row.last_modified,
-            body_hash=row.body_hash,
-            baselined=bool(row.baselined),
-            failures=row.failures,
-            failing_since=row.failing_since,
-            next_poll_at=row.next_poll_at,
-            disabled_reason=row.disabled_reason,
-            disabled_url=row.disabled_url,
-            moved_from=row.moved_from,
-            moved_to=row.moved_to,
-            max_items=row.max_items,
-            health_notice=row.health_notice,
-        )
+        return FeedState() if row is None else _feed_state(row)
 
-    def record_poll(self, record: PollRecord) -> int:
-        """ONE transaction: the feed's state, every item seen, alerts and notices queued.
+    def commit_poll(self, record: PollDecision) -> int:
+        """ONE transaction: the feed's state and next poll, every item seen, alerts and
+        notices queued; applied as decided (``record.kind``), and only while
+        ``record.node`` still holds the feed's claim (:class:`LeaseLost` otherwise, and
+        nothing is written).
 
         Returns how many alerts (notices included) were queued; one already queued
         for the same item and notifier is not queued again.
         """
-        now = record.now
-        if self._quiet_success(record):
+        if record.kind == "quiet" and self._quiet_success(record):
             return 0
-        values: dict[str, Any] = {"url": record.url, "last_poll_at": now}
-        if record.error is None:
+        now = record.now  # (a quiet success for a feed with no row yet takes the full path)
+        values: dict[str, Any] = {
+            "url": record.url,
+            "last_poll_at": now,
+            "next_poll_at": record.next_poll_at,
+        }
+        if record.kind != "failure":
             values.update(
                 _RECOVERED,
                 etag=record.etag,
@@ -352,7 +375,8 @@ class Store:
                 last_error_at=now,
                 failures=feeds.c.failures + 1,
                 failing_since=func.coalesce(feeds.c.failing_since, now),
-                next_poll_at=record.retry_at,
+                claimed_by=None,
+                lease_until=None,
             )
             if record.disabled_url is not None:
                 values.update(disabled_reason=record.error, disabled_url=record.disabled_url)
@@ -362,12 +386,17 @@ class Store:
             values["health_notice"] = record.health_notice
         with self.engine.begin() as conn:
             insert_values = {k: v for k, v in values.items() if not isinstance(v, ClauseElement)}
-            if record.error is not None:
+            if record.kind == "failure":
                 insert_values.update(failures=1, failing_since=now)
             if record.present:
                 insert_values["max_items"] = len(record.present)
             stmt = self._insert(feeds).values(name=record.feed, created_at=now, **insert_values)
-            conn.execute(stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values))
+            held = None if record.node is None else feeds.c.claimed_by == record.node
+            written = conn.execute(
+                stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values, where=held)
+            ).rowcount
+            if not written:
+                raise _lease_lost(record.feed)
             stories = self._mark_seen(conn, record, now)
             return self._queue(conn, [*record.alerts, *record.notices], now, stories)
 
@@ -375,13 +404,17 @@ class Store:
     # once, instead of a full upsert statement built on every poll.
     _QUIET = (
         update(feeds)
-        .where(feeds.c.name == bindparam("b_name"))
+        .where(
+            feeds.c.name == bindparam("b_name"),
+            or_(bindparam("b_unclaimed"), feeds.c.claimed_by == bindparam("b_node")),
+        )
         .values(
             {
                 **_RECOVERED,
                 "url": bindparam("b_url"),
                 "last_poll_at": bindparam("b_now"),
                 "last_success_at": bindparam("b_now"),
+                "next_poll_at": bindparam("b_next"),
                 "etag": bindparam("b_etag"),
                 "last_modified": bindparam("b_last_modified"),
                 "health_notice": None,
@@ -389,24 +422,19 @@ class Store:
         )
     )
 
-    def _quiet_success(self, record: PollRecord) -> bool:
-        """Record a success that changed nothing but the feed row; False if not that case."""
-        simple = (
-            record.error is None
-            and record.body_hash is None
-            and not (record.seen or record.present or record.alerts or record.notices)
-            and record.moved_to is None
-            and record.health_notice is None
-        )
-        if not simple:
-            return False
+    def _quiet_success(self, record: PollDecision) -> bool:
+        """Record a success that changed nothing but the feed row, in a group commit;
+        False when the feed has no row yet."""
         mine = _QuietWrite(
             {
                 "b_name": record.feed,
                 "b_url": record.url,
                 "b_now": record.now,
+                "b_next": record.next_poll_at,
                 "b_etag": record.etag,
                 "b_last_modified": record.last_modified,
+                "b_unclaimed": record.node is None,
+                "b_node": record.node,
             }
         )
         with self._quiet_queue_lock:
@@ -434,10 +462,120 @@ class Store:
             # Another poll's commit of this update failed (a full disk...): try alone, so
             # the error raised here is this thread's own.
             with self.engine.begin() as conn:
-                return bool(conn.execute(self._QUIET, mine.params).rowcount)
+                mine.updated = bool(conn.execute(self._QUIET, mine.params).rowcount)
+        if not mine.updated and record.node is not None:
+            raise _lease_lost(record.feed)
         return mine.updated
 
-    def _mark_seen(self, conn: Connection, record: PollRecord, now: datetime) -> dict[str, str]:
+    # -- the schedule and claims -------------------------------------------------
+
+    def sync_feeds(self, configured: Sequence[tuple[str, str]], now: datetime) -> list[str]:
+        """Give every configured feed (name, url) a row, due at ``now`` if it is new; a
+        feed disabled by a 410 whose URL has changed in the config is enabled again, due
+        at once. Returns the names enabled again."""
+        names = [name for name, _ in configured]
+        existing: dict[str, FeedState] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(names):
+                for row in conn.execute(select(feeds).where(feeds.c.name.in_(chunk))):
+                    existing[row.name] = _feed_state(row)
+        fresh = [
+            {"name": name, "url": url, "created_at": now, "next_poll_at": now}
+            for name, url in configured
+            if name not in existing
+        ]
+        revived = [
+            name
+            for name, url in configured
+            if name in existing
+            and existing[name].disabled_reason is not None
+            and not existing[name].disabled_for(url)
+        ]
+        if fresh or revived:
+            with self.engine.begin() as conn:
+                if fresh:
+                    conn.execute(self._insert(feeds).on_conflict_do_nothing(), fresh)
+                for chunk in _chunks(revived):
+                    conn.execute(
+                        update(feeds)
+                        .where(feeds.c.name.in_(chunk))
+                        .values(disabled_reason=None, disabled_url=None, next_poll_at=now)
+                    )
+        return revived
+
+    def due_feeds(self, names: Sequence[str], now: datetime, *, node: str, limit: int) -> list[str]:
+        """The one query that says what to poll: of these feeds, those due by ``now``,
+        not disabled, and free (unclaimed, claimed by ``node`` itself, or whose lease
+        expired), the most overdue first."""
+        if limit <= 0 or not names:
+            return []
+        found: list[tuple[datetime, str]] = []
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(names)):
+                query = select(feeds.c.next_poll_at, feeds.c.name).where(
+                    feeds.c.name.in_(chunk),
+                    feeds.c.next_poll_at <= now,
+                    feeds.c.disabled_reason.is_(None),
+                    _free(feeds, node, now),
+                )
+                found += [(r.next_poll_at, r.name) for r in conn.execute(query)]
+        return [name for _, name in sorted(found)[:limit]]
+
+    def claim_poll(self, feed: str, *, node: str, now: datetime, until: datetime) -> bool:
+        """Compare-and-set: ``node`` holds the feed's poll until ``until`` if it is still
+        due and free. Of several claimants, exactly one wins."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(feeds)
+                    .where(
+                        feeds.c.name == feed,
+                        feeds.c.next_poll_at <= now,
+                        _free(feeds, node, now),
+                    )
+                    .values(claimed_by=node, lease_until=until)
+                ).rowcount
+            )
+
+    def release_claims(self, *, keep: str, now: datetime) -> int:
+        """Free every claim not held by ``keep``: their holders are gone (on SQLite, the
+        process that holds the state's lock is the only one alive). An alert that was
+        being sent when its holder died is due at once, not at its retry time."""
+        with self.engine.begin() as conn:
+            polls = conn.execute(
+                update(feeds)
+                .where(feeds.c.claimed_by.is_not(None), feeds.c.claimed_by != keep)
+                .values(claimed_by=None, lease_until=None)
+            ).rowcount
+            sends = conn.execute(
+                update(alerts)
+                .where(
+                    alerts.c.claimed_by.is_not(None),
+                    alerts.c.claimed_by != keep,
+                    alerts.c.status == "pending",
+                )
+                .values(claimed_by=None, lease_until=None, next_attempt_at=now)
+            ).rowcount
+            conn.execute(
+                update(alerts)
+                .where(alerts.c.claimed_by.is_not(None), alerts.c.claimed_by != keep)
+                .values(claimed_by=None, lease_until=None)
+            )
+        return (polls or 0) + (sends or 0)
+
+    def reschedule(self, due: Mapping[str, datetime]) -> None:
+        """Set when feeds are due (a clock jump, a feed whose config changed)."""
+        rows = [{"b_name": name, "b_next": at} for name, at in due.items()]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(feeds)
+                    .where(feeds.c.name == bindparam("b_name"))
+                    .values(next_poll_at=bindparam("b_next")),
+                    rows,
+                )
+
+    def _mark_seen(self, conn: Connection, record: PollDecision, now: datetime) -> dict[str, str]:
         """Record the poll's new items and their stories; touch the items seen again.
 
         Returns item id -> story for the items whose story changed from the one planned:
@@ -484,7 +622,7 @@ class Store:
         return stories
 
     def _claim_story_keys(
-        self, conn: Connection, record: PollRecord, now: datetime
+        self, conn: Connection, record: PollDecision, now: datetime
     ) -> dict[str, str]:
         """Point each new item's story keys at its story; a key another feed holds (fresh,
         within the story window) wins, and the item joins that story instead.
@@ -958,27 +1096,75 @@ class Store:
             for chunk in _chunks(list(ids)):
                 conn.execute(update(alerts).where(alerts.c.id.in_(chunk)).values(**values))
 
-    def claim(self, ids: Sequence[int], *, retry_at: datetime) -> None:
+    def claim(
+        self,
+        ids: Sequence[int],
+        *,
+        retry_at: datetime,
+        node: str | None = None,
+        now: datetime | None = None,
+        until: datetime | None = None,
+    ) -> bool:
         """Written before a send: one more attempt, and the retry time it gets if it fails.
 
         If the outcome can never be recorded (a crash, a full disk), the alert is sent
         again at ``retry_at`` and not in a loop; and if this write fails, nothing is sent.
+        With ``node``, a compare-and-set lease: ``node`` holds the alerts until ``until``
+        if they are all still pending and free; False (and nothing written) when another
+        process holds any of them, so that two processes never both send one alert.
         """
-        self._update(ids, attempts=alerts.c.attempts + 1, next_attempt_at=retry_at)
+        if node is None:
+            self._update(ids, attempts=alerts.c.attempts + 1, next_attempt_at=retry_at)
+            return True
+        assert now is not None and until is not None
+        with self.engine.begin() as conn:
+            claimed = 0
+            for chunk in _chunks(list(ids)):
+                claimed += (
+                    conn.execute(
+                        update(alerts)
+                        .where(
+                            alerts.c.id.in_(chunk),
+                            alerts.c.status == "pending",
+                            _free(alerts, node, now),
+                        )
+                        .values(
+                            attempts=alerts.c.attempts + 1,
+                            next_attempt_at=retry_at,
+                            claimed_by=node,
+                            lease_until=until,
+                        )
+                    ).rowcount
+                    or 0
+                )
+            if claimed != len(set(ids)):
+                conn.rollback()  # all or none: a digest is one message
+                return False
+        return True
 
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
-        """Sent as one message (one alert, or a digest of several)."""
-        self._update(ids, status="sent", sent_at=now, last_error=None, batch=min(ids))
+        """Sent as one message (one alert, or a digest of several); the claim ends."""
+        self._update(
+            ids,
+            status="sent",
+            sent_at=now,
+            last_error=None,
+            batch=min(ids),
+            claimed_by=None,
+            lease_until=None,
+        )
 
     def mark_failed(
         self, ids: Sequence[int], now: datetime, error: str, *, retry_at: datetime
     ) -> None:
         """A failed attempt (counted by :meth:`claim`): retried at ``retry_at``."""
-        self._update(ids, last_error=error, next_attempt_at=retry_at)
+        self._update(
+            ids, last_error=error, next_attempt_at=retry_at, claimed_by=None, lease_until=None
+        )
 
     def give_up(self, ids: Sequence[int], now: datetime, error: str) -> None:
         """Undeliverable for too long: marked failed, kept, and shown by `watcher alerts`."""
-        self._update(ids, status="failed", last_error=error)
+        self._update(ids, status="failed", last_error=error, claimed_by=None, lease_until=None)
 
     def defer(self, ids: Sequence[int], until: datetime, *, held: bool) -> None:
         """Not now (quiet hours, digest window, rate limit); no attempt is counted."""
@@ -1055,7 +1241,7 @@ __all__ = [
     "AlertRecord",
     "DaemonRecord",
     "FeedStatus",
-    "PollRecord",
+    "PollDecision",
     "Store",
     "open_store",
     "state_exists",
