@@ -421,9 +421,11 @@ class Daemon:
         allow_fetches()
         # This process holds the state's lock: any claim of another process is a dead
         # one's, free at once (an alert it was sending is due now, not at its retry).
-        released = self.store.release_claims(keep=self.node, now=datetime.now(UTC))
-        if released:
-            log.info("claims of a stopped daemon released count=%d", released)
+        # Not on PostgreSQL, where other daemons live: their leases run out instead.
+        if self.lock is not None:
+            released = self.store.release_claims(keep=self.node, now=datetime.now(UTC))
+            if released:
+                log.info("claims of a stopped daemon released count=%d", released)
         self._schedule()
         self._log_destinations()  # before the start, while first polls are still ahead
         self.scheduler.start()
