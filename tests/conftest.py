@@ -1,10 +1,13 @@
-"""Fixtures: real loopback servers, started per test and shut down after it."""
+"""Fixtures: real loopback servers, started per test and shut down after it; a real
+PostgreSQL server, started once per test process, with a fresh database per test."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from pgserver import PostgresServer
 from support import FeedServer, Receiver
 
 
@@ -20,3 +23,41 @@ def receiver() -> Iterator[Receiver]:
     server = Receiver()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The test process's PostgreSQL server (tests/pgserver.py says why one per process).
+
+    If it cannot start, every test that needs it fails with the server's log (pytest
+    keeps the failure for the session: it is not retried per test).
+    """
+    try:
+        server = PostgresServer()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.stop()
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for one test (the superuser's URL), dropped after it."""
+    name = postgres.create_database()
+    yield postgres.url(name)
+    postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A state to open (``Store.open``, or a config's ``state:``) on each backend: a
+    SQLite file that does not exist yet, or an empty PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "w.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -1,24 +1,34 @@
-"""The state database: a real SQLite file in tmp_path."""
+"""The state database: a real SQLite file in tmp_path, and a real PostgreSQL database.
+
+Every test that takes ``store`` runs on both backends; those about SQLite files (WAL,
+the dumps of earlier versions, directories) run on SQLite only.
+"""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from pgserver import PASSWORD_ROLE, PostgresServer
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
+from sqlalchemy.types import TypeEngine
 
 from watcher.exceptions import StoreError
 from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
 from watcher.store import PollDecision, Store
-from watcher.store.schema import LATEST
+from watcher.store.schema import LATEST, metadata
+from watcher.store.upgrade import FIRST, head, scripts
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 DATA = Path(__file__).parent / "data"
@@ -74,33 +84,86 @@ def fail(store: Store, error: str, at: datetime = NOW) -> None:
     )
 
 
+@pytest.fixture
+def store(state_db: str | Path) -> Iterator[Store]:
+    """A new state on each backend (conftest.state_db)."""
+    opened = Store.open(state_db)
+    yield opened
+    opened.close()
+
+
+def execute(target: str | Path, *statements: str) -> None:
+    """Change a state behind the store's back, as another program would."""
+    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+
+
+def _same_time_type(
+    _context: Any, _column: Any, _ours: Any, found: TypeEngine[Any], wanted: TypeEngine[Any]
+) -> bool | None:
+    """TIMESTAMP (what the home-made migrations added) and DATETIME (what the tables
+    declare) are one type to SQLite and to SQLAlchemy; any other difference counts."""
+    impl = wanted.impl if isinstance(wanted, TypeDecorator) else wanted
+    if isinstance(found, DateTime) and isinstance(impl, DateTime):
+        return False
+    return None
+
+
+def differences(target: str | Path) -> list[Any]:
+    """How the database's tables, columns and indexes differ from schema.metadata."""
+    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": _same_time_type})
+        found = compare_metadata(context, metadata)
+    engine.dispose()
+    return found
+
+
+def load_dump(path: Path, version: int) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript((DATA / "state" / f"schema-v{version}.sql").read_text(encoding="utf-8"))
+    conn.close()
+
+
 def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
     path = tmp_path / "state" / "w.db"
     Store.open(path).close()
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head()
     conn.close()
-    Store.open(path).close()  # reopening migrates nothing and keeps the version
+    reopened = Store.open(path)  # reopening migrates nothing and keeps the version
+    assert reopened.migration is not None and not reopened.migration.changed
+    reopened.close()
 
 
-def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+def test_a_revision_this_watcher_does_not_know_is_refused(state_db: str | Path) -> None:
+    Store.open(state_db).close()
+    execute(state_db, "UPDATE alembic_version SET version_num = 'f00d_from_the_future'")
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=r"newer than this watcher.*; upgrade watcher"):
+            Store.open(state_db, readonly=readonly)
+
+
+def test_a_newer_home_made_schema_is_refused(tmp_path: Path) -> None:
+    """From before Alembic: a schema_version above 3 and no Alembic revision."""
     path = tmp_path / "w.db"
     Store.open(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute("UPDATE schema_version SET version = 99")
-    conn.commit()
-    conn.close()
+    execute(path, "DROP TABLE alembic_version", "UPDATE schema_version SET version = 99")
     with pytest.raises(StoreError, match="newer than this watcher"):
         Store.open(path)
 
 
 def test_a_version_1_database_is_migrated_and_keeps_its_alerts(tmp_path: Path) -> None:
     path = tmp_path / "w.db"
-    conn = sqlite3.connect(path)
-    conn.executescript((DATA / "state" / "schema-v1.sql").read_text(encoding="utf-8"))
-    conn.close()
+    load_dump(path, 1)
     store = Store.open(path)
+    assert store.migration is not None
+    assert store.migration.before == "schema version 1" and store.migration.after == head()
     (pending,) = store.pending_alerts()
     assert (pending.title, pending.priority) == ("[kharkiv] Kharkiv story", "normal")
     commit(store, items("b"), [alert("b", priority="urgent")])
@@ -111,8 +174,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_alerts(tmp_path: Path) -
     conn.close()
 
 
-def test_new_items_and_feed_state(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_new_items_and_feed_state(store: Store) -> None:
     assert not store.feed_state("f").baselined
     assert [i.id for i in store.new_items("f", items("a", "b"))] == ["a", "b"]
     commit(store, items("a", "b"))
@@ -124,22 +186,19 @@ def test_new_items_and_feed_state(tmp_path: Path) -> None:
     assert store.new_items("g", other) == other
 
 
-def test_many_ids_are_queried_in_chunks(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_many_ids_are_queried_in_chunks(store: Store) -> None:
     many = items(*(str(i) for i in range(2500)))
     commit(store, many[:1200])
     assert len(store.new_items("f", many)) == 1300
 
 
-def test_one_alert_per_item_and_notifier_enforced_by_the_database(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_one_alert_per_item_and_notifier_enforced_by_the_database(store: Store) -> None:
     assert commit(store, items("a"), [alert("a"), alert("a", "mail")]) == 2
     assert commit(store, items("a"), [alert("a")]) == 0
     assert store.alert_counts() == {"pending": 2}
 
 
-def test_outbox_pending_sent_and_retry(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_outbox_pending_sent_and_retry(store: Store) -> None:
     commit(store, items("a", "b"), [alert("a"), alert("b")])
     first, second = store.pending_alerts(NOW)
     store.claim([first.id, second.id], retry_at=NOW + timedelta(seconds=30))
@@ -151,11 +210,8 @@ def test_outbox_pending_sent_and_retry(tmp_path: Path) -> None:
     assert store.alert_counts() == {"pending": 1, "sent": 1}
 
 
-def test_a_claimed_alert_whose_outcome_was_never_recorded_waits_for_its_retry(
-    tmp_path: Path,
-) -> None:
+def test_a_claimed_alert_whose_outcome_was_never_recorded_waits_for_its_retry(store: Store) -> None:
     """A crash (or a full disk) between the send and mark_sent: resent once, later."""
-    store = Store.open(tmp_path / "w.db")
     commit(store, items("a"), [alert("a")])
     (pending,) = store.pending_alerts(NOW)
     store.claim([pending.id], retry_at=NOW + timedelta(seconds=30))
@@ -164,8 +220,7 @@ def test_a_claimed_alert_whose_outcome_was_never_recorded_waits_for_its_retry(
     assert again.id == pending.id and again.attempts == 1
 
 
-def test_errors_are_counted_and_cleared_by_success(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_errors_are_counted_and_cleared_by_success(store: Store) -> None:
     fail(store, "HTTP 500")
     fail(store, "HTTP 502", NOW + timedelta(minutes=1))
     (status,) = store.feed_statuses()
@@ -186,8 +241,7 @@ def test_unwritable_location_is_a_clear_error(tmp_path: Path) -> None:
         Store.open(blocker / "sub" / "w.db")
 
 
-def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(store: Store) -> None:
     for n in range(6):  # one item per poll: the feed's largest size is 1
         at = NOW - timedelta(days=200 - n)
         store.commit_poll(record("u", at, items(str(n))))
@@ -197,8 +251,7 @@ def test_prune_forgets_only_old_items_beyond_twice_the_feed_size(tmp_path: Path)
     assert store.prune_items(NOW, keep_days=90) == 0
 
 
-def test_a_quiet_success_clears_failures_with_the_short_update(tmp_path: Path) -> None:
-    store = Store.open(tmp_path / "w.db")
+def test_a_quiet_success_clears_failures_with_the_short_update(store: Store) -> None:
     commit(store, items("a"))
     fail(store, "HTTP 503", NOW + timedelta(minutes=1))
     later = NOW + timedelta(minutes=10)
@@ -224,10 +277,9 @@ def test_a_quiet_success_clears_failures_with_the_short_update(tmp_path: Path) -
     assert store.feed_state("new").etag == '"1"'
 
 
-def test_quiet_successes_finishing_together_share_one_commit(tmp_path: Path) -> None:
+def test_quiet_successes_finishing_together_share_one_commit(store: Store) -> None:
     """Group commit: 40 polls that end at once cost a few commits (fsyncs), not 40, and
     every one of them is committed before its commit_poll returns."""
-    store = Store.open(tmp_path / "w.db")
     names = [f"f{n}" for n in range(40)]
     for name in names:
         store.commit_poll(PollDecision(name, f"http://x/{name}", NOW, etag='"1"', baselined=True))
@@ -260,9 +312,7 @@ def test_quiet_successes_finishing_together_share_one_commit(tmp_path: Path) -> 
 def test_a_version_2_database_gets_its_keys_and_keeps_every_identity(tmp_path: Path) -> None:
     """schema-v2.sql was written by a real daemon of the previous release (see its header)."""
     path = tmp_path / "w.db"
-    conn = sqlite3.connect(path)
-    conn.executescript((DATA / "state" / "schema-v2.sql").read_text(encoding="utf-8"))
-    conn.close()
+    load_dump(path, 2)
     Store.open(path).close()
     conn = sqlite3.connect(path)
     rows = dict(
@@ -272,7 +322,10 @@ def test_a_version_2_database_gets_its_keys_and_keeps_every_identity(tmp_path: P
         )
     )
     alerted = {r[0] for r in conn.execute("SELECT item_id FROM alerts")}
-    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST
+    # Home-made version 3, then Alembic from its first revision on; schema_version stays
+    # at 3, so a watcher from before Alembic still reads it as its own.
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == LATEST == 3
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head()
     conn.close()
     assert rows["Weather in Kyiv"] == (
         "http://news.example.org/2026/11/weather",  # a link id stays as it was
@@ -287,3 +340,201 @@ def test_a_version_2_database_gets_its_keys_and_keeps_every_identity(tmp_path: P
     assert note == primary_identity("", "", "Kharkiv note with no guid and no link", "")
     assert note in alerted
     assert not any(r[0].startswith("sha256:") for r in rows.values())
+
+
+def test_the_outbox_keeps_times_utc_flags_and_one_message_per_digest(store: Store) -> None:
+    """What PostgreSQL types differently from SQLite: timestamps (naive UTC in both),
+    min() over them, booleans, and sent alerts grouped by their message."""
+    commit(store, items("a", "b", "c"), [alert("a"), alert("b"), alert("c")])
+    a, b, c = store.pending_alerts(NOW)
+    assert store.next_attempt_at() == NOW and NOW.tzinfo is UTC
+    store.defer([c.id], NOW + timedelta(hours=1), held=True)
+    store.claim([a.id, b.id], retry_at=NOW + timedelta(minutes=5))
+    store.mark_sent([a.id, b.id], NOW + timedelta(seconds=1))  # one digest of two
+    later = store.next_attempt_at()
+    assert later == NOW + timedelta(hours=1) and later.tzinfo is not None
+    (held,) = store.pending_alerts()
+    assert (held.id, held.held, held.attempts) == (c.id, True, 0)
+    assert store.messages_sent_since("ops", NOW) == [NOW + timedelta(seconds=1)]
+    assert store.messages_sent_since("ops", NOW + timedelta(seconds=2)) == []
+    sent = store.list_alerts(status="sent")
+    assert {r.sent_at for r in sent} == {NOW + timedelta(seconds=1)}
+
+
+def test_a_story_is_told_once_per_notifier_unless_a_copy_adds_a_rule(store: Store) -> None:
+    """The compare-and-set on what a notifier was told (FOR UPDATE on PostgreSQL)."""
+
+    def story_alert(item_id: str, rule: str) -> Alert:
+        return Alert("f", item_id, "ops", (rule,), f"[{rule}] {item_id}", "b", story="s1")
+
+    assert commit(store, items("a"), [story_alert("a", "r")]) == 1
+    assert commit(store, items("b"), [story_alert("b", "r")]) == 0  # said already
+    assert commit(store, items("c"), [story_alert("c", "r2")]) == 1  # adds a rule
+    assert commit(store, items("d"), [story_alert("d", "r2")]) == 0
+
+
+def test_postgresql_sessions_run_in_utc(postgres_url: str) -> None:
+    """So that the database's own clock (LOCALTIMESTAMP) is UTC, like what we store."""
+    store = Store.open(postgres_url)
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT current_setting('TimeZone')")).scalar() == "UTC"
+    store.close()
+
+
+# -- migrations and opening --------------------------------------------------------------
+
+
+def test_a_new_state_has_exactly_the_tables_columns_and_indexes_of_the_schema(
+    state_db: str | Path,
+) -> None:
+    store = Store.open(state_db)
+    assert store.migration is not None
+    assert (store.migration.before, store.migration.after) == (None, head())
+    store.close()
+    assert differences(state_db) == []
+
+
+def test_the_head_this_watcher_migrates_to_is_the_newest_revision_shipped() -> None:
+    assert scripts().get_current_head() == head()
+    assert scripts().get_base() == FIRST  # home-made version 3 is stamped as this one
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_state_from_before_alembic_ends_with_exactly_the_schema(
+    tmp_path: Path, version: int
+) -> None:
+    path = tmp_path / "w.db"
+    load_dump(path, version)
+    Store.open(path).close()
+    assert differences(path) == []
+
+
+def test_openers_starting_together_migrate_a_new_state_once(state_db: str | Path) -> None:
+    """Nodes started at once: one creates the schema under the lock, the others wait and
+    find it done (PostgreSQL: an advisory lock; SQLite: the write lock, taken first)."""
+    barrier = threading.Barrier(4)
+
+    def open_one(_: int) -> str | None:
+        barrier.wait()
+        store = Store.open(state_db)
+        store.close()
+        assert store.migration is not None
+        return store.migration.before
+
+    with ThreadPoolExecutor(4) as pool:
+        befores = list(pool.map(open_one, range(4)))
+    assert sorted(befores, key=str) == [None] + [f"revision {head()}"] * 3
+    assert differences(state_db) == []
+
+
+def test_a_reader_needs_the_state_at_this_watchers_revision_and_writes_nothing(
+    state_db: str | Path,
+) -> None:
+    if isinstance(state_db, Path):
+        state_db.touch()  # an empty file: SQLite reads it as an empty database
+    with pytest.raises(StoreError, match=r"start `watcher run` once, or run `watcher migrate`"):
+        Store.open(state_db, readonly=True)
+    assert differences(state_db) != []  # nothing was created
+
+    writer = Store.open(state_db)
+    commit(writer, items("a"), [alert("a")])
+    writer.close()
+    reader = Store.open(state_db, readonly=True)
+    assert reader.migration is None and reader.revision == head()
+    assert [a.title for a in reader.pending_alerts()] == ["[r] a"]
+    with pytest.raises(StoreError, match=r"read-?only"):
+        commit(reader, items("b"))
+    reader.close()
+    check = Store.open(state_db, readonly=True)
+    assert store_ids(check) == {"a"}
+    check.close()
+
+
+def store_ids(store: Store) -> set[str]:
+    return {i.id for i in items("a", "b") if i.id in store.seen_ids("f", ["a", "b"])}
+
+
+def test_a_reader_of_an_old_state_says_how_to_upgrade_it_and_leaves_it_as_it_was(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "w.db"
+    load_dump(path, 2)
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    with pytest.raises(
+        StoreError,
+        match=r"schema version 2, older than this watcher; start `watcher run` once, or run "
+        r"`watcher migrate`",
+    ):
+        Store.open(path, readonly=True)
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_a_reader_does_not_create_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="unable to open"):
+        Store.open(tmp_path / "none" / "w.db", readonly=True)
+    assert not (tmp_path / "none").exists()
+
+
+# -- PostgreSQL's own troubles, in words an operator can act on ---------------------------
+
+
+def test_a_missing_postgresql_database_says_to_create_it(postgres: PostgresServer) -> None:
+    with pytest.raises(StoreError) as caught:
+        Store.open(postgres.url("no_such_db"))
+    message = str(caught.value)
+    assert message.startswith(f"state database {postgres.url('no_such_db')}: ")
+    assert 'database "no_such_db" does not exist' in message and "createdb -O" in message
+
+
+def test_a_postgresql_server_that_does_not_answer_is_named(postgres: PostgresServer) -> None:
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        url = f"postgresql://postgres@127.0.0.1:{port}/watcher"
+        with pytest.raises(StoreError) as caught:
+            Store.open(url)
+    message = str(caught.value)
+    assert f"postgresql+psycopg://postgres@127.0.0.1:{port}/watcher" in message
+    assert "Connection refused" in message and "is PostgreSQL running" in message
+
+
+def test_a_user_without_the_privileges_or_the_role_is_told_what_to_do(
+    postgres: PostgresServer, postgres_url: str
+) -> None:
+    database = postgres_url.rsplit("/", 1)[1]
+    with postgres.admin() as conn:
+        conn.execute("DROP ROLE IF EXISTS watcher_guest")
+        conn.execute("CREATE ROLE watcher_guest LOGIN")  # owns nothing, may create nothing
+    try:
+        with pytest.raises(StoreError) as caught:
+            Store.open(postgres.url(database, user="watcher_guest"))
+        assert "permission denied for schema public" in str(caught.value)
+        assert "it must own the database" in str(caught.value)
+    finally:
+        with postgres.admin() as conn:
+            conn.execute("DROP ROLE watcher_guest")
+    with pytest.raises(StoreError, match=r'role "nobody_here" does not exist.*createuser'):
+        Store.open(postgres.url(database, user="nobody_here"))
+
+
+def test_a_refused_password_is_explained_and_never_shown(
+    postgres: PostgresServer, postgres_url: str
+) -> None:
+    canary = "Canary-7f3a-password"
+    with postgres.admin() as conn:
+        conn.execute(f"DROP ROLE IF EXISTS {PASSWORD_ROLE}")
+        conn.execute(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD 'right-{canary}'")
+    database = postgres_url.rsplit("/", 1)[1]
+    url = postgres.url(database, user=PASSWORD_ROLE, password=f"wrong-{canary}")
+    with pytest.raises(StoreError) as caught:
+        Store.open(url)
+    message = str(caught.value)
+    assert "password authentication failed" in message and "check them in `state`" in message
+    assert canary not in message and f"{PASSWORD_ROLE}:***@" in message
+    assert canary not in "".join(str(e) for e in _chain(caught.value))
+
+
+def _chain(error: BaseException | None) -> Iterator[BaseException]:
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__

@@ -89,6 +89,7 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # watcher says what it migrated
 
 
 def _load(path: Path | None) -> Config:
@@ -197,6 +198,29 @@ def run(config_path: Path | None, metrics_port: int | None) -> None:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None
     raise SystemExit(daemon.run())
+
+
+@cli.command()
+@config_option
+def migrate(config_path: Path | None) -> None:
+    """Create the state database, or upgrade it to this watcher's schema, and say which.
+
+    `watcher run` does the same at start; run this once after an upgrade when the state
+    is shared (PostgreSQL), or to see where the state stands.
+
+    Example: watcher migrate -c /etc/watcher/config.yaml
+    """
+    from watcher.store import open_store
+
+    config = _load(config_path)
+    try:
+        store = open_store(config)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
+    store.close()
+    assert store.migration is not None
+    click.echo(store.migration.describe(config.state_name))
 
 
 @dataclass
@@ -833,7 +857,7 @@ def status(config_path: Path | None) -> None:
     config = _load(config_path)
     store = _open_existing(config)
     if store is None:
-        click.echo(f"{config.summary()}; never run (no state at {config.state_path})")
+        click.echo(f"{config.summary()}; never run (no state at {config.state_name})")
         _print_feeds(config, {}, failing_only=False)
         return
     try:
@@ -887,13 +911,14 @@ def _print_daemon(daemons: Sequence[DaemonRecord]) -> bool:
 
 
 def _open_existing(config: Config) -> Store | None:
-    """The state database if there is one: reading commands never create it."""
-    if not config.state_path.exists():
-        return None
+    """The state database if there is one, read-only: reading commands never create,
+    migrate nor write it."""
     try:
-        from watcher.store import Store
+        from watcher.store import open_store, state_exists
 
-        return Store.open(config.state_path)
+        if not state_exists(config):
+            return None
+        return open_store(config, readonly=True)
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None

@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Collection
 from datetime import UTC, datetime, time, timedelta, timezone
+from importlib.util import find_spec
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -279,8 +280,76 @@ def _processes(value: object) -> int | Literal["auto"]:
     raise ValueError("expected 'auto' or a number of processes from 0 to 64")
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_POSTGRES = ("postgresql", "postgresql+psycopg")
+POSTGRES_INSTALL = "pip install 'watcher[postgres]'"
+
+
+def looks_like_url(value: str) -> bool:
+    """``scheme://...``: a database URL, never a file name."""
+    return _URL.match(value) is not None
+
+
+class StateURL:
+    """A PostgreSQL URL given as ``state``: opened with its password, shown without it."""
+
+    __slots__ = ("masked", "url")
+
+    def __init__(self, url: str, masked: str) -> None:
+        self.url, self.masked = url, masked
+
+    def __str__(self) -> str:
+        return self.masked
+
+    def __repr__(self) -> str:
+        return f"StateURL({self.masked!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StateURL) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+
+def _state(value: object) -> Path | StateURL | None:
+    """A file path, or a PostgreSQL URL. The messages never repeat the value: a URL's
+    password is in it."""
+    if value is None or isinstance(value, Path | StateURL):
+        return value
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a file path or a postgresql:// URL")
+    if not looks_like_url(value):
+        return Path(value)
+    scheme = value.partition("://")[0].lower()
+    if scheme not in _POSTGRES:
+        raise ValueError(
+            f"unsupported database URL scheme {scheme!r}: use postgresql://USER@HOST/DATABASE "
+            "(PostgreSQL through psycopg 3), or a file path for SQLite"
+        )
+    from sqlalchemy.engine import make_url  # only for a URL: check and match stay light
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(value)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "not a valid database URL: use postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+        ) from None
+    if not url.database:
+        raise ValueError("the URL names no database: postgresql://USER@HOST/DATABASE")
+    if find_spec("psycopg") is None:
+        raise ValueError(f"a PostgreSQL state needs the psycopg driver: {POSTGRES_INSTALL}")
+    url = url.set(drivername="postgresql+psycopg")
+    return StateURL(
+        url.render_as_string(hide_password=False), url.render_as_string(hide_password=True)
+    )
+
+
 class Config(_Model):
-    state: Path | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    # A SQLite file, or a PostgreSQL URL (see state_path, state_url and backend).
+    state: Annotated[Path | StateURL | None, PlainValidator(_state)] = None
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     allow_private_networks: bool = False
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
@@ -308,9 +377,35 @@ class Config(_Model):
         return self._warnings
 
     @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """Which database holds the state: a SQLite file (the default) or PostgreSQL."""
+        return "postgresql" if isinstance(self.state, StateURL) else "sqlite"
+
+    @property
     def state_path(self) -> Path:
-        """Where the state database lives: the ``state`` key, else the XDG default."""
+        """Where a SQLite state lives: the ``state`` key, else the XDG default.
+
+        A PostgreSQL state has no file: asking for one is a mistake (ValueError).
+        """
+        if isinstance(self.state, StateURL):
+            raise ValueError(f"the state is a PostgreSQL database ({self.state}), not a file")
         return self.state if self.state is not None else default_state_path()
+
+    @property
+    def state_url(self) -> str | None:
+        """A PostgreSQL state's URL, password included, to connect with: never log or
+        print it (:attr:`state_name` is for messages). None for SQLite."""
+        return self.state.url if isinstance(self.state, StateURL) else None
+
+    @property
+    def state_target(self) -> str | Path:
+        """What the store opens (watcher.store.open_store): the URL or the file."""
+        return self.state_url or self.state_path
+
+    @property
+    def state_name(self) -> str:
+        """How messages name the state: the file, or the URL with its password masked."""
+        return str(self.state) if isinstance(self.state, StateURL) else str(self.state_path)
 
     @property
     def active_feeds(self) -> tuple[FeedConfig, ...]:
@@ -711,7 +806,7 @@ def _cross_check(data: dict[str, Any], located: _Located) -> None:
 
 
 def _resolve_state(config: Config, base: Path) -> Config:
-    if config.state is None:
+    if not isinstance(config.state, Path):
         return config
     state = config.state.expanduser()
     if not state.is_absolute():

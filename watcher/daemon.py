@@ -35,7 +35,7 @@ from watcher.metrics import Metrics
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import DaemonRecord, FeedStatus, Store
+from watcher.store import DaemonRecord, FeedStatus, open_store
 from watcher.store.lock import StateLock
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
@@ -80,10 +80,14 @@ class Daemon:
         self.metrics = Metrics() if metrics_port is not None else None
         # One daemon per SQLite state: the lock first, so a second daemon leaves at once
         # (StateLocked says who holds it) without opening, let alone migrating, anything.
-        self.lock = StateLock(config.state_path)
-        self.lock.acquire()
+        # A PostgreSQL state has no file to lock: several daemons share it by leases.
+        self.lock = StateLock(config.state_path) if config.backend == "sqlite" else None
+        if self.lock is not None:
+            self.lock.acquire()
         self.node = f"{socket.gethostname()}:{os.getpid()}"
-        self.store = Store.open(config.state_path)
+        self.store = open_store(config)
+        if self.store.migration is not None and self.store.migration.changed:
+            log.info("%s", self.store.migration.describe(config.state_name))
         self.record: DaemonRecord | None = None  # written when the daemon starts running
         for warning in config.warnings:
             log.warning("config %s", warning)
@@ -325,9 +329,9 @@ class Daemon:
             return False
         for warning in new.warnings:
             log.warning("config %s", warning)
-        if new.state_path != self.config.state_path:
+        if new.state_target != self.config.state_target:
             log.warning(
-                "the state path changed; that takes a restart, keeping %s", self.config.state_path
+                "the state path changed; that takes a restart, keeping %s", self.config.state_name
             )
         self._apply(new)
         self.systemd.send(READY=1)
@@ -436,9 +440,11 @@ class Daemon:
         allow_fetches()
         # This process holds the state's lock: any claim of another process is a dead
         # one's, free at once (an alert it was sending is due now, not at its retry).
-        released = self.store.release_claims(keep=self.node, now=datetime.now(UTC))
-        if released:
-            log.info("claims of a stopped daemon released count=%d", released)
+        # Not on PostgreSQL, where other daemons live: their leases run out instead.
+        if self.lock is not None:
+            released = self.store.release_claims(keep=self.node, now=datetime.now(UTC))
+            if released:
+                log.info("claims of a stopped daemon released count=%d", released)
         self._schedule()
         self._log_destinations()  # before the start, while first polls are still ahead
         self.scheduler.start()
@@ -453,7 +459,7 @@ class Daemon:
             len(self.config.active_feeds),
             len(self.config.active_rules),
             len(self.current.notifiers),
-            self.config.state_path,
+            self.config.state_name,
         )
         self._record_start()
         self.systemd.send(READY=1, STATUS=self._safe_status())

@@ -1,4 +1,5 @@
-"""State: feeds, seen items, and the alert outbox, in SQLite (WAL) through SQLAlchemy Core.
+"""State: feeds, seen items, and the alert outbox, in SQLite (WAL) or PostgreSQL through
+SQLAlchemy Core.
 
 Owns every query. Holds no business rules: it records what the pipeline decided
 and answers what it asks. The SQL is the subset SQLite and PostgreSQL share
@@ -11,11 +12,13 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import (
     Connection,
@@ -35,6 +38,7 @@ from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement, ColumnElement
 
+from watcher.config import looks_like_url
 from watcher.exceptions import LeaseLost, StoreError
 from watcher.identity import Keys, Known, Seen, minute
 from watcher.models import (
@@ -47,7 +51,8 @@ from watcher.models import (
     PollDecision,
     Priority,
 )
-from watcher.store import schema
+from watcher.store import upgrade
+from watcher.store.engine import postgres_engine
 from watcher.store.schema import (
     alerts,
     daemons,
@@ -58,6 +63,9 @@ from watcher.store.schema import (
     story_sources,
 )
 from watcher.stories import Recent, StoryKey, covered, shape
+
+if TYPE_CHECKING:
+    from watcher.config import Config
 
 _CHUNK = 500
 T = TypeVar("T")
@@ -184,6 +192,20 @@ def file_system_trouble(path: Path) -> str:
     return ""
 
 
+def _wal(cursor: sqlite3.Cursor) -> None:
+    """WAL mode, once per file. Processes opening a new file together race to switch it,
+    and the losers get "locked" at once (no busy wait for this lock): they try again."""
+    for _ in range(300):
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(0.1)
+    cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _feed_state(row: Any) -> FeedState:
     return FeedState(
         etag=row.etag,
@@ -236,29 +258,54 @@ class _QuietWrite:
 class Store:
     """One state database. Safe to share between threads."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, readonly: bool = False, name: str | None = None) -> None:
+        """Bring the database to this watcher's schema, or with ``readonly`` only check
+        that it is there: a reader never writes, not even the schema's version."""
         self.engine = engine
+        self.name = name or engine.url.render_as_string(hide_password=True)
+        self.readonly = readonly
+        self.migration: upgrade.Migration | None = None  # what opening did to the schema
         self._quiet_queue: list[_QuietWrite] = []
         self._quiet_queue_lock = threading.Lock()
         self._quiet_writer = threading.Lock()
         try:
-            with engine.begin() as conn:
-                schema.migrate(conn)
+            if readonly:
+                with engine.connect() as conn:
+                    self.revision = upgrade.check(conn)
+            else:
+                with engine.begin() as conn:
+                    self.migration = upgrade.upgrade(conn)
+                self.revision = self.migration.after
         except (SQLAlchemyError, RuntimeError) as exc:
-            raise StoreError(f"cannot open state database {engine.url}: {exc}") from exc
+            engine.dispose()
+            raise StoreError(f"cannot open state database {self.name}: {exc}") from exc
+        except BaseException:
+            engine.dispose()
+            raise
 
     @classmethod
-    def open(cls, path: str | Path) -> Store:
-        """Open (creating if needed) a SQLite database file in WAL mode."""
-        p = Path(path).expanduser()
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the state directory {p.parent}: {exc}") from exc
-        engine = create_engine(
-            f"sqlite+pysqlite:///{p}",
-            connect_args={"timeout": 30, "check_same_thread": False},
-        )
+    def open(cls, target: str | Path, *, readonly: bool = False) -> Store:
+        """Open a state: a SQLite file (created if needed, in WAL mode), or the PostgreSQL
+        database a ``postgresql://`` URL names. ``readonly``: a reader, which neither
+        creates, migrates nor writes anything (SQLite: the file must exist)."""
+        if isinstance(target, str) and looks_like_url(target):
+            engine, name = postgres_engine(target, readonly=readonly)
+            return cls(engine, readonly=readonly, name=name)
+        p = Path(target).expanduser()
+        if not readonly:
+            try:
+                p.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the state directory {p.parent}: {exc}") from exc
+        connect: dict[str, Any] = {"timeout": 30, "check_same_thread": False}
+        if readonly:  # SQLite itself refuses every write on this connection
+            uri = f"file:{quote(str(p))}?mode=ro"
+            engine = create_engine(
+                f"sqlite+pysqlite:///{p}",
+                creator=lambda: sqlite3.connect(uri, uri=True, **connect),
+            )
+        else:
+            engine = create_engine(f"sqlite+pysqlite:///{p}", connect_args=connect)
 
         @event.listens_for(engine, "handle_error")
         def _explain(context: ExceptionContext) -> None:
@@ -272,12 +319,13 @@ class Store:
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
             cursor = dbapi_conn.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
+            if not readonly:
+                _wal(cursor)
+                cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
-        return cls(engine)
+        return cls(engine, readonly=readonly, name=str(p))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -675,8 +723,11 @@ class Store:
                     story=story,
                 )
                 .on_conflict_do_nothing()
+                # Counted by what it returns: PostgreSQL's rowcount is -1 once SQLAlchemy
+                # adds RETURNING for the new id.
+                .returning(alerts.c.id)
             )
-            queued += result.rowcount or 0
+            queued += len(result.all())
         return queued
 
     def _stories_told(
@@ -1185,4 +1236,31 @@ class Store:
             return {status: count for status, count in rows}
 
 
-__all__ = ["KEEP", "AlertRecord", "DaemonRecord", "FeedStatus", "PollDecision", "Store"]
+def open_store(config: Config, *, readonly: bool = False) -> Store:
+    """The config's state, as every command and the daemon open it."""
+    return Store.open(config.state_target, readonly=readonly)
+
+
+def state_exists(config: Config) -> bool:
+    """Whether watcher ever created its state there: reading commands never create it."""
+    if config.state_url is None:
+        return config.state_path.exists()
+    engine, _ = postgres_engine(config.state_url, readonly=True)
+    try:
+        with engine.connect() as conn:
+            tables = ("alembic_version", "schema_version")
+            return any(conn.dialect.has_table(conn, table) for table in tables)
+    finally:
+        engine.dispose()
+
+
+__all__ = [
+    "KEEP",
+    "AlertRecord",
+    "DaemonRecord",
+    "FeedStatus",
+    "PollDecision",
+    "Store",
+    "open_store",
+    "state_exists",
+]

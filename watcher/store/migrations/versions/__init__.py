@@ -1,0 +1,1 @@
+"""The revisions, in order of ``down_revision``. Add one; never edit one that shipped."""
