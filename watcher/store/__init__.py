@@ -172,9 +172,7 @@ def _store_error(path: Path, exc: BaseException) -> StoreError:
     SQLite often says only "unable to open database file"; the file system says why.
     """
     message = str(exc)
-    hint = file_system_trouble(path) or next(
-        (h for key, h in _HINTS if key in message.lower()), ""
-    )
+    hint = file_system_trouble(path) or next((h for key, h in _HINTS if key in message.lower()), "")
     return StoreError(f"state database {path}: {message}" + (f" ({hint})" if hint else ""))
 
 
