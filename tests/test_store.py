@@ -6,6 +6,7 @@ the dumps of earlier versions, directories) run on SQLite only.
 
 from __future__ import annotations
 
+import multiprocessing
 import socket
 import sqlite3
 import threading
@@ -23,7 +24,7 @@ from pgserver import PASSWORD_ROLE, PostgresServer
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
 from sqlalchemy.types import TypeEngine
 
-from watcher.exceptions import StoreError
+from watcher.exceptions import LeaseLost, StoreError
 from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
 from watcher.store import PollDecision, Store
@@ -538,3 +539,111 @@ def _chain(error: BaseException | None) -> Iterator[BaseException]:
     while error is not None:
         yield error
         error = error.__cause__ or error.__context__
+
+
+# -- claims: two processes, one database ---------------------------------------------------
+
+
+def _claimant(state: str, kind: str, target: str, node: str, start: Any, results: Any) -> None:
+    """One process's claim, made the moment the other process makes its own."""
+    other = Store.open(state)
+    now = datetime.now(UTC)
+    start.wait()
+    if kind == "feed":
+        won = other.claim_poll(target, node=node, now=now, until=now + timedelta(minutes=5))
+    else:
+        won = other.claim(
+            [int(target)],
+            retry_at=now + timedelta(seconds=30),
+            node=node,
+            now=now,
+            until=now + timedelta(minutes=5),
+        )
+    results.put((node, won))
+    other.close()
+
+
+def _race(state: str | Path, kind: str, target: str, count: int = 4) -> list[str]:
+    """``count`` processes claim one thing at once: the nodes that won."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(count), context.Queue()
+    procs = [
+        context.Process(
+            target=_claimant, args=(str(state), kind, target, f"node-{n}", start, results)
+        )
+        for n in range(count)
+    ]
+    for proc in procs:
+        proc.start()
+    outcomes = [results.get(timeout=60) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    return sorted(node for node, won in outcomes if won)
+
+
+def test_processes_racing_for_one_due_feed_and_one_alert_each_have_one_winner(
+    store: Store, state_db: str | Path
+) -> None:
+    store.sync_feeds([("f", "http://x/f")], NOW)  # due since NOW
+    commit(store, items("a"), [alert("a")])
+    (pending,) = store.pending_alerts()
+    store.close()
+    assert len(_race(state_db, "feed", "f")) == 1
+    assert len(_race(state_db, "alert", str(pending.id))) == 1
+
+
+def test_a_claim_is_held_until_its_lease_expires_then_anyone_takes_it(store: Store) -> None:
+    store.sync_feeds([("f", "http://x/f")], NOW)
+    lease = NOW + timedelta(minutes=2)
+    assert store.claim_poll("f", node="a", now=NOW, until=lease)
+    assert not store.claim_poll("f", node="b", now=NOW + timedelta(minutes=1), until=lease)
+    assert store.due_feeds(["f"], NOW + timedelta(minutes=1), node="b", limit=10) == []
+    assert store.due_feeds(["f"], NOW + timedelta(minutes=1), node="a", limit=10) == ["f"]
+    later = NOW + timedelta(minutes=3)  # the lease ran out: "a" is gone or stuck
+    assert store.claim_poll("f", node="b", now=later, until=later + timedelta(minutes=2))
+    # Only the holder records the outcome: "a" finishing late writes nothing.
+    with pytest.raises(LeaseLost):
+        store.commit_poll(PollDecision("f", "http://x/f", later, node="a", next_poll_at=later))
+    store.commit_poll(
+        PollDecision("f", "http://x/f", later, node="b", next_poll_at=later + timedelta(hours=1))
+    )
+    state = store.feed_state("f")
+    assert state.next_poll_at == later + timedelta(hours=1)
+    assert store.due_feeds(["f"], later + timedelta(minutes=30), node="c", limit=10) == []
+
+
+def test_an_alert_claimed_by_a_lease_is_not_sent_by_another_until_it_expires(
+    store: Store,
+) -> None:
+    commit(store, items("a", "b"), [alert("a"), alert("b")])
+    first, second = store.pending_alerts()
+    soon = NOW + timedelta(seconds=30)
+    lease = NOW + timedelta(minutes=1)
+    assert store.claim([first.id], retry_at=soon, node="a", now=NOW, until=lease)
+    # A digest is one message: all of it or none of it.
+    assert not store.claim([first.id, second.id], retry_at=soon, node="b", now=NOW, until=lease)
+    assert [a.attempts for a in store.pending_alerts()] == [1, 0]
+    later = NOW + timedelta(minutes=2)
+    assert store.claim(
+        [first.id, second.id], retry_at=later, node="b", now=later, until=later + timedelta(1)
+    )
+    assert [a.attempts for a in store.pending_alerts()] == [2, 1]
+    store.mark_sent([first.id, second.id], later)
+    assert store.pending_alerts() == []
+
+
+def test_the_lock_holder_frees_a_dead_daemons_claims_and_its_alert_is_due_at_once(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "w.db")
+    store.sync_feeds([("f", "http://x/f")], NOW)
+    commit(store, items("a"), [alert("a")])
+    (pending,) = store.pending_alerts()
+    retry = NOW + timedelta(minutes=5)
+    assert store.claim_poll("f", node="dead", now=NOW, until=NOW + timedelta(hours=1))
+    assert store.claim([pending.id], retry_at=retry, node="dead", now=NOW, until=retry)
+    assert store.release_claims(keep="alive", now=NOW) == 2
+    assert store.due_feeds(["f"], NOW, node="alive", limit=1) == ["f"]
+    (freed,) = store.pending_alerts(NOW)  # due now, not at its retry time
+    assert freed.next_attempt_at == NOW and freed.attempts == 1

@@ -399,10 +399,13 @@ class Store:
                 insert_values["max_items"] = len(record.present)
             stmt = self._insert(feeds).values(name=record.feed, created_at=now, **insert_values)
             held = None if record.node is None else feeds.c.claimed_by == record.node
+            # RETURNING, not rowcount: psycopg reports no count for INSERT ... ON CONFLICT.
             written = conn.execute(
-                stmt.on_conflict_do_update(index_elements=[feeds.c.name], set_=values, where=held)
-            ).rowcount
-            if not written:
+                stmt.on_conflict_do_update(
+                    index_elements=[feeds.c.name], set_=values, where=held
+                ).returning(feeds.c.name)
+            ).first()
+            if written is None:
                 raise _lease_lost(record.feed)
             stories = self._mark_seen(conn, record, now)
             return self._queue(conn, [*record.alerts, *record.notices], now, stories)
