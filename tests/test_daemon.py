@@ -701,3 +701,111 @@ def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
         assert _cli(config, "status").stdout.startswith("daemon: not running (stopped ")
     finally:
         daemon.stop()
+
+
+def test_a_second_daemon_on_one_sqlite_state_exits_saying_who_holds_it(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+) -> None:
+    story = Story()
+    story.add(1, "Weather")
+    feed_server.routes["/news"] = route = Route(story.body())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\n"
+        f"feeds:\n  - {{name: news, url: '{feed_server.url('/news')}', interval: 1s}}\n"
+        f'{MATCH_RULES}notifiers:\n  hook: "{receiver.url}"\n'
+    )
+    first = Daemon(config, tmp_path / "first.log")
+    second = Daemon(config, tmp_path / "second.log")
+    first.start()
+    try:
+        assert first.started(), first.log_text()
+        assert wait_until(lambda: feed_server.hits("/news") >= 2)
+        second.start()
+        assert second.proc is not None
+        assert second.proc.wait(timeout=60) == 1
+        said = second.log_text()
+        pid = first.proc.pid  # type: ignore[union-attr]
+        assert f"is in use by another watcher (pid {pid} on {socket.gethostname()}, since " in said
+        assert "stop that one first" in said and "use a PostgreSQL state" in said
+        assert "Traceback" not in said
+
+        # Nothing twice: only the first daemon polls and delivers.
+        story.add(2, "Kharkiv: one alert, from one daemon")
+        route.body = story.body()
+        assert len(receiver.wait_for(1)) == 1
+        polled = feed_server.hits("/news")
+        assert wait_until(lambda: feed_server.hits("/news") >= polled + 3)
+        assert receiver.titles() == ["[kharkiv] Kharkiv: one alert, from one daemon"]
+
+        # A SIGKILLed daemon leaves no stale lock: the next one starts at once.
+        assert first.signal(signal.SIGKILL) == -signal.SIGKILL
+        second.start()
+        assert second.started(), second.log_text()
+        story.add(3, "Kharkiv: after the takeover")
+        route.body = story.body()
+        assert len(receiver.wait_for(2)) == 2, second.log_text()
+        assert second.signal(signal.SIGTERM) == 0
+    finally:
+        first.stop()
+        second.stop()
+    assert receiver.titles() == [
+        "[kharkiv] Kharkiv: one alert, from one daemon",
+        "[kharkiv] Kharkiv: after the takeover",
+    ]
+
+
+def test_a_restarted_daemon_polls_only_what_is_due_and_an_overdue_feed_at_once(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    fleet = 50
+    for n in range(fleet):
+        story = Story()
+        story.add(n, f"Story {n}")
+        feed_server.routes[f"/f{n}"] = Route(story.body())
+    feed_server.routes["/late"] = Route(Story().body())
+    listed = "".join(
+        f"  - {{name: f{n}, url: '{feed_server.url(f'/f{n}')}', interval: 1h}}\n"
+        for n in range(fleet)
+    )
+    db = tmp_path / "w.db"
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state: {db}\nallow_private_networks: true\nfeeds:\n{listed}")
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        assert wait_until(lambda: all(feed_server.hits(f"/f{n}") == 1 for n in range(fleet)))
+        assert daemon.signal(signal.SIGTERM) == 0
+        # A minute later (aged in the database rather than waited for) the daemon restarts,
+        # and one feed more is in the config. What was polled a minute ago is not due.
+        conn = sqlite3.connect(db)
+        conn.execute(
+            "UPDATE feeds SET last_poll_at = datetime(last_poll_at, '-60 seconds'), "
+            "next_poll_at = datetime(next_poll_at, '-60 seconds')"
+        )
+        conn.commit()
+        conn.close()
+        config.write_text(
+            config.read_text()
+            + f"  - {{name: late, url: '{feed_server.url('/late')}', interval: 10m}}\n"
+        )
+        before = len(feed_server.requests)
+        daemon.start()
+        assert daemon.started(), daemon.log_text()
+        assert wait_until(lambda: feed_server.hits("/late") == 1)  # new: due at once
+        time.sleep(10)
+        assert len(feed_server.requests) - before == 1  # no burst: nothing else was due
+        assert daemon.signal(signal.SIGTERM) == 0
+
+        # Overdue by more than its interval (down for two hours): polled at once.
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE feeds SET next_poll_at = datetime('now', '-1 hour') WHERE name = 'f7'")
+        conn.commit()
+        conn.close()
+        daemon.start()
+        assert daemon.started(), daemon.log_text()
+        assert wait_until(lambda: feed_server.hits("/f7") == 2, 10), daemon.log_text()
+        assert all(feed_server.hits(f"/f{n}") == 1 for n in range(fleet) if n != 7)
+        assert daemon.signal(signal.SIGTERM) == 0
+    finally:
+        daemon.stop()
