@@ -335,7 +335,11 @@ def test_status_works_while_the_daemon_writes_and_logs_are_json(
             assert "locked" not in result.stdout + result.stderr
         out = results[-1].stdout
         assert out.startswith(f"daemon: running on {socket.gethostname()} (pid {proc.pid}, ")
-        assert out.splitlines()[1].startswith("21 feeds (1 failing); alerts: 0 pending, 0 failed")
+        assert out.splitlines()[1] == (
+            f"state: SQLite {tmp_path / 'w.db'} (one daemon per file: the daemon above holds "
+            "its lock)"
+        )
+        assert out.splitlines()[2].startswith("21 feeds (1 failing); alerts: 0 pending, 0 failed")
         assert "gone  " in out and "disabled (410 Gone)" in out
     finally:
         proc.send_signal(signal.SIGTERM)

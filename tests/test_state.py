@@ -261,3 +261,15 @@ def test_the_password_never_shows_in_output_errors_or_logs(
         assert "password authentication failed" in result.stderr, result.stderr
         assert "check them in `state`" in result.stderr and masked in result.stderr
         assert CANARY not in result.output
+
+
+def test_status_names_the_backend_and_how_many_daemons_share_it(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path / "c.yaml", postgres_url)
+    assert invoke("migrate", "-c", str(config)).exit_code == 0
+    lines = invoke("status", "-c", str(config)).stdout.splitlines()
+    assert lines[:2] == [
+        "daemon: never ran on this state",
+        f"state: PostgreSQL {postgres_url} (shared: 0 daemons running)",
+    ]

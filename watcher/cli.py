@@ -871,6 +871,14 @@ def status(config_path: Path | None) -> None:
     finally:
         store.close()
     running = _print_daemon(daemons)
+    if config.backend == "sqlite":
+        holder = "the daemon above holds its lock" if running else "no daemon holds its lock"
+        click.echo(f"state: SQLite {config.state_name} (one daemon per file: {holder})")
+    else:
+        alive = sum(1 for d in daemons if d.running(datetime.now(UTC)))
+        click.echo(
+            f"state: PostgreSQL {config.state_name} (shared: {_count(alive, 'daemon')} running)"
+        )
     failing = sum(1 for s in statuses.values() if s.failures or s.disabled_reason)
     muted = len(config.feeds) - len(config.active_feeds)
     click.echo(
