@@ -22,6 +22,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -90,11 +91,13 @@ def watcher_worker(config_path: str, workers: int) -> None:
     logging.disable(logging.WARNING)
     config = load_config(config_path)
     ruleset = RuleSet.from_config(config)
-    store = Store.open(config.state_path)
+    store = Store.open(config.state_target)
+    database = _DatabaseWork(store.engine)
     fetcher = make_fetcher(config)
     configure_parsing(config)  # as `watcher run` does
     print(json.dumps({"ready": True, **_usage()}), flush=True)
     for line in sys.stdin:
+        database.reset()
         before, started = _usage(), time.perf_counter()
         with ThreadPoolExecutor(workers) as pool:
             outcomes = list(
@@ -110,10 +113,43 @@ def watcher_worker(config_path: str, workers: int) -> None:
         parsed = sum(o.items for o in outcomes if o.status in ("baseline", "new", "renumbered"))
         errors = [o.error for o in outcomes if o.status == "error"][:3]
         result = {"round": line.strip(), "wall": wall, "cpu": after["cpu"] - before["cpu"]}
-        print(
-            json.dumps(result | {"items": parsed, "rss_mib": after["rss_mib"], "errors": errors}),
-            flush=True,
-        )
+        result |= {"items": parsed, "rss_mib": after["rss_mib"], "errors": errors}
+        print(json.dumps(result | {"database": database.counts()}), flush=True)
+
+
+class _DatabaseWork:
+    """What a round asked of the state database, counted from SQLAlchemy's events: on
+    PostgreSQL each is a round trip to the server (a checkout is one too: the pool pings
+    the connection), on SQLite a call into the library."""
+
+    NAMES = ("statements", "commits", "rollbacks", "checkouts", "connects")
+
+    def __init__(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.NAMES, 0)
+
+        def counter(name: str) -> Any:
+            def count(*_args: Any) -> None:
+                with self._lock:
+                    self._counts[name] += 1
+
+            return count
+
+        event.listen(engine, "before_cursor_execute", counter("statements"))
+        event.listen(engine, "commit", counter("commits"))
+        event.listen(engine, "rollback", counter("rollbacks"))
+        event.listen(engine.pool, "checkout", counter("checkouts"))
+        event.listen(engine.pool, "connect", counter("connects"))
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = dict.fromkeys(self.NAMES, 0)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
 
 
 def reader_worker(db: str, urls_path: str, workers: int) -> None:
@@ -150,6 +186,8 @@ def reader_worker(db: str, urls_path: str, workers: int) -> None:
 
 
 class Worker:
+    """A tool in a process of its own (``python compare.py watcher|reader ...``)."""
+
     def __init__(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, *args],
@@ -178,7 +216,8 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def write_config(path: Path, urls: list[str], rules: int, state: Path) -> None:
+def write_config(path: Path, urls: list[str], rules: int, state: Path | str) -> None:
+    """A watcher config for the fleet; ``state``: a SQLite file or a PostgreSQL URL."""
     import random
 
     from rules import make_config
@@ -186,7 +225,7 @@ def write_config(path: Path, urls: list[str], rules: int, state: Path) -> None:
     rules_text = make_config(rules, random.Random(rules))[0] if rules else ""
     feeds = "".join(f"  - {{name: f{i}, url: '{u}', interval: 1h}}\n" for i, u in enumerate(urls))
     path.write_text(
-        f"state: {state}\nallow_private_networks: true\n"
+        f"state: '{state}'\nallow_private_networks: true\n"
         "fetch: {max_connections: 20, max_per_host: 20}\n"  # the fleet is one host
         f"feeds:\n{feeds}{rules_text}\n"
     )

@@ -7,6 +7,9 @@ process (one per pytest-xdist worker) starts its own server: nothing to share, n
 to take, and nothing left behind when a worker's session ends; ``initdb`` and a start
 cost about a second. A server that cannot start raises with its log, so the tests that
 need it fail and say why; they are never skipped.
+
+bench/state_backends.py starts the same server with ``durable=True``: PostgreSQL's own
+defaults (fsync and synchronous commit on), to be weighed against SQLite's full syncs.
 """
 
 from __future__ import annotations
@@ -53,9 +56,14 @@ def _free_port() -> int:
 
 
 class PostgresServer:
-    """One cluster: :meth:`start` it, make databases, :meth:`stop` it (which deletes it)."""
+    """One cluster: :meth:`start` it, make databases, :meth:`stop` it (which deletes it).
 
-    def __init__(self) -> None:
+    ``durable``: keep PostgreSQL's default durability (every commit flushed to disk), for
+    benchmarks; the tests' throwaway cluster turns it off.
+    """
+
+    def __init__(self, *, durable: bool = False) -> None:
+        self.durable = durable
         self.bindir = _bindir()
         self.root = Path(tempfile.mkdtemp(prefix="watcher-pg-"))
         self.data = self.root / "data"
@@ -115,9 +123,9 @@ class PostgresServer:
                 f"port = {self.port}\n"
                 f"unix_socket_directories = '{self.root}'\n"
                 "max_connections = 200\n"
-                # A throwaway cluster: durability buys nothing here.
-                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             )
+            if not self.durable:  # a throwaway cluster: durability buys nothing here
+                settings += "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             self._write(self.data / "postgresql.auto.conf", settings)
             started = self._run(
                 str(self.bindir / "pg_ctl"),

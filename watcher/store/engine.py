@@ -76,6 +76,12 @@ def postgres_engine(url: str, *, readonly: bool = False) -> tuple[Engine, str]:
         engine = create_engine(
             parsed,
             pool_pre_ping=True,  # a server restart costs one reconnect, not one failed poll
+            # Room for the daemon's poll threads (fetch.max_connections, 20 by default) at
+            # once: with SQLAlchemy's default of 5, a burst of polls opened a connection
+            # (a server process) per poll and closed it after (bench/state_backends.py).
+            # Connections open only when needed, and at most 30 per process.
+            pool_size=20,
+            max_overflow=10,
             connect_args={
                 "connect_timeout": 10,
                 "application_name": "watcher",
