@@ -1,4 +1,5 @@
-"""One poll and one delivery pass, end to end in-process: loopback feed, SQLite, receiver."""
+"""One poll and one delivery pass, end to end in-process: loopback feed, receiver, and the
+state on each backend (a SQLite file, a real PostgreSQL database: conftest.state_db)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,14 @@ def client() -> Iterator[Fetcher]:
         yield fetcher
 
 
+@pytest.fixture
+def store(state_db: str | Path) -> Iterator[Store]:
+    """A new state, on SQLite and on PostgreSQL."""
+    opened = Store.open(state_db)
+    yield opened
+    opened.close()
+
+
 def poll(config: Config, name: str, client: Fetcher, store: Store) -> str:
     outcome = poll_feed(
         config.feed(name),
@@ -60,13 +69,12 @@ def poll(config: Config, name: str, client: Fetcher, store: Store) -> str:
 
 
 def test_baseline_is_silent_then_a_new_match_is_alerted_once(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     story.add(1, "Kharkiv already in the feed")
     feed_server.routes["/news"] = route = Route(story.body())
     config = make_config(feed_server, receiver, "/news")
-    store = Store.open(tmp_path / "w.db")
     notifiers = build_notifiers(config.notifiers)
 
     assert poll(config, "news", client, store) == "baseline new=1 alerts=0"
@@ -88,36 +96,33 @@ def test_baseline_is_silent_then_a_new_match_is_alerted_once(
 
 
 def test_unchanged_body_is_not_parsed_again(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     story.add(1, "x")
     feed_server.routes["/news"] = Route(story.body())
     config = make_config(feed_server, receiver, "/news")
-    store = Store.open(tmp_path / "w.db")
     assert poll(config, "news", client, store).startswith("baseline")
     assert poll(config, "news", client, store).startswith("unchanged")
 
 
 def test_etag_gives_not_modified(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = Route(Story().body(), etag='"1"')
     config = make_config(feed_server, receiver, "/news")
-    store = Store.open(tmp_path / "w.db")
     poll(config, "news", client, store)
     assert poll(config, "news", client, store).startswith("not-modified")
 
 
 def test_a_broken_feed_is_recorded_and_never_stops_the_others(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/html"] = Route(
         b"<html><body>Moved</body></html>", content_type="text/html"
     )
     feed_server.routes["/good"] = Route(Story().body())
     config = make_config(feed_server, receiver, "/html", "/missing", "/good")
-    store = Store.open(tmp_path / "w.db")
     assert poll(config, "html", client, store).startswith(
         "error new=0 alerts=0 the document is an HTML page"
     )
@@ -130,12 +135,11 @@ def test_a_broken_feed_is_recorded_and_never_stops_the_others(
 
 
 def test_a_failing_notifier_delays_but_never_drops(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     feed_server.routes["/news"] = route = Route(story.body())
     config = make_config(feed_server, receiver, "/news")
-    store = Store.open(tmp_path / "w.db")
     notifiers = build_notifiers(config.notifiers)
     poll(config, "news", client, store)
     story.add(1, "Kharkiv one")
@@ -212,13 +216,13 @@ def test_backoff_doubles_skips_polls_and_resets_on_success(
     feed_server: FeedServer,
     receiver: Receiver,
     client: Fetcher,
-    tmp_path: Path,
+    store: Store,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level("INFO", logger="watcher")
     feed_server.routes["/news"] = route = Route(status=500)
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
 
     status, first = run(config, client, store, clock)
     assert status == "error" and first is not None
@@ -247,21 +251,21 @@ def test_backoff_is_capped_at_a_day() -> None:
 
 
 def test_retry_after_is_honoured(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = Route(status=429, headers={"Retry-After": "7200"})
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     status, until = run(config, client, store, clock)
     assert status == "error" and until is not None and until - clock.now >= timedelta(hours=2)
 
 
 def test_410_disables_the_feed_until_its_url_changes(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = Route(status=410)
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     assert run(config, client, store, clock)[0] == "error"
     clock.advance(days=3)
     assert run(config, client, store, clock)[0] == "disabled"
@@ -279,7 +283,7 @@ def test_410_disables_the_feed_until_its_url_changes(
 
 
 def test_failed_polls_keep_their_kind_labels_in_the_metrics(
-    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, store: Store
 ) -> None:
     """watcher_fetch_errors_total{kind}: the labels dashboards count, taken from the class
     of the error. Read back from the message, a 404 whose URL says "deadline" was a timeout."""
@@ -330,7 +334,7 @@ notifiers:
   hook: "{receiver.url}"
 """
         )
-        store, metrics = Store.open(tmp_path / "w.db"), Metrics()
+        metrics = Metrics()
         with make_fetcher(config) as fetcher:
             for feed in config.feeds:
                 outcome = poll_feed(
@@ -349,12 +353,12 @@ notifiers:
 
 
 def test_permanent_redirect_is_remembered(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = Route(status=301, headers={"Location": "/new-home"})
     feed_server.routes["/new-home"] = Route(Story().body())
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     assert run(config, client, store, clock)[0] == "baseline"
     clock.advance(hours=1)
     assert run(config, client, store, clock)[0] == "unchanged"
@@ -371,11 +375,11 @@ def renumbered(count: int, prefix: str) -> bytes:
 
 
 def test_guid_churn_sends_one_notice_instead_of_a_flood(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = route = Route(renumbered(20, "old"))
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     assert run(config, client, store, clock)[0] == "baseline"
     route.body = renumbered(20, "new")  # every item matches, every id is new
     assert run(config, client, store, clock)[0] == "renumbered"
@@ -386,11 +390,11 @@ def test_guid_churn_sends_one_notice_instead_of_a_flood(
 
 
 def test_a_small_feed_that_renumbers_is_silent_and_its_new_stories_alert(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = route = Route(renumbered(5, "a"))
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     run(config, client, store, clock)
     route.body = renumbered(5, "b")  # five items, every id new, every title seen
     assert run(config, client, store, clock)[0] == "renumbered"
@@ -407,12 +411,11 @@ def test_churn_without_health_notifiers_is_only_logged(
     feed_server: FeedServer,
     receiver: Receiver,
     client: Fetcher,
-    tmp_path: Path,
+    store: Store,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     feed_server.routes["/news"] = route = Route(renumbered(12, "x"))
     config = make_config(feed_server, receiver, "/news")
-    store = Store.open(tmp_path / "w.db")
     poll(config, "news", client, store)
     route.body = renumbered(12, "y")
     assert poll(config, "news", client, store).startswith("renumbered")
@@ -421,11 +424,11 @@ def test_churn_without_health_notifiers_is_only_logged(
 
 
 def test_one_failing_notice_and_one_recovery_notice(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = route = Route(status=503)
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     for _ in range(6):
         status, until = run(config, client, store, clock)
         assert status == "error" and until is not None
@@ -444,14 +447,14 @@ def test_one_failing_notice_and_one_recovery_notice(
 
 
 def test_an_item_that_vanishes_and_returns_is_not_new(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     story.add(1, "Kharkiv one")
     story.add(2, "Kharkiv two")
     feed_server.routes["/news"] = route = Route(story.body())
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     run(config, client, store, clock)
     route.body = rss(story.items[:1])  # item 1 drops out
     run(config, client, store, clock)
@@ -463,13 +466,13 @@ def test_an_item_that_vanishes_and_returns_is_not_new(
 
 
 def test_an_html_page_after_the_baseline_touches_no_seen_state(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     story.add(1, "Kharkiv old")
     feed_server.routes["/news"] = route = Route(story.body())
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     run(config, client, store, clock)
     route.body, route.content_type = b"<html><body>Maintenance</body></html>", "text/html"
     clock.advance(hours=1)
@@ -482,13 +485,12 @@ def test_an_html_page_after_the_baseline_touches_no_seen_state(
 
 
 def test_a_feed_added_later_gets_its_own_silent_baseline(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     story.add(1, "Kharkiv")
     feed_server.routes["/a"] = Route(story.body())
     feed_server.routes["/b"] = Route(story.body())
-    store = Store.open(tmp_path / "w.db")
     first = make_config(feed_server, receiver, "/a")
     assert poll(first, "a", client, store).startswith("baseline")
     both = make_config(feed_server, receiver, "/a", "/b")
@@ -507,12 +509,10 @@ def outbox(receivers: dict[str, str], extra: str = "", max_age: str = "24h") -> 
     )
 
 
-def hook(
-    tmp_path: Path, receiver: Receiver, options: str
-) -> tuple[Store, Clock, dict[str, Notifier]]:
-    """A fresh outbox and one notifier, "hook", posting to ``receiver`` with ``options``."""
+def hook(receiver: Receiver, options: str) -> tuple[Clock, dict[str, Notifier]]:
+    """A clock, and one notifier, "hook", posting to ``receiver`` with ``options``."""
     config = outbox({"hook": f"{{url: '{receiver.url}', {options}}}"})
-    return Store.open(tmp_path / "w.db"), Clock(), build_notifiers(config.notifiers)
+    return Clock(), build_notifiers(config.notifiers)
 
 
 def queue(
@@ -547,12 +547,12 @@ def queue(
     store.commit_poll(PollDecision("f", "http://x/f", at, baselined=True, alerts=alerts))
 
 
-def test_a_hung_notifier_hits_its_timeout_and_never_delays_another(tmp_path: Path) -> None:
+def test_a_hung_notifier_hits_its_timeout_and_never_delays_another(store: Store) -> None:
     hung, fine = Receiver(), Receiver()
     hung.delay = 5.0
     try:
         config = outbox({"slow": f"{{url: '{hung.url}', timeout: 1s}}", "fast": f"'{fine.url}'"})
-        store, clock = Store.open(tmp_path / "w.db"), Clock()
+        clock = Clock()
         queue(store, "slow", 1, clock.now)
         queue(store, "fast", 1, clock.now, start=1)
         started = time.monotonic()
@@ -569,12 +569,12 @@ def test_a_hung_notifier_hits_its_timeout_and_never_delays_another(tmp_path: Pat
 
 @pytest.mark.parametrize("status", [500, 429])
 def test_errors_are_retried_in_order_after_an_outage(
-    receiver: Receiver, tmp_path: Path, status: int
+    receiver: Receiver, store: Store, status: int
 ) -> None:
     receiver.status = status
     receiver.headers = {"Retry-After": "60"} if status == 429 else {}
     config = outbox({"hook": f"'{receiver.url}'"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     notifiers = build_notifiers(config.notifiers)
     queue(store, "hook", 3, clock.now)
     for _ in range(4):  # a long outage: each pass tries once, the rest wait their turn
@@ -588,11 +588,11 @@ def test_errors_are_retried_in_order_after_an_outage(
 
 
 def test_undeliverable_alerts_are_marked_failed_after_max_age(
-    receiver: Receiver, tmp_path: Path
+    receiver: Receiver, store: Store
 ) -> None:
     receiver.status = 500
     config = outbox({"hook": f"'{receiver.url}'"}, max_age="1h")
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     notifiers = build_notifiers(config.notifiers)
     queue(store, "hook", 2, clock.now)
     deliver_pending(store, notifiers, now=clock, max_age=config.delivery.max_age)
@@ -608,8 +608,8 @@ def test_undeliverable_alerts_are_marked_failed_after_max_age(
     assert store.pending_alerts() == []
 
 
-def test_digest_window_batches_alerts_into_one_message(receiver: Receiver, tmp_path: Path) -> None:
-    store, clock, notifiers = hook(tmp_path, receiver, "digest: 1h")
+def test_digest_window_batches_alerts_into_one_message(receiver: Receiver, store: Store) -> None:
+    clock, notifiers = hook(receiver, "digest: 1h")
     queue(store, "hook", 2, clock.now)
     assert deliver_pending(store, notifiers, now=clock).deferred == 2
     clock.advance(minutes=30)
@@ -623,8 +623,8 @@ def test_digest_window_batches_alerts_into_one_message(receiver: Receiver, tmp_p
     assert message["message"].splitlines()[:2] == ["kharkiv (3)", "• story 0 (f)"]
 
 
-def test_quiet_hours_hold_alerts_until_the_window_ends(receiver: Receiver, tmp_path: Path) -> None:
-    store, clock, notifiers = hook(tmp_path, receiver, "quiet_hours: '22:00-07:00 Europe/Kyiv'")
+def test_quiet_hours_hold_alerts_until_the_window_ends(receiver: Receiver, store: Store) -> None:
+    clock, notifiers = hook(receiver, "quiet_hours: '22:00-07:00 Europe/Kyiv'")
     clock.now = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv
     queue(store, "hook", 3, clock.now)
     assert deliver_pending(store, notifiers, now=clock).deferred == 3
@@ -635,8 +635,8 @@ def test_quiet_hours_hold_alerts_until_the_window_ends(receiver: Receiver, tmp_p
     assert receiver.titles() == ["[watcher] 3 alerts"]
 
 
-def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, tmp_path: Path) -> None:
-    store, clock, notifiers = hook(tmp_path, receiver, "max_per_hour: 2")
+def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, store: Store) -> None:
+    clock, notifiers = hook(receiver, "max_per_hour: 2")
     queue(store, "hook", 5, clock.now)
     outcome = deliver_pending(store, notifiers, now=clock)
     assert (outcome.sent, outcome.deferred) == (2, 3)
@@ -648,9 +648,9 @@ def test_max_per_hour_folds_the_excess_into_a_digest(receiver: Receiver, tmp_pat
 
 
 def test_an_urgent_alert_goes_through_quiet_hours_alone_and_typed_as_failure(
-    receiver: Receiver, tmp_path: Path
+    receiver: Receiver, store: Store
 ) -> None:
-    store, clock, notifiers = hook(tmp_path, receiver, "quiet_hours: '22:00-07:00 Europe/Kyiv'")
+    clock, notifiers = hook(receiver, "quiet_hours: '22:00-07:00 Europe/Kyiv'")
     clock.now = datetime(2026, 11, 24, 21, 30, tzinfo=UTC)  # 23:30 in Kyiv
     queue(store, "hook", 3, clock.now)
     assert deliver_pending(store, notifiers, now=clock).deferred == 3
@@ -666,9 +666,9 @@ def test_an_urgent_alert_goes_through_quiet_hours_alone_and_typed_as_failure(
 
 
 def test_an_urgent_alert_is_not_stuck_behind_a_full_page_of_deferred_ones(
-    receiver: Receiver, tmp_path: Path
+    receiver: Receiver, store: Store
 ) -> None:
-    store, clock, notifiers = hook(tmp_path, receiver, "digest: 1h")
+    clock, notifiers = hook(receiver, "digest: 1h")
     queue(store, "hook", 600, clock.now)  # more than one page of pending_alerts (500)
     assert deliver_pending(store, notifiers, now=clock).deferred == 500
     queue(store, "hook", 1, clock.now, start=600, priority="urgent")
@@ -677,9 +677,9 @@ def test_an_urgent_alert_is_not_stuck_behind_a_full_page_of_deferred_ones(
 
 
 def test_higher_priority_goes_first_and_gets_the_hourly_budget(
-    receiver: Receiver, tmp_path: Path
+    receiver: Receiver, store: Store
 ) -> None:
-    store, clock, notifiers = hook(tmp_path, receiver, "max_per_hour: 2")
+    clock, notifiers = hook(receiver, "max_per_hour: 2")
     queue(store, "hook", 2, clock.now, priority="low")
     queue(store, "hook", 2, clock.now, start=2)
     queue(store, "hook", 1, clock.now, start=4, priority="high")
@@ -694,17 +694,17 @@ def test_higher_priority_goes_first_and_gets_the_hourly_budget(
     assert receiver.titles()[2] == "[watcher] 3 alerts"
 
 
-def test_ntfy_on_loopback_receives_alerts(receiver: Receiver, tmp_path: Path) -> None:
+def test_ntfy_on_loopback_receives_alerts(receiver: Receiver, store: Store) -> None:
     config = outbox({"chat": f"'ntfy://127.0.0.1:{receiver.port}/desk'"})
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     queue(store, "chat", 1, clock.now)
     assert deliver_pending(store, build_notifiers(config.notifiers), now=clock).sent == 1
     (message,) = receiver.messages
     assert (message["topic"], message["title"]) == ("desk", "[kharkiv] story 0")
 
 
-def test_an_unknown_notifier_keeps_its_alerts_pending(tmp_path: Path) -> None:
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+def test_an_unknown_notifier_keeps_its_alerts_pending(store: Store) -> None:
+    clock = Clock()
     queue(store, "removed", 1, clock.now)
     assert deliver_pending(store, {}, now=clock).failed == 1
     (pending,) = store.list_alerts(status="pending")
@@ -712,14 +712,14 @@ def test_an_unknown_notifier_keeps_its_alerts_pending(tmp_path: Path) -> None:
 
 
 def test_flood_guard_on_a_real_poll(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     story = Story()
     for n in range(20):
         story.add(n, f"Old story {n}")
     feed_server.routes["/news"] = route = Route(story.body())
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     assert run(config, client, store, clock)[0] == "baseline"
     for n in range(20, 32):  # 12 new matches next to 20 old items: news, not churn
         story.add(n, f"Kharkiv update {n}")
@@ -730,11 +730,11 @@ def test_flood_guard_on_a_real_poll(
 
 
 def test_a_backoff_that_outlives_any_possible_wait_is_ignored(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     feed_server.routes["/news"] = Route(Story().body())
     config = health_config(feed_server, receiver)
-    store, clock = Store.open(tmp_path / "w.db"), Clock()
+    clock = Clock()
     # The clock went back three days after a backoff was stored.
     store.commit_poll(
         PollDecision(

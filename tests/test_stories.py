@@ -1,7 +1,8 @@
 """One story, many feeds: story keys, joining, coverage, and what must never merge.
 
 Pure parts first (headline keys, joins, coverage), then polls of two loopback feeds
-into one real SQLite file, delivered to a real webhook receiver. The daemon-level
+into one real state on each backend (a SQLite file, a real PostgreSQL database:
+conftest.state_db), delivered to a real webhook receiver. The daemon-level
 race (two feeds polled at the same moment) is in tests/test_new_items.py.
 """
 
@@ -195,6 +196,14 @@ def client() -> Iterator[Fetcher]:
         yield fetcher
 
 
+@pytest.fixture
+def store(state_db: str | Path) -> Iterator[Store]:
+    """A new state, on SQLite and on PostgreSQL."""
+    opened = Store.open(state_db)
+    yield opened
+    opened.close()
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = NOW
@@ -263,8 +272,8 @@ class Two:
 
 
 @pytest.fixture
-def two(feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path) -> Two:
-    return Two(two_feeds(feed_server, receiver), feed_server, client, Store.open(tmp_path / "w.db"))
+def two(feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store) -> Two:
+    return Two(two_feeds(feed_server, receiver), feed_server, client, store)
 
 
 def test_one_canonical_link_in_two_feeds_is_one_alert_with_two_sources(
@@ -352,18 +361,18 @@ def test_collapse_stories_false(
     feed_server: FeedServer,
     receiver: Receiver,
     client: Fetcher,
-    tmp_path: Path,
+    store: Store,
     extra: str,
     rule: str,
 ) -> None:
     config = two_feeds(feed_server, receiver, extra, rule)
-    two = Two(config, feed_server, client, Store.open(tmp_path / "w.db"))
+    two = Two(config, feed_server, client, store)
     two.publish("a", "Kharkiv power restored", "https://wire.example.org/power")
     assert two.publish("b", "Kharkiv power restored", "https://wire.example.org/power") == 2
 
 
 def test_a_digest_names_every_source(
-    feed_server: FeedServer, receiver: Receiver, client: Fetcher, tmp_path: Path
+    feed_server: FeedServer, receiver: Receiver, client: Fetcher, store: Store
 ) -> None:
     config = two_feeds(feed_server, receiver).model_copy()
     config = parse_config(
@@ -380,7 +389,7 @@ notifiers:
   hook: "{receiver.url}"
 """
     )
-    two = Two(config, feed_server, client, Store.open(tmp_path / "w.db"))
+    two = Two(config, feed_server, client, store)
     two.publish("a", "Kharkiv metro reopens", "https://wire.example.org/metro")
     two.publish("b", "Kharkiv metro reopens", "https://wire.example.org/metro")
     two.publish("a", "Metro fares rise next month", "https://a.example.org/fares")
@@ -390,10 +399,9 @@ notifiers:
     assert "Kharkiv metro reopens (site-a, site-b)" in digest["message"]
 
 
-def test_two_polls_racing_on_one_story_queue_one_alert(tmp_path: Path) -> None:
+def test_two_polls_racing_on_one_story_queue_one_alert(store: Store) -> None:
     """Both polls planned a story of their own, neither seeing the other: the story key's
     primary key and the check inside the transaction let only the first alert through."""
-    store = Store.open(tmp_path / "w.db")
     cutoff = NOW - timedelta(hours=24)
     for n, feed in enumerate(("site-a", "site-b")):
         item = ItemModel(
