@@ -18,6 +18,9 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
+import pytest
+from sqlalchemy import create_engine, text
+
 DATA = Path(__file__).parent / "data"
 
 # The rule most daemon tests watch for: the Kharkiv entity in two spellings.
@@ -224,6 +227,27 @@ class Story:
 
     def body(self) -> bytes:
         return rss(self.items)
+
+
+# -- the state on either backend ------------------------------------------------------------
+
+# A test that runs on SQLite only, of the two backends conftest.state_db gives: one about
+# SQLite files as such, or a slow one where PostgreSQL changes nothing it exercises (each
+# use says which).
+sqlite_only = pytest.mark.parametrize("state_db", ["sqlite"], indirect=True)
+
+
+def state_sql(target: str | Path, statement: str, **params: object) -> list[tuple[Any, ...]]:
+    """Run SQL on a state behind watcher's back, as another program would: a SQLite path
+    or a PostgreSQL URL. Times are written as naive UTC text ('2000-01-01 00:00:00'),
+    which both read as a timestamp. Returns the rows a query gives."""
+    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(text(statement), params)
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
 
 
 # -- the daemon as a real process -----------------------------------------------------------
