@@ -47,6 +47,7 @@ TICK = 1.0  # seconds between looks at what is due
 MIN_PACE = 5.0  # seconds before a poll that could not be recorded is tried again
 MAX_START_SPREAD = 30.0
 STATUS_INTERVAL = 30.0
+LIVENESS = 5.0  # seconds between looks at which daemons sharing a PostgreSQL state live
 
 
 @dataclass
@@ -86,6 +87,10 @@ class Daemon:
             self.lock.acquire()
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         self.store = open_store(config)
+        # PostgreSQL: a lock that says, for as long as this process lives, that it does;
+        # the other daemons free its claims at once when it is gone (see _release_dead).
+        self.store.hold_node(self.node)
+        self._next_liveness = 0.0  # monotonic time of the next look at who lives
         if self.store.migration is not None and self.store.migration.changed:
             log.info("%s", self.store.migration.describe(config.state_name))
         self.record: DaemonRecord | None = None  # written when the daemon starts running
@@ -195,6 +200,7 @@ class Daemon:
                 max_age=running.config.delivery.max_age,
                 retry=running.config.delivery.retry,
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
+                now=self.store.now,  # leases by the database's clock (PostgreSQL)
             )
             self._wake_delivery_at(delivery.next_wake(self.store.pending_alerts(), muted=muted))
         except Exception:
@@ -240,6 +246,9 @@ class Daemon:
             return
         running = self.current
         mono = time.monotonic()
+        if self.lock is None and mono >= self._next_liveness:
+            self._next_liveness = mono + LIVENESS
+            self._release_dead()
         with self._busy_lock:
             busy = set(self._busy)
         free = running.config.fetch.max_connections - len(busy)
@@ -248,9 +257,9 @@ class Daemon:
             for f in running.config.active_feeds
             if f.name not in busy and self._paced.get(f.name, 0.0) <= mono
         ]
-        now = datetime.now(UTC)
         lease = timedelta(seconds=2 * running.config.fetch.deadline + 60)
         try:
+            now = self.store.now()  # leases by the database's clock (PostgreSQL)
             due = self.store.due_feeds(names, now, node=self.node, limit=free)
             self._backlog = free > 0 and len(due) == free  # maybe more: tick when one ends
             for name in due:
@@ -265,6 +274,21 @@ class Daemon:
             log.error("cannot read or claim due feeds, trying again shortly: %s", exc)
             for name in names:
                 self._paced[name] = mono + MIN_PACE
+
+    def _release_dead(self) -> None:
+        """PostgreSQL: free the claims of daemons that are gone (their node lock is free),
+        so that a feed one was polling, or an alert it was sending, is free at once and
+        not when its lease runs out; and make sure this daemon still holds its own lock."""
+        try:
+            dead, released = self.store.release_dead_claims(keep=self.node, now=self.store.now())
+        except StoreError as exc:
+            log.error("cannot tell which daemons on the state live, trying again: %s", exc)
+            return
+        if released:
+            log.info(
+                "claims of a stopped daemon released count=%d nodes=%s", released, _names(dead)
+            )
+            self._wake_delivery()  # an alert it was sending is due now
 
     def _tick_at(self, when: datetime | None) -> None:
         """Look at what is due at ``when`` rather than at the next regular tick, when that
@@ -440,11 +464,14 @@ class Daemon:
         allow_fetches()
         # This process holds the state's lock: any claim of another process is a dead
         # one's, free at once (an alert it was sending is due now, not at its retry).
-        # Not on PostgreSQL, where other daemons live: their leases run out instead.
+        # On PostgreSQL, where other daemons live, only the claims of those that are gone.
         if self.lock is not None:
-            released = self.store.release_claims(keep=self.node, now=datetime.now(UTC))
+            released = self.store.release_claims(keep=self.node, now=self.store.now())
             if released:
                 log.info("claims of a stopped daemon released count=%d", released)
+        else:
+            self._release_dead()
+            self._next_liveness = time.monotonic() + LIVENESS
         self._schedule()
         self._log_destinations()  # before the start, while first polls are still ahead
         self.scheduler.start()

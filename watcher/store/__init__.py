@@ -13,7 +13,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +23,7 @@ from urllib.parse import quote
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     bindparam,
     case,
     create_engine,
@@ -31,6 +32,8 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
+    union,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -52,7 +55,7 @@ from watcher.models import (
     Priority,
 )
 from watcher.store import upgrade
-from watcher.store.engine import postgres_engine
+from watcher.store.engine import NodeLocks, postgres_engine
 from watcher.store.schema import (
     alerts,
     daemons,
@@ -263,6 +266,8 @@ class Store:
         self.name = name or engine.url.render_as_string(hide_password=True)
         self.readonly = readonly
         self.migration: upgrade.Migration | None = None  # what opening did to the schema
+        # Which daemons live (PostgreSQL): on SQLite, the state's file lock says it.
+        self._nodes = NodeLocks(engine, self.name) if engine.dialect.name == "postgresql" else None
         self._quiet_queue: list[_QuietWrite] = []
         self._quiet_queue_lock = threading.Lock()
         self._quiet_writer = threading.Lock()
@@ -326,7 +331,19 @@ class Store:
         return cls(engine, readonly=readonly, name=str(p))
 
     def close(self) -> None:
+        if self._nodes is not None:
+            self._nodes.close()
         self.engine.dispose()
+
+    def now(self) -> datetime:
+        """The time leases are compared against: on PostgreSQL the database's clock, the
+        same for every process that shares the state whatever their own clocks say; on
+        SQLite (one daemon) this machine's."""
+        if self._nodes is None:
+            return datetime.now(UTC)
+        with self.engine.connect() as conn:
+            value: datetime = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+        return value.astimezone(UTC)
 
     def _insert(self, table: Any) -> Any:
         """An INSERT that can take ON CONFLICT clauses on both SQLite and PostgreSQL."""
@@ -560,25 +577,69 @@ class Store:
         """Free every claim not held by ``keep``: their holders are gone (on SQLite, the
         process that holds the state's lock is the only one alive). An alert that was
         being sent when its holder died is due at once, not at its retry time."""
+        return self._release(
+            lambda table: and_(table.c.claimed_by.is_not(None), table.c.claimed_by != keep), now
+        )
+
+    def hold_node(self, node: str) -> None:
+        """Say, for as long as this process lives, that ``node`` lives: on PostgreSQL a
+        session advisory lock on the node's key, on a connection of its own (taken again
+        if that connection drops), which the server frees the moment the process dies. On
+        SQLite nothing: the state's file lock says which daemon lives."""
+        if self._nodes is not None:
+            self._nodes.hold(node)
+
+    def release_dead_claims(self, *, keep: str, now: datetime) -> tuple[list[str], int]:
+        """PostgreSQL: free the claims of every daemon that is gone (its node lock is
+        free), so that what it held is free at once, not when its leases run out; first
+        make sure ``keep``'s own lock is still held. Returns the dead nodes and how many
+        claims were freed. SQLite: nothing (the lock holder frees them at start)."""
+        if self._nodes is None:
+            return [], 0
+        self._nodes.keep()
+        holders = self.claim_holders(besides=keep, now=now)
+        dead = sorted(holders - self._nodes.alive(holders))
+        return dead, self.release_claims_of(dead, now=now)
+
+    def claim_holders(self, *, besides: str, now: datetime) -> set[str]:
+        """The nodes other than ``besides`` that hold a claim whose lease has not run out
+        by ``now`` (an expired one is free to anyone anyway)."""
+        query = union(
+            select(feeds.c.claimed_by).where(
+                feeds.c.claimed_by.is_not(None),
+                feeds.c.claimed_by != besides,
+                feeds.c.lease_until >= now,
+            ),
+            select(alerts.c.claimed_by).where(
+                alerts.c.status == "pending",
+                alerts.c.claimed_by.is_not(None),
+                alerts.c.claimed_by != besides,
+                alerts.c.lease_until >= now,
+            ),
+        )
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def release_claims_of(self, nodes: Collection[str], *, now: datetime) -> int:
+        """Free every claim of ``nodes``, which are gone. An alert that was being sent when
+        its holder died is due at once, not at its retry time."""
+        if not nodes:
+            return 0
+        return self._release(lambda table: table.c.claimed_by.in_(sorted(nodes)), now)
+
+    def _release(self, held: Callable[[Any], ColumnElement[bool]], now: datetime) -> int:
+        """Free the claims ``held`` selects: feeds and alerts; a pending alert is due now."""
         with self.engine.begin() as conn:
             polls = conn.execute(
-                update(feeds)
-                .where(feeds.c.claimed_by.is_not(None), feeds.c.claimed_by != keep)
-                .values(claimed_by=None, lease_until=None)
+                update(feeds).where(held(feeds)).values(claimed_by=None, lease_until=None)
             ).rowcount
             sends = conn.execute(
                 update(alerts)
-                .where(
-                    alerts.c.claimed_by.is_not(None),
-                    alerts.c.claimed_by != keep,
-                    alerts.c.status == "pending",
-                )
+                .where(held(alerts), alerts.c.status == "pending")
                 .values(claimed_by=None, lease_until=None, next_attempt_at=now)
             ).rowcount
             conn.execute(
-                update(alerts)
-                .where(alerts.c.claimed_by.is_not(None), alerts.c.claimed_by != keep)
-                .values(claimed_by=None, lease_until=None)
+                update(alerts).where(held(alerts)).values(claimed_by=None, lease_until=None)
             )
         return (polls or 0) + (sends or 0)
 

@@ -1,17 +1,27 @@
 """Engines for a PostgreSQL state: the driver, the session settings every query relies
-on, and database errors turned into messages that name the database (its password
-masked) and say what to do."""
+on, database errors turned into messages that name the database (its password masked)
+and say what to do, and the node locks that tell which daemons live."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import logging
 import re
-from typing import Any
+import threading
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from watcher.exceptions import StoreError
+
+if TYPE_CHECKING:
+    import psycopg
+
+log = logging.getLogger(__name__)
 
 INSTALL = "pip install 'watcher[postgres]'"
 
@@ -115,3 +125,133 @@ def postgres_error(name: str, error: BaseException) -> StoreError:
     message = " ".join(str(error).split())
     hint = _hint(message)
     return StoreError(f"state database {name}: {message}" + (f" ({hint})" if hint else ""))
+
+
+def node_key(node: str) -> int:
+    """The advisory lock key of a daemon's node (host:pid): 64 bits of a hash of it, the
+    same in every process, and apart from other applications' keys in the database."""
+    digest = hashlib.blake2b(f"watcher node {node}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class NodeLocks:
+    """Which daemons on a PostgreSQL state live: each holds a session advisory lock on its
+    node's key for its whole life, on a connection of its own. The server drops the lock
+    with the session, so the moment a daemon dies (SIGKILL, OOM, a crash) its key is free,
+    and its claims can be freed at once instead of when their leases run out.
+
+    Safe to share between threads; connects on first use.
+    """
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self._engine, self._name = engine, name
+        self._conn: psycopg.Connection[Any] | None = None
+        self._node: str | None = None  # the node this process holds, once hold() is called
+        self._held = False
+        self._lost = False  # the session that held the lock dropped
+        self._contended = False  # another session holds this node's key
+        self._mutex = threading.Lock()
+
+    def hold(self, node: str) -> None:
+        """Take ``node``'s lock for as long as this process lives."""
+        with self._mutex:
+            self._node = node
+            self._retry(lambda conn: None)
+
+    def keep(self) -> None:
+        """Check that the lock is still held: after its connection dropped (a server
+        restart, a network fault), connect again and take it again."""
+        with self._mutex:
+            if self._node is not None:
+                self._retry(lambda conn: conn.execute("SELECT 1"))
+
+    def alive(self, nodes: Collection[str]) -> set[str]:
+        """Those of ``nodes`` whose lock some session holds: their daemons live. A key this
+        session gets is released at once (its daemon is gone)."""
+        keys = {node_key(node): node for node in nodes}
+        if not keys:
+            return set()
+
+        def test(conn: psycopg.Connection[Any]) -> set[str]:
+            rows = conn.execute(
+                "SELECT k, pg_try_advisory_lock(k) FROM unnest(%s::bigint[]) AS k", (list(keys),)
+            ).fetchall()
+            free = [key for key, got in rows if got]
+            if free:
+                conn.execute("SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS k", (free,))
+            return {keys[key] for key, got in rows if not got}
+
+        with self._mutex:
+            found: set[str] = self._retry(test)
+            return found
+
+    def close(self) -> None:
+        """Release the lock (by closing its session)."""
+        with self._mutex:
+            self._node = None
+            self._drop()
+            self._lost = False
+
+    def _retry(self, work: Callable[[psycopg.Connection[Any]], Any]) -> Any:
+        """``work`` on the lock's session; once more on a new one if that one dropped."""
+        import psycopg
+
+        for attempt in (1, 2):
+            try:
+                return work(self._session())
+            except psycopg.OperationalError as exc:  # the connection dropped
+                self._drop()
+                if attempt == 2:
+                    raise postgres_error(self._name, exc) from exc
+            except psycopg.Error as exc:
+                raise postgres_error(self._name, exc) from exc
+        raise AssertionError("unreachable")
+
+    def _session(self) -> psycopg.Connection[Any]:
+        """The lock's connection, connected again if it dropped, holding this node's lock
+        when there is one to hold."""
+        if self._conn is None or self._conn.closed:
+            try:
+                raw = self._engine.raw_connection()
+            except SQLAlchemyError as exc:
+                raise postgres_error(self._name, exc) from exc
+            conn: psycopg.Connection[Any] = raw.driver_connection  # type: ignore[assignment]
+            raw.detach()  # this session is the lock's alone: it never goes back to the pool
+            conn.rollback()
+            conn.autocommit = True
+            self._conn, self._held = conn, False
+        if self._node is not None and not self._held:
+            self._take(self._conn)
+        return self._conn
+
+    def _take(self, conn: psycopg.Connection[Any]) -> None:
+        assert self._node is not None
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (node_key(self._node),)).fetchone()
+        self._held = bool(row and row[0])
+        if not self._held:
+            if not self._contended:
+                # The session of a process that had this host and pid before, which the
+                # server has not dropped yet. Until it does, this daemon's claims are
+                # freed, if it dies, only when their leases run out.
+                log.warning(
+                    "state database %s: node lock of %s is held by another session; trying again",
+                    self._name,
+                    self._node,
+                )
+            self._contended = True
+            return
+        if self._lost:
+            log.warning(
+                "state database %s: the connection holding this daemon's node lock dropped; "
+                "connected again and took the lock again (node %s)",
+                self._name,
+                self._node,
+            )
+        self._lost = self._contended = False
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):  # a dead one may fail to; it is gone anyway
+                self._conn.close()
+        self._lost = self._lost or self._held
+        self._conn, self._held = None, False
