@@ -1,5 +1,9 @@
 """The daemon as a real process: silent baseline, one alert per new match, no repeat after
-SIGKILL and restart, clean exit on SIGTERM and SIGINT."""
+SIGKILL and restart, clean exit on SIGTERM and SIGINT.
+
+The tests that take ``state_db`` (or ``setup``) run on SQLite and on a real PostgreSQL
+(conftest); the others run on SQLite alone, each saying why.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pgserver import PostgresServer
 from support import (
     MATCH_RULES,
     Daemon,
@@ -26,17 +31,22 @@ from support import (
     Receiver,
     Route,
     Story,
+    state_sql,
     wait_until,
     without_dev_log,
 )
+
+from watcher.models import Alert, PollDecision
+from watcher.store import AlertRecord, Store
+from watcher.store.engine import node_key
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def setup(
-    feed_server: FeedServer, receiver: Receiver, tmp_path: Path
-) -> Iterator[tuple[Daemon, Story, Route, Path]]:
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path, state_db: str | Path
+) -> Iterator[tuple[Daemon, Story, Route, str | Path]]:
     story = Story()
     story.add(1, "Kharkiv: already there before watcher started")
     route = Route(story.body())
@@ -45,7 +55,7 @@ def setup(
     config = tmp_path / "config.yaml"
     config.write_text(
         f"""\
-state: {tmp_path / "state" / "watcher.db"}
+state: {state_db}
 allow_private_networks: true
 feeds:
   - name: news
@@ -59,12 +69,21 @@ feeds:
 """
     )
     daemon = Daemon(config, tmp_path / "daemon.log")
-    yield daemon, story, route, tmp_path / "state" / "watcher.db"
+    yield daemon, story, route, state_db
     daemon.stop()
 
 
+def alerts_in(state: str | Path) -> list[AlertRecord]:
+    """The outbox as `watcher alerts` reads it, on either backend."""
+    store = Store.open(state, readonly=True)
+    try:
+        return store.list_alerts()
+    finally:
+        store.close()
+
+
 def test_alert_once_survive_sigkill_and_restart(
-    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+    setup: tuple[Daemon, Story, Route, str | Path], feed_server: FeedServer, receiver: Receiver
 ) -> None:
     daemon, story, route, db = setup
     daemon.start()
@@ -99,13 +118,14 @@ def test_alert_once_survive_sigkill_and_restart(
     assert "poll failed feed=broken failures=2" in daemon.log_text()
 
     assert daemon.signal(signal.SIGTERM) == 0
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    conn.close()
+    if isinstance(db, Path):  # the SQLite file came through the SIGKILL whole
+        conn = sqlite3.connect(db)
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        conn.close()
 
 
 def test_pending_alerts_are_delivered_after_the_receiver_recovers(
-    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+    setup: tuple[Daemon, Story, Route, str | Path], feed_server: FeedServer, receiver: Receiver
 ) -> None:
     daemon, story, route, db = setup
     receiver.status = 503
@@ -116,11 +136,8 @@ def test_pending_alerts_are_delivered_after_the_receiver_recovers(
     assert wait_until(lambda: "alert delivery failed" in daemon.log_text()), daemon.log_text()
     assert daemon.signal(signal.SIGKILL) == -signal.SIGKILL  # queued, attempted, not sent
 
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT status, attempts FROM alerts").fetchall() == [("pending", 1)]
-    conn.execute("UPDATE alerts SET next_attempt_at = '2000-01-01 00:00:00'")  # due now
-    conn.commit()
-    conn.close()
+    assert state_sql(db, "SELECT status, attempts FROM alerts") == [("pending", 1)]
+    state_sql(db, "UPDATE alerts SET next_attempt_at = '2000-01-01 00:00:00'")  # due now
 
     receiver.status = 200
     daemon.start()
@@ -131,7 +148,7 @@ def test_pending_alerts_are_delivered_after_the_receiver_recovers(
 
 
 def test_sigkill_while_a_delivery_is_in_flight_resends_at_most_once(
-    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+    setup: tuple[Daemon, Story, Route, str | Path], feed_server: FeedServer, receiver: Receiver
 ) -> None:
     daemon, story, route, db = setup
     daemon.start()
@@ -144,15 +161,10 @@ def test_sigkill_while_a_delivery_is_in_flight_resends_at_most_once(
 
     # The attempt was claimed before the send: still pending, with a retry time of its own
     # (so a send whose outcome can never be recorded is not repeated in a loop).
-    conn = sqlite3.connect(db)
-    ((status, attempts, retry_at),) = conn.execute(
-        "SELECT status, attempts, next_attempt_at FROM alerts"
-    ).fetchall()
-    assert (status, attempts) == ("pending", 1)
-    assert datetime.fromisoformat(retry_at).replace(tzinfo=UTC) > datetime.now(UTC)
-    conn.execute("UPDATE alerts SET next_attempt_at = '2000-01-01 00:00:00'")  # due now
-    conn.commit()
-    conn.close()
+    (claimed,) = alerts_in(db)
+    assert (claimed.status, claimed.attempts) == ("pending", 1)
+    assert claimed.next_attempt_at > datetime.now(UTC)
+    state_sql(db, "UPDATE alerts SET next_attempt_at = '2000-01-01 00:00:00'")  # due now
 
     receiver.delay = 0.0
     daemon.start()
@@ -162,11 +174,11 @@ def test_sigkill_while_a_delivery_is_in_flight_resends_at_most_once(
     assert wait_until(lambda: feed_server.hits("/news") >= polled + 3)
     assert receiver.titles() == ["[kharkiv] Kharkiv: delivered just before a crash"] * 2
     assert daemon.signal(signal.SIGTERM) == 0
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT status FROM alerts").fetchall() == [("sent",)]
-    conn.close()
+    assert state_sql(db, "SELECT status FROM alerts") == [("sent",)]
 
 
+# SQLite only: a reload is config and scheduling; its store calls (sync_feeds, reschedule)
+# run on both backends in tests/test_store.py, and this test takes seconds of real polls.
 def test_sighup_reloads_feeds_and_keeps_running_on_a_bad_config(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -216,13 +228,15 @@ def test_sighup_reloads_feeds_and_keeps_running_on_a_bad_config(
         daemon.stop()
 
 
-def test_sigterm_stops_within_the_bound_while_a_poll_hangs(tmp_path: Path) -> None:
+def test_sigterm_stops_within_the_bound_while_a_poll_hangs(
+    tmp_path: Path, state_db: str | Path
+) -> None:
     with socket.socket() as hung:  # accepts connections, never answers
         hung.bind(("127.0.0.1", 0))
         hung.listen()
         config = tmp_path / "config.yaml"
         config.write_text(
-            f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\n"
+            f"state: {state_db}\nallow_private_networks: true\n"
             "fetch: {timeout: 60s, deadline: 120s}\n"
             f"feeds:\n  - {{name: hung, url: 'http://127.0.0.1:{hung.getsockname()[1]}/', interval: 1s}}\n"
         )
@@ -233,20 +247,20 @@ def test_sigterm_stops_within_the_bound_while_a_poll_hangs(tmp_path: Path) -> No
             started = time.monotonic()
             assert daemon.signal(signal.SIGTERM) == 0
             assert time.monotonic() - started < 12  # the 10 s bound, not the 60 s timeout
-            conn = sqlite3.connect(tmp_path / "w.db")
-            assert conn.execute("SELECT failures FROM feeds").fetchall() in ([], [(0,)])
-            conn.close()
+            assert state_sql(state_db, "SELECT failures FROM feeds") in ([], [(0,)])
         finally:
             daemon.stop()
 
 
-def test_a_clock_jump_reschedules_polls_instead_of_stalling(tmp_path: Path) -> None:
+def test_a_clock_jump_reschedules_polls_instead_of_stalling(
+    tmp_path: Path, state_db: str | Path
+) -> None:
     from watcher.config import load_config
     from watcher.daemon import Daemon as Watcher
 
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\n"
+        f"state: {state_db}\nallow_private_networks: true\n"
         "feeds:\n  - {name: a, url: 'http://127.0.0.1:9/', interval: 10m}\n"
     )
     watcher = Watcher(load_config(config), config_path=config)
@@ -283,9 +297,13 @@ def test_a_clock_jump_reschedules_polls_instead_of_stalling(tmp_path: Path) -> N
     finally:
         watcher.scheduler.shutdown(wait=False)
         watcher.store.close()
-        watcher.lock.release()
+        if watcher.lock is not None:
+            watcher.lock.release()
 
 
+# SQLite only: readers beside a writing daemon are SQLite's question (WAL, "database is
+# locked"); PostgreSQL's readers never wait for its writers, and status on PostgreSQL is
+# in test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds.
 def test_status_works_while_the_daemon_writes_and_logs_are_json(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
@@ -358,7 +376,7 @@ def _free_port() -> int:
 
 
 def test_metrics_and_healthz(
-    setup: tuple[Daemon, Story, Route, Path], feed_server: FeedServer, receiver: Receiver
+    setup: tuple[Daemon, Story, Route, str | Path], feed_server: FeedServer, receiver: Receiver
 ) -> None:
     daemon, story, route, _ = setup
     port = _free_port()
@@ -386,13 +404,13 @@ def test_metrics_and_healthz(
     assert daemon.signal(signal.SIGTERM) == 0
 
 
-def test_healthz_fails_when_polling_stalls(tmp_path: Path) -> None:
+def test_healthz_fails_when_polling_stalls(tmp_path: Path, state_db: str | Path) -> None:
     from watcher.config import load_config
     from watcher.daemon import Daemon as Watcher
 
     config = tmp_path / "config.yaml"
     config.write_text(
-        f"state: {tmp_path / 'w.db'}\nfeeds:\n  - {{name: a, url: 'http://127.0.0.1:9/', interval: 1s}}\n"
+        f"state: {state_db}\nfeeds:\n  - {{name: a, url: 'http://127.0.0.1:9/', interval: 1s}}\n"
     )
     watcher = Watcher(load_config(config), metrics_port=0)
     assert watcher.stalled() == "the scheduler is not running"
@@ -412,6 +430,7 @@ def test_healthz_fails_when_polling_stalls(tmp_path: Path) -> None:
         watcher.store.close()
 
 
+# SQLite only: the fetch deadline; PostgreSQL changes nothing here.
 def test_a_hung_feed_hits_its_deadline_and_is_polled_again(tmp_path: Path) -> None:
     held: list[socket.socket] = []
     with socket.socket() as hung:  # accepts connections and never answers
@@ -450,6 +469,8 @@ def test_a_hung_feed_hits_its_deadline_and_is_polled_again(tmp_path: Path) -> No
                 conn.close()
 
 
+# SQLite only: HTTP validators; the store keeps them as text on both backends
+# (tests/test_pipeline.py), so PostgreSQL changes nothing in these seconds of real polls.
 def test_a_change_in_the_same_second_as_a_poll_is_seen_by_the_next_poll(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -536,6 +557,8 @@ feeds:
         daemon.stop()
 
 
+# SQLite only: what the start logs says of notifiers and baselines is the same on both
+# backends, and the feed statuses it reads are tested on both in tests/test_store.py.
 def test_start_says_where_alerts_go_which_cannot_arrive_and_that_first_polls_are_silent(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -597,6 +620,7 @@ def _cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+# SQLite only: muting is config; PostgreSQL changes nothing in these seconds of real polls.
 def test_enabled_false_mutes_a_feed_a_rule_and_a_notifier_and_sighup_applies_it(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -660,12 +684,12 @@ notifiers:
 
 
 def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, state_db: str | Path
 ) -> None:
     story = Story()
     story.add(1, "Weather")
     feed_server.routes["/news"] = Route(story.body())
-    db = tmp_path / "w.db"
+    db = state_db
     config = tmp_path / "config.yaml"
     config.write_text(
         f"state: {db}\nallow_private_networks: true\n"
@@ -685,18 +709,14 @@ def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
         # The daemon wedges (SIGSTOP): its record goes stale. Aged in the database rather
         # than waited for: 3 minutes without a heartbeat, and a poll over 10 minutes late.
         daemon.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
-        conn = sqlite3.connect(db)
         long_ago = (datetime.now(UTC) - timedelta(minutes=10, seconds=30)).strftime(
             "%Y-%m-%d %H:%M:%S"
         )  # half a minute from either side of a whole one: "10m" however slow the machine
-        conn.execute("UPDATE feeds SET next_poll_at = ?", (long_ago,))
-        conn.commit()
+        state_sql(db, "UPDATE feeds SET next_poll_at = :at", at=long_ago)
         out = _cli(config, "status").stdout
         assert "(overdue 10m)" in out  # the heartbeat is fresh: it runs, and this feed is late
         stale = (datetime.now(UTC) - timedelta(minutes=3)).strftime("%Y-%m-%d %H:%M:%S")
-        conn.execute("UPDATE daemons SET heartbeat_at = ?", (stale,))
-        conn.commit()
-        conn.close()
+        state_sql(db, "UPDATE daemons SET heartbeat_at = :at", at=stale)
         out = _cli(config, "status").stdout
         assert out.startswith("daemon: not running (no heartbeat since ")
         assert f"pid {pid})" in out.splitlines()[0]
@@ -813,3 +833,150 @@ def test_a_restarted_daemon_polls_only_what_is_due_and_an_overdue_feed_at_once(
         assert daemon.signal(signal.SIGTERM) == 0
     finally:
         daemon.stop()
+
+
+# -- PostgreSQL: a dead daemon's claims are free at once -------------------------------------
+
+
+def test_a_daemon_killed_mid_delivery_on_postgresql_leaves_its_alert_to_the_other_at_once(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path, postgres_url: str
+) -> None:
+    """Two daemons share a PostgreSQL state. The first is SIGKILLed while its send is in
+    flight: the second sees its node lock free and sends the alert at once, not when the
+    claim's lease or the alert's retry time runs out (both set far away here)."""
+    story = Story()
+    story.add(1, "Kharkiv: already there before watcher started")
+    feed_server.routes["/news"] = route = Route(story.body())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+state: {postgres_url}
+allow_private_networks: true
+delivery: {{retry: 30m}}
+feeds:
+  - {{name: news, url: "{feed_server.url("/news")}", interval: 1s}}
+{MATCH_RULES}notifiers:
+  hook: {{url: "{receiver.url}?rto=300", timeout: 10m}}
+"""
+    )
+    first = Daemon(config, tmp_path / "first.log")
+    second = Daemon(config, tmp_path / "second.log")
+    try:
+        first.start()
+        assert wait_until(lambda: feed_server.hits("/news") >= 2), first.log_text()
+        receiver.delay = 120.0  # the service takes the message and is slow to say so
+        story.add(2, "Kharkiv: sent by a daemon that dies before it hears back")
+        route.body = story.body()
+        assert len(receiver.wait_for(1)) == 1, first.log_text()
+        assert first.proc is not None
+        node = f"{socket.gethostname()}:{first.proc.pid}"
+        ((holder, lease_until, retry_at),) = state_sql(
+            postgres_url, "SELECT claimed_by, lease_until, next_attempt_at FROM alerts"
+        )
+        assert holder == node
+
+        # While the first daemon lives, the second leaves its claim alone, through its
+        # start and through the looks at who lives that follow (one every few seconds).
+        second.start()
+        assert second.started(), second.log_text()
+        polled = feed_server.hits("/news")
+        assert wait_until(lambda: feed_server.hits("/news") >= polled + 8, 30), second.log_text()
+        assert state_sql(postgres_url, "SELECT claimed_by FROM alerts") == [(node,)]
+        assert len(receiver.messages) == 1
+
+        receiver.delay = 0.0
+        assert first.signal(signal.SIGKILL) == -signal.SIGKILL
+        assert len(receiver.wait_for(2, timeout=60)) == 2, second.log_text()
+        arrived = datetime.now(UTC).replace(tzinfo=None)  # the state's times are naive UTC
+        assert arrived < lease_until and arrived < retry_at
+        assert re.search(
+            rf"claims of a stopped daemon released count=\d+ nodes={re.escape(node)}\n",
+            second.log_text(),
+        ), second.log_text()
+        # Sent twice in all: the one duplicate of the crash window, and never again.
+        polled = feed_server.hits("/news")
+        assert wait_until(lambda: feed_server.hits("/news") >= polled + 3)
+        assert (
+            receiver.titles()
+            == ["[kharkiv] Kharkiv: sent by a daemon that dies before it hears back"] * 2
+        )
+        assert state_sql(postgres_url, "SELECT status, claimed_by FROM alerts") == [("sent", None)]
+        assert second.signal(signal.SIGTERM) == 0
+    finally:
+        first.stop()
+        second.stop()
+
+
+def _lock_session(postgres: PostgresServer, node: str) -> int:
+    """The server process whose session holds ``node``'s lock."""
+    key = node_key(node) & (2**64 - 1)
+    with postgres.admin() as conn:
+        row = conn.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::oid AND objid = %s::oid AND objsubid = 1",
+            (key >> 32, key & (2**32 - 1)),
+        ).fetchone()
+    assert row is not None, f"nobody holds the lock of {node}"
+    return int(row[0])
+
+
+def test_a_live_nodes_claims_are_kept_and_a_dead_ones_are_free_at_once(
+    postgres: PostgresServer, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two stores on one PostgreSQL database, as two daemons would have them: "a" holds
+    its node lock, "gone" claimed and holds none (its process died)."""
+    live, other = Store.open(postgres_url), Store.open(postgres_url)
+    try:
+        live.hold_node("a")
+        other.hold_node("b")
+        now = other.now()
+        assert now.tzinfo is UTC
+        later = now + timedelta(hours=1)
+        live.sync_feeds([("f", "http://x/f"), ("g", "http://x/g")], now)
+        live.commit_poll(
+            PollDecision(
+                "h",
+                "http://x/h",
+                now,
+                baselined=True,
+                alerts=[
+                    Alert("h", item, "ops", ("r",), f"[r] {item}", "body", "http://x")
+                    for item in ("1", "2")
+                ],
+            )
+        )
+        first, second = sorted(a.id for a in live.pending_alerts())
+        for node, feed, alert in (("a", "f", first), ("gone", "g", second)):
+            assert live.claim_poll(feed, node=node, now=now, until=later)
+            assert live.claim([alert], retry_at=later, node=node, now=now, until=later)
+
+        # Only the dead node's claims are freed; its alert is due at once.
+        assert other.release_dead_claims(keep="b", now=other.now()) == (["gone"], 2)
+        assert state_sql(postgres_url, "SELECT name, claimed_by FROM feeds ORDER BY name") == [
+            ("f", "a"),
+            ("g", None),
+            ("h", None),
+        ]
+        assert [a.id for a in other.pending_alerts(other.now())] == [second]
+        assert not other.claim_poll("f", node="b", now=other.now(), until=later)
+        assert not other.claim([first], retry_at=later, node="b", now=other.now(), until=later)
+        assert other.release_dead_claims(keep="b", now=other.now()) == ([], 0)
+
+        # The connection that holds "a"'s lock drops: "a" connects again, takes its lock
+        # again and says so; its claims stay.
+        caplog.set_level("WARNING", logger="watcher")
+        with postgres.admin() as conn:
+            conn.execute("SELECT pg_terminate_backend(%s)", (_lock_session(postgres, "a"),))
+        assert live.release_dead_claims(keep="a", now=live.now()) == ([], 0)
+        assert "node lock dropped; connected again and took the lock again (node a)" in (
+            caplog.text
+        )
+        assert other.release_dead_claims(keep="b", now=other.now()) == ([], 0)
+
+        # "a" stops: its claims are free at once.
+        live.close()
+        assert other.release_dead_claims(keep="b", now=other.now()) == (["a"], 2)
+        assert {a.id for a in other.pending_alerts(other.now())} == {first, second}
+    finally:
+        live.close()
+        other.close()
