@@ -2,7 +2,8 @@
 SIGKILL and restart, clean exit on SIGTERM and SIGINT.
 
 The tests that take ``state_db`` (or ``setup``) run on SQLite and on a real PostgreSQL
-(conftest); the others run on SQLite alone, each saying why.
+(conftest), unless marked ``sqlite_only``; the others run on SQLite alone. Each test
+that runs on one backend says why.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from support import (
     Receiver,
     Route,
     Story,
+    sqlite_only,
     state_sql,
     wait_until,
     without_dev_log,
@@ -375,6 +377,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@sqlite_only  # what the metrics count does not depend on the backend
 def test_metrics_and_healthz(
     setup: tuple[Daemon, Story, Route, str | Path], feed_server: FeedServer, receiver: Receiver
 ) -> None:
