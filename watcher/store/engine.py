@@ -167,10 +167,8 @@ class NodeLocks:
 
     def alive(self, nodes: Collection[str]) -> set[str]:
         """Those of ``nodes`` whose lock some session holds: their daemons live. A key this
-        session gets is released at once (its daemon is gone)."""
-        keys = {node_key(node): node for node in nodes}
-        if not keys:
-            return set()
+        session gets is released at once (its daemon is gone). This process's own node
+        lives, untested: its own session would get its key again."""
 
         def test(conn: psycopg.Connection[Any]) -> set[str]:
             rows = conn.execute(
@@ -182,8 +180,12 @@ class NodeLocks:
             return {keys[key] for key, got in rows if not got}
 
         with self._mutex:
+            own = {node for node in nodes if node == self._node}
+            keys = {node_key(node): node for node in nodes if node not in own}
+            if not keys:
+                return own
             found: set[str] = self._retry(test)
-            return found
+            return found | own
 
     def close(self) -> None:
         """Release the lock (by closing its session)."""
