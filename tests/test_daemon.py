@@ -733,6 +733,8 @@ def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
 def test_a_second_daemon_on_one_sqlite_state_exits_saying_who_holds_it(
     feed_server: FeedServer, receiver: Receiver, tmp_path: Path
 ) -> None:
+    """SQLite alone: the lock is what a SQLite state has and a PostgreSQL one does not
+    (there, several daemons share the state: see the PostgreSQL SIGKILL test)."""
     story = Story()
     story.add(1, "Weather")
     feed_server.routes["/news"] = route = Route(story.body())
@@ -785,6 +787,9 @@ def test_a_second_daemon_on_one_sqlite_state_exits_saying_who_holds_it(
 def test_a_restarted_daemon_polls_only_what_is_due_and_an_overdue_feed_at_once(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:
+    """SQLite alone: the schedule is the same rows and queries on PostgreSQL (the store
+    and pipeline suites run there), and this test ages them with SQLite's date functions.
+    The 10 s without a fetch is the promise itself (issue 16), not a wait for something."""
     fleet = 50
     for n in range(fleet):
         story = Story()
@@ -983,3 +988,49 @@ def test_a_live_nodes_claims_are_kept_and_a_dead_ones_are_free_at_once(
     finally:
         live.close()
         other.close()
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process below ``pid`` (children, their children...), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def test_a_sigkilled_daemon_leaves_no_parse_worker_behind(  # about processes: SQLite alone
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    story = Story()
+    for n in range(60):  # over the size a worker parses, so the pool starts
+        story.add(n, f"Story {n}", "A long paragraph about the city. " * 20)
+    feed_server.routes["/news"] = Route(story.body())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {tmp_path / 'w.db'}\nallow_private_networks: true\nparse_processes: 2\n"
+        f"feeds:\n  - {{name: news, url: '{feed_server.url('/news')}', interval: 1s}}\n"
+    )
+    daemon = Daemon(config, tmp_path / "daemon.log")
+    daemon.start()
+    try:
+        assert daemon.proc is not None
+        pid = daemon.proc.pid
+        assert wait_until(lambda: "status=baseline" in daemon.log_text()), daemon.log_text()
+        assert wait_until(lambda: len(_descendants(pid)) >= 2)  # the forkserver and workers
+        left = _descendants(pid)
+        assert daemon.signal(signal.SIGKILL) == -signal.SIGKILL
+        assert wait_until(lambda: not any(Path(f"/proc/{p}").exists() for p in left), 15), left
+    finally:
+        daemon.stop()

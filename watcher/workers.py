@@ -17,6 +17,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -124,15 +125,12 @@ class Parsers:
             if self._pool is None:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(["watcher.workers"])
-                if self.rules is None:
-                    self._pool = ProcessPoolExecutor(self.processes, mp_context=context)
-                else:
-                    self._pool = ProcessPoolExecutor(
-                        self.processes,
-                        mp_context=context,
-                        initializer=_install_rules,
-                        initargs=self.rules,
-                    )
+                self._pool = ProcessPoolExecutor(
+                    self.processes,
+                    mp_context=context,
+                    initializer=_start_worker,
+                    initargs=(os.getpid(), self.rules),
+                )
             if self._idle is not None:
                 self._idle.cancel()
             self._idle = threading.Timer(self.IDLE, self.shutdown, kwargs={"wait": False})
@@ -192,12 +190,38 @@ PARSERS = Parsers()
 _RULESET: RuleSet | None = None
 
 
-def _install_rules(rules: Sequence[RuleConfig], entities: Mapping[str, EntityConfig]) -> None:
-    """Build the rule set once per worker (compiled rules are closures: they do not pickle)."""
-    from watcher.rules import RuleSet
+def _start_worker(
+    owner: int, rules: tuple[Sequence[RuleConfig], Mapping[str, EntityConfig]] | None
+) -> None:
+    """A worker's start: it leaves when its owner (the daemon or command that started the
+    pool) is gone, and, for test-run, builds the rule set once (compiled rules are
+    closures: they do not pickle).
 
-    global _RULESET
-    _RULESET = RuleSet(rules, entities)
+    A worker's parent is the forkserver, not the owner, and every worker holds the ends of
+    the pool's pipes that would tell it: without this, a SIGKILLed daemon left its workers
+    and their forkserver running for good (under systemd the unit's cgroup is killed
+    anyway; in a terminal they stayed).
+    """
+    watch = threading.Thread(
+        target=_leave_with, args=(owner,), name="watcher-owner-watch", daemon=True
+    )
+    watch.start()
+    if rules is not None:
+        from watcher.rules import RuleSet
+
+        global _RULESET
+        _RULESET = RuleSet(*rules)
+
+
+def _leave_with(owner: int, every: float = 1.0) -> None:
+    while True:
+        time.sleep(every)
+        try:
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            os._exit(0)
+        except PermissionError:  # alive, under another user (a pid reused: gone too)
+            os._exit(0)
 
 
 def _matching(items: Sequence[Item], ruleset: RuleSet, tags: Sequence[str]) -> Matched:
