@@ -10,6 +10,9 @@ import pytest
 from pgserver import PostgresServer
 from support import FeedServer, Receiver
 
+from watcher.fetch import Fetcher
+from watcher.store import Store
+
 
 @pytest.fixture
 def feed_server() -> Iterator[FeedServer]:
@@ -61,3 +64,18 @@ def state_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
         return tmp_path / "w.db"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+@pytest.fixture
+def store(state_db: str | Path) -> Iterator[Store]:
+    """A new state on each backend (``state_db``), closed after the test."""
+    opened = Store.open(state_db)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client() -> Iterator[Fetcher]:
+    """watcher's fetcher, as the daemon makes it (tests/test_fetch.py has an httpx one)."""
+    with Fetcher() as fetcher:
+        yield fetcher

@@ -6,9 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from prometheus_client import generate_latest
@@ -41,20 +39,6 @@ notifiers:
   hook: "{receiver.url}"
 """
     )
-
-
-@pytest.fixture
-def client() -> Iterator[Fetcher]:
-    with Fetcher() as fetcher:
-        yield fetcher
-
-
-@pytest.fixture
-def store(state_db: str | Path) -> Iterator[Store]:
-    """A new state, on SQLite and on PostgreSQL."""
-    opened = Store.open(state_db)
-    yield opened
-    opened.close()
 
 
 def poll(config: Config, name: str, client: Fetcher, store: Store) -> str:

@@ -85,14 +85,6 @@ def fail(store: Store, error: str, at: datetime = NOW) -> None:
     )
 
 
-@pytest.fixture
-def store(state_db: str | Path) -> Iterator[Store]:
-    """A new state on each backend (conftest.state_db)."""
-    opened = Store.open(state_db)
-    yield opened
-    opened.close()
-
-
 def execute(target: str | Path, *statements: str) -> None:
     """Change a state behind the store's back, as another program would."""
     engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")

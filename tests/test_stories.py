@@ -8,7 +8,6 @@ race (two feeds polled at the same moment) is in tests/test_new_items.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,20 +187,6 @@ def test_coverage() -> None:
 
 
 # -- polls of two feeds ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def client() -> Iterator[Fetcher]:
-    with Fetcher() as fetcher:
-        yield fetcher
-
-
-@pytest.fixture
-def store(state_db: str | Path) -> Iterator[Store]:
-    """A new state, on SQLite and on PostgreSQL."""
-    opened = Store.open(state_db)
-    yield opened
-    opened.close()
 
 
 class Clock:
