@@ -236,3 +236,13 @@ def test_the_testing_switch_restores_the_mode_it_found() -> None:
             assert backoff.is_testing()
         assert not backoff.is_testing()
     assert backoff.is_testing()
+
+
+def test_delivery_wakes_when_a_notifiers_first_alert_is_due() -> None:
+    """An alert queued behind one that waits for its retry waits with it."""
+    t0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    retry, queued_later, other = t0 + timedelta(minutes=5), t0, t0 + timedelta(minutes=2)
+    order = [("ops", retry), ("ops", queued_later), ("desk", other), ("desk", t0)]
+    assert delivery.next_wake(order) == other
+    assert delivery.next_wake(order, muted={"desk"}) == retry
+    assert delivery.next_wake([]) is None

@@ -24,6 +24,7 @@ from pgserver import PASSWORD_ROLE, PostgresServer
 from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
 from sqlalchemy.types import TypeEngine
 
+from watcher.delivery import next_wake
 from watcher.exceptions import LeaseLost, StoreError
 from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
@@ -340,11 +341,11 @@ def test_the_outbox_keeps_times_utc_flags_and_one_message_per_digest(store: Stor
     min() over them, booleans, and sent alerts grouped by their message."""
     commit(store, items("a", "b", "c"), [alert("a"), alert("b"), alert("c")])
     a, b, c = store.pending_alerts(NOW)
-    assert store.next_attempt_at() == NOW and NOW.tzinfo is UTC
+    assert next_wake(store.pending_times()) == NOW and NOW.tzinfo is UTC
     store.defer([c.id], NOW + timedelta(hours=1), held=True)
     store.claim([a.id, b.id], retry_at=NOW + timedelta(minutes=5))
     store.mark_sent([a.id, b.id], NOW + timedelta(seconds=1))  # one digest of two
-    later = store.next_attempt_at()
+    later = next_wake(store.pending_times())
     assert later == NOW + timedelta(hours=1) and later.tzinfo is not None
     (held,) = store.pending_alerts()
     assert (held.id, held.held, held.attempts) == (c.id, True, 0)

@@ -202,7 +202,7 @@ class Daemon:
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
                 now=self.store.now,  # leases by the database's clock (PostgreSQL)
             )
-            self._wake_delivery_at(delivery.next_wake(self.store.pending_alerts(), muted=muted))
+            self._wake_delivery_at(delivery.next_wake(self.store.pending_times(), muted=muted))
         except Exception:
             log.exception("delivery pass crashed; pending alerts stay queued")
 

@@ -132,14 +132,17 @@ def due_by_notifier(
     return due
 
 
-def next_wake(pending: Iterable[PendingAlert], *, muted: Collection[str] = ()) -> datetime | None:
-    """When delivery can next do something: the earliest time at which some notifier's
-    first alert (in the store's order) is due. An alert queued behind one that waits for
-    its retry waits with it, so its own (earlier) time does not count."""
+def next_wake(
+    pending: Iterable[tuple[str, datetime | None]], *, muted: Collection[str] = ()
+) -> datetime | None:
+    """When delivery can next do something, from the (notifier, next attempt) of the
+    pending alerts in the store's order: the earliest time at which some notifier's first
+    alert is due. An alert queued behind one that waits for its retry waits with it, so
+    its own (earlier) time does not count."""
     heads: dict[str, datetime | None] = {}
-    for alert in pending:
-        if alert.notifier not in muted:
-            heads.setdefault(alert.notifier, alert.next_attempt_at)
+    for notifier, when in pending:
+        if notifier not in muted:
+            heads.setdefault(notifier, when)
     times = [when for when in heads.values() if when is not None]
     return min(times, default=None)
 

@@ -1112,12 +1112,16 @@ class Store:
 
     # -- the outbox -------------------------------------------------------------
 
-    def next_attempt_at(self) -> datetime | None:
-        """When the earliest pending alert is due (None: nothing pending)."""
-        query = select(func.min(alerts.c.next_attempt_at)).where(alerts.c.status == "pending")
+    def pending_times(self) -> list[tuple[str, datetime]]:
+        """(notifier, next attempt) of every pending alert, in the order delivery takes
+        them (see :meth:`pending_alerts`): two columns, for when delivery runs next."""
+        query = (
+            select(alerts.c.notifier, alerts.c.next_attempt_at)
+            .where(alerts.c.status == "pending")
+            .order_by(alerts.c.priority.desc(), alerts.c.id)
+        )
         with self.engine.connect() as conn:
-            value: datetime | None = conn.execute(query).scalar()  # min() keeps UTCDateTime
-        return value
+            return [(notifier, when) for notifier, when in conn.execute(query)]
 
     def pending_alerts(
         self, now: datetime | None = None, *, limit: int = 500
