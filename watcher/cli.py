@@ -194,10 +194,11 @@ def run(config_path: Path | None, metrics_port: int | None) -> None:
         daemon = Daemon(
             config, config_path=config_path or default_config_path(), metrics_port=metrics_port
         )
-    except StoreError as exc:
+        code = daemon.run()
+    except StoreError as exc:  # at start: a state that cannot be opened, locked or written
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None
-    raise SystemExit(daemon.run())
+    raise SystemExit(code)
 
 
 @cli.command()

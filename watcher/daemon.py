@@ -16,7 +16,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,10 +32,11 @@ from watcher.config import Config, FeedConfig, load_config
 from watcher.exceptions import ConfigError, StoreError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
 from watcher.metrics import Metrics
+from watcher.models import FeedState
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
 from watcher.rules import RuleSet
-from watcher.store import DaemonRecord, FeedStatus, open_store
+from watcher.store import DaemonRecord, open_store
 from watcher.store.lock import StateLock
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
@@ -115,6 +116,8 @@ class Daemon:
         self._clock_mark = (self._wall(), time.monotonic())
         self._paced: dict[str, float] = {}  # feed -> monotonic time before which not to poll
         self._backlog = False  # the last tick left due feeds unclaimed for want of slots
+        # After a reload that could not be written: feed -> when it is due (see _sync).
+        self._unsynced: dict[str, datetime] | None = None
         self._polls = ThreadPoolExecutor(
             max_workers=config.fetch.max_connections, thread_name_prefix="watcher-poll"
         )
@@ -244,6 +247,8 @@ class Daemon:
         claim records its poll."""
         if self._stop.is_set():
             return
+        if self._unsynced is not None:
+            self._sync()
         running = self.current
         mono = time.monotonic()
         if self.lock is None and mono >= self._next_liveness:
@@ -268,8 +273,8 @@ class Daemon:
                 with self._busy_lock:
                     self._busy[name] = time.monotonic()
                 self._polls.submit(self._poll, name)
-            if not self._backlog:
-                self._tick_at(self.store.next_due(names))
+            if not self._backlog:  # (the feeds claimed now are due again only after)
+                self._tick_at(self.store.next_due([n for n in names if n not in due]))
         except StoreError as exc:
             log.error("cannot read or claim due feeds, trying again shortly: %s", exc)
             for name in names:
@@ -304,9 +309,10 @@ class Daemon:
         """Spread rescheduled polls so that many feeds do not fire in the same second."""
         return random.uniform(0, min(feed.interval, MAX_START_SPREAD) * 0.1)
 
-    def _schedule(self) -> None:
+    def _schedule(self) -> dict[str, FeedState]:
+        """The ticker and the other jobs; every configured feed's state, once it has a row."""
         now = datetime.now(UTC)
-        self.store.sync_feeds([(f.name, f.url) for f in self.config.active_feeds], now)
+        states = self.store.sync_feeds([(f.name, f.url) for f in self.config.active_feeds], now)
         self.scheduler.add_job(
             self._tick,
             "interval",
@@ -334,6 +340,7 @@ class Daemon:
             next_run_time=now + timedelta(minutes=5),
             misfire_grace_time=3600,
         )
+        return states
 
     # -- reload -----------------------------------------------------------------
 
@@ -376,10 +383,11 @@ class Daemon:
         added = [f for n, f in after.items() if n not in before]
         # A new feed is due at once (its silent baseline); a changed one is polled soon.
         now = datetime.now(UTC)
-        self.store.sync_feeds([(f.name, f.url) for f in new.active_feeds], now)
-        self.store.reschedule(
-            {f.name: now + timedelta(seconds=self._spread(f)) for f in [*changed, *added]}
-        )
+        self._unsynced = {
+            **(self._unsynced or {}),
+            **{f.name: now + timedelta(seconds=self._spread(f)) for f in [*changed, *added]},
+        }
+        self._sync()
         log.info(
             "config reloaded feeds=%d added=%s removed=%s changed=%s rules=%d notifiers=%d",
             len(new.active_feeds),
@@ -389,6 +397,19 @@ class Daemon:
             len(new.rules),
             len(notifiers),
         )
+
+    def _sync(self) -> None:
+        """Give the config's feeds their rows and the reloaded ones their next poll; if the
+        state cannot be written now (a full disk), the ticker tries again."""
+        assert self._unsynced is not None
+        try:
+            active = self.current.config.active_feeds
+            self.store.sync_feeds([(f.name, f.url) for f in active], datetime.now(UTC))
+            self.store.reschedule(self._unsynced)
+        except StoreError as exc:
+            log.error("the reloaded feeds are not scheduled yet, trying again: %s", exc)
+            return
+        self._unsynced = None
 
     def check_clock(self, *, tolerance: float = 60.0) -> float:
         """Reschedule every feed if the wall clock jumped; returns the jump in seconds.
@@ -472,8 +493,8 @@ class Daemon:
         else:
             self._release_dead()
             self._next_liveness = time.monotonic() + LIVENESS
-        self._schedule()
-        self._log_destinations()  # before the start, while first polls are still ahead
+        states = self._schedule()
+        self._log_destinations(states)  # before the start, while first polls are still ahead
         self.scheduler.start()
         server = None
         if self.metrics is not None and self.metrics_port is not None:
@@ -541,7 +562,7 @@ class Daemon:
         except StoreError as exc:  # a full disk must not stop the daemon; status will say
             log.error("heartbeat not recorded: %s", exc)
 
-    def _log_destinations(self) -> None:
+    def _log_destinations(self, statuses: Mapping[str, FeedState]) -> None:
         """Say where alerts go, which cannot arrive, and when polling starts sending."""
         for name, notifier in self.current.notifiers.items():
             log.info(
@@ -556,7 +577,6 @@ class Daemon:
         feeds = self.config.active_feeds
         if not feeds:
             return
-        statuses = {s.name: s for s in self._safe_feed_statuses()}
         new = [f.name for f in feeds if f.name not in statuses or not statuses[f.name].baselined]
         runs = [
             s.next_poll_at
@@ -571,24 +591,17 @@ class Daemon:
             last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             len(feeds),
         )
-        last = max(
+        baselines_by = max(
             (s.next_poll_at for n in new if (s := statuses.get(n)) and s.next_poll_at),
             default=datetime.now(UTC),
         )
         log.info(
             "first polls by=%s feeds=%d new=%d: the first poll of a new feed is a silent "
             "baseline; what is already in it is recorded as seen and nothing is sent for it",
-            last.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            baselines_by.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             len(feeds),
             len(new),
         )
-
-    def _safe_feed_statuses(self) -> list[FeedStatus]:
-        try:
-            return self.store.feed_statuses()
-        except Exception as exc:  # a start-up log line must not stop the daemon
-            log.warning("could not read which feeds have a baseline: %s", exc)
-            return []
 
     def _safe_status(self) -> str:
         try:

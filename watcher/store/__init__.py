@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -496,10 +496,12 @@ class Store:
 
     # -- the schedule and claims -------------------------------------------------
 
-    def sync_feeds(self, configured: Sequence[tuple[str, str]], now: datetime) -> list[str]:
+    def sync_feeds(
+        self, configured: Sequence[tuple[str, str]], now: datetime
+    ) -> dict[str, FeedState]:
         """Give every configured feed (name, url) a row, due at ``now`` if it is new; a
         feed disabled by a 410 whose URL has changed in the config is enabled again, due
-        at once. Returns the names enabled again."""
+        at once. Returns each configured feed's state once this is done."""
         names = [name for name, _ in configured]
         existing: dict[str, FeedState] = {}
         with self.engine.connect() as conn:
@@ -528,7 +530,13 @@ class Store:
                         .where(feeds.c.name.in_(chunk))
                         .values(disabled_reason=None, disabled_url=None, next_poll_at=now)
                     )
-        return revived
+        states = {name: FeedState(next_poll_at=now) for name, _ in configured}
+        states.update((name, state) for name, state in existing.items() if name not in revived)
+        for name in revived:
+            states[name] = replace(
+                existing[name], disabled_reason=None, disabled_url=None, next_poll_at=now
+            )
+        return states
 
     def due_feeds(self, names: Sequence[str], now: datetime, *, node: str, limit: int) -> list[str]:
         """The one query that says what to poll: of these feeds, those due by ``now``,
