@@ -20,7 +20,7 @@ from watcher import backoff
 from watcher.alerts import StoryPlan, Style, notices, plan
 from watcher.config import Config, FeedConfig
 from watcher.exceptions import FeedError, FeedGone, FetchError
-from watcher.identity import Classified, item_keys
+from watcher.identity import Classified
 from watcher.models import (
     KEEP,
     Alert,
@@ -226,7 +226,7 @@ def stories(
 def seen_item(
     item: Item, judged: Classified, kind: ItemKind, *, same_as: str | None = None
 ) -> SeenItem:
-    keys = judged.keys.get(item.id) or item_keys(item)
+    keys = judged.keys[item.id]  # every item recorded for the first time has its keys
     return SeenItem(
         item,
         kind,

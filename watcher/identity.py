@@ -24,19 +24,18 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from watcher.models import Item
 from watcher.text import fold
 
-# Query parameters that say where a click came from, never what the page is.
-TRACKING_PARAMS = re.compile(
-    r"^(utm_[a-z_]+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid"
+# Query parameters that say where a click came from, never what the page is. The primary
+# identity (a guid-less item's link) drops the first list, as it always has; the canonical
+# link, a second opinion that may be ambiguous, drops both.
+_PRIMARY_TRACKING_NAMES = (
+    r"utm_[a-z_]+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid"
     r"|_hsenc|_hsmi|mkt_tok|oly_enc_id|oly_anon_id|vero_id|wt_mc|at_medium|at_campaign"
+)
+_PRIMARY_TRACKING = re.compile(f"^({_PRIMARY_TRACKING_NAMES})$", re.IGNORECASE)
+TRACKING_PARAMS = re.compile(
+    f"^({_PRIMARY_TRACKING_NAMES}"
     r"|ref|ref_src|ref_url|xtor|cmpid|ncid|ocid|smid|sr_share|s_cid|icid|ito|spm|_ga|_gl"
     r"|__twitter_impression|rss)$",
-    re.IGNORECASE,
-)
-# The subset removed from the primary identity (a guid-less item's link), as before: the
-# wider list above only feeds the canonical link, a second opinion that can be ambiguous.
-_PRIMARY_TRACKING = re.compile(
-    r"^(utm_[a-z_]+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|mc_cid|mc_eid|yclid|igshid"
-    r"|_hsenc|_hsmi|mkt_tok|oly_enc_id|oly_anon_id|vero_id|wt_mc|at_medium|at_campaign)$",
     re.IGNORECASE,
 )
 # Fragments that point into a page rather than name an entry of it.
