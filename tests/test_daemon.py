@@ -418,6 +418,9 @@ def test_healthz_fails_when_polling_stalls(tmp_path: Path, state_db: str | Path)
     watcher = Watcher(load_config(config), metrics_port=0)
     assert watcher.stalled() == "the scheduler is not running"
     watcher.scheduler.start(paused=True)
+    if watcher.cluster is not None:  # a node of a cluster: its worker must run too
+        assert watcher.stalled() == "the cluster worker is not running"
+        watcher.cluster.start()
     assert watcher.metrics is not None
     server = watcher.metrics.serve(0, health=watcher.stalled)
     try:
@@ -430,6 +433,8 @@ def test_healthz_fails_when_polling_stalls(tmp_path: Path, state_db: str | Path)
     finally:
         server.shutdown()
         watcher.scheduler.shutdown(wait=False)
+        if watcher.cluster is not None:
+            watcher.cluster.stop()
         watcher.store.close()
 
 

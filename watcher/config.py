@@ -261,6 +261,16 @@ class DeliverySettings(_Model):
     flood_threshold: int = Field(default=10, ge=1)  # alerts from one poll of one feed
 
 
+class ClusterSettings(_Model):
+    """Several nodes on one PostgreSQL state (watcher/cluster.py); ignored on SQLite."""
+
+    # A job whose node has sent no heartbeat for this long is stalled: it is failed and
+    # its work handed out again (its feed polled, its alerts sent, by a live node).
+    stall_timeout: Duration = Field(default=60.0, ge=5.0)
+    # How often the cluster looks at what is due and hands it out as jobs.
+    dispatch_interval: Duration = Field(default=1.0, ge=1.0, le=60.0)
+
+
 class FeedHealthSettings(_Model):
     """Notices about feeds (failing, recovered, renumbered) and when to send them."""
 
@@ -354,6 +364,7 @@ class Config(_Model):
     allow_private_networks: bool = False
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     retention: Duration = 30 * 86400.0  # how long items' text is kept for `watcher backtest`
     # An item whose date is older than this when first seen is recorded and never alerts.
     max_item_age: Duration | None = None
@@ -375,6 +386,22 @@ class Config(_Model):
     def warnings(self) -> tuple[ConfigIssue, ...]:
         """What is valid but does nothing or is about to go: shown by check, logged by run."""
         return self._warnings
+
+    @property
+    def digest(self) -> str:
+        """What every node of a cluster compares to tell that they run the same config:
+        a hash of the validated config (comments and key order do not count)."""
+        import hashlib
+        import json
+
+        def plain(value: object) -> object:  # the same text in every process
+            if isinstance(value, set | frozenset):
+                return sorted(value, key=repr)
+            return repr(value)
+
+        dump = self.model_dump(exclude={"state"})  # nodes may name the database apart
+        text = json.dumps(dump, sort_keys=True, ensure_ascii=False, default=plain)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:
@@ -888,6 +915,16 @@ def _warnings(config: Config, located: _Located) -> list[ConfigIssue]:
             found.append(
                 ConfigIssue(located.file, located.line_of(path), _fmt_path(path), _CHURN_GONE)
             )
+    if config.backend == "sqlite" and "cluster" in config.model_fields_set:
+        found.append(
+            ConfigIssue(
+                located.file,
+                located.line_of(("cluster",)),
+                "cluster",
+                "applies only to a PostgreSQL state (state: postgresql://...); "
+                "a SQLite state is one daemon on one machine",
+            )
+        )
     return found
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor as APSchedulerPool
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -41,6 +42,9 @@ from watcher.store.lock import StateLock
 from watcher.systemd import Notifier as Systemd
 from watcher.workers import PARSERS
 
+if TYPE_CHECKING:
+    from watcher.cluster import Cluster, DispatchPlan
+
 log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL = 30.0
@@ -49,6 +53,8 @@ MIN_PACE = 5.0  # seconds before a poll that could not be recorded is tried agai
 MAX_START_SPREAD = 30.0
 STATUS_INTERVAL = 30.0
 LIVENESS = 5.0  # seconds between looks at which daemons sharing a PostgreSQL state live
+AGREEMENT = 60.0  # seconds between checks that a cluster's nodes run the same config
+IDLE_CLAIM = 30.0  # a claim of this node's, on no feed it polls, is freed after this
 
 
 @dataclass
@@ -121,6 +127,11 @@ class Daemon:
         self._polls = ThreadPoolExecutor(
             max_workers=config.fetch.max_connections, thread_name_prefix="watcher-poll"
         )
+        # PostgreSQL: a node of a cluster, whose work comes from the shared job queue.
+        self.cluster: Cluster | None = None
+        self._next_agreement = 0.0
+        if config.backend == "postgresql":
+            self.cluster = self._join(config)
         # APScheduler runs the ticker, delivery and maintenance; polls run in _polls.
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -131,6 +142,27 @@ class Daemon:
     @property
     def config(self) -> Config:
         return self.current.config
+
+    def _join(self, config: Config) -> Cluster:
+        """The queue's schema beside the state's (created or migrated under the same
+        lock), and this node's worker, started by run()."""
+        from watcher.cluster import Cluster, migrate_queue
+
+        done = migrate_queue(self.store.engine)
+        if done is not None:
+            log.info("%s on %s", done, config.state_name)
+        url = config.state_url
+        assert url is not None
+        return Cluster(
+            self,
+            url=url,
+            name=config.state_name,
+            concurrency=config.fetch.max_connections,
+            per_host=min(config.fetch.max_per_host, config.fetch.max_connections),
+            stall_timeout=config.cluster.stall_timeout,
+            dispatch_interval=config.cluster.dispatch_interval,
+            stop_timeout=self.stop_timeout,
+        )
 
     # -- jobs -------------------------------------------------------------------
 
@@ -165,7 +197,9 @@ class Daemon:
             # Nothing was recorded (a full disk...): the feed is still due in the store;
             # pace its retries at its interval instead of every tick.
             self._paced[name] = time.monotonic() + max(MIN_PACE, feed.interval)
-        if outcome.alerts:
+        if outcome.alerts and self.cluster is not None:
+            self.cluster.wake_delivery(running.notifiers)
+        elif outcome.alerts:
             # Wake the delivery job rather than deliver here: a slow notifier must never
             # hold up this feed's next poll.
             self._delivery_wanted.set()
@@ -174,6 +208,9 @@ class Daemon:
             # else the pass in progress wakes it when it ends (see _deliver)
 
     def _wake_delivery(self) -> None:
+        if self.cluster is not None:
+            self.cluster.wake_delivery(self.current.notifiers)
+            return
         job = self.scheduler.get_job("deliver")
         if job is not None and not self._stop.is_set():
             job.modify(next_run_time=datetime.now(UTC))
@@ -219,6 +256,160 @@ class Daemon:
         # that waits for the regular tick, or a full disk would spin the delivery loop.
         if datetime.now(UTC) < due < job.next_run_time:
             job.modify(next_run_time=due)
+
+    # -- cluster jobs (watcher/cluster.py) -----------------------------------------
+
+    def poll_job(self, name: str, lag: Callable[[float], None]) -> bool:
+        """A poll job from the queue: poll the feed if this node can claim it (it is due
+        and nobody polls it); False when there was nothing to do."""
+        assert self.cluster is not None
+        running = self.current
+        try:
+            feed = running.config.feed(name)
+        except KeyError:  # a feed this node's config does not have (yet): left to others
+            return False
+        if not feed.enabled or self._stop.is_set():
+            return False
+        with self._busy_lock:
+            if name in self._busy:
+                return False
+            self._busy[name] = time.monotonic()
+        claimed = False
+        try:
+            lease = timedelta(seconds=2 * running.config.fetch.deadline + 60)
+            now = self.store.now()
+            due = self.store.feed_state(name).next_poll_at
+            claimed = self.store.claim_poll(name, node=self.node, now=now, until=now + lease)
+        except StoreError as exc:
+            log.error("poll feed=%s not started, the state cannot be written: %s", name, exc)
+        finally:
+            if not claimed:
+                with self._busy_lock:
+                    self._busy.pop(name, None)
+        if not claimed:
+            return False
+        lag(max(0.0, (now - due).total_seconds()) if due is not None else 0.0)
+        if self.metrics is not None and due is not None:
+            self.metrics.dispatch_lag.observe(max(0.0, (now - due).total_seconds()))
+        from watcher.cluster import host_of
+
+        try:
+            with self.cluster.slots.hold(host_of(feed.url)):
+                self._poll(name)
+        except StoreError as exc:  # no slot: the claim is freed as idle (_keep_claims)
+            log.error("poll feed=%s not started, no host slot: %s", name, exc)
+            with self._busy_lock:
+                self._busy.pop(name, None)
+        return True
+
+    def deliver_job(self, notifier: str) -> None:
+        """A delivery job from the queue: one notifier's due alerts, in order. A notifier
+        this node does not know is left to a node that does (the configs disagree),
+        unless every node runs this config: then it is gone and its alerts give up."""
+        running = self.current
+        if notifier not in running.notifiers and (
+            notifier in running.config.notifiers or not self._agreed_by_all()
+        ):
+            return
+        try:
+            deliver_pending(
+                self.store,
+                running.notifiers,
+                node=self.node,
+                max_age=running.config.delivery.max_age,
+                retry=running.config.delivery.retry,
+                observe=self.metrics.record_delivery if self.metrics is not None else None,
+                now=self.store.now,
+                only=notifier,
+            )
+        except Exception:
+            log.exception("delivery to notifier=%s crashed; its alerts stay queued", notifier)
+
+    def dispatch_plan(self) -> DispatchPlan:
+        """What is due now: the feeds every live node knows, and notifiers with alerts."""
+        from watcher.cluster import DispatchPlan
+
+        running = self.current
+        names = self._known_by_all([f.name for f in running.config.active_feeds])
+        now = self.store.now()
+        feeds = self.store.due_feeds(names, now, node="", limit=len(names))
+        muted = set(running.config.notifiers) - set(running.notifiers)
+        notifiers = [n for n in self.store.due_notifiers(now) if n not in muted]
+        return DispatchPlan(tuple(feeds), tuple(notifiers))
+
+    def _live_records(self) -> list[DaemonRecord]:
+        records = [r for r in self.store.daemon_records() if r.stopped_at is None]
+        alive = self.store.alive([r.node for r in records])
+        return [r for r in records if r.node in alive]
+
+    def _known_by_all(self, names: list[str]) -> list[str]:
+        """Of this node's feeds, those every live node knows: a job for a feed that a
+        node's config lacks would come back undone from that node."""
+        known = set(names)
+        for record in self._live_records():
+            if record.node != self.node and record.feeds is not None:
+                known &= record.feeds
+        return [n for n in names if n in known]
+
+    def _agreed_by_all(self) -> bool:
+        digest = self.config.digest
+        return all(r.config_digest == digest for r in self._live_records())
+
+    def _check_agreement(self) -> None:
+        """Log, every minute, the nodes whose config differs from this one's."""
+        try:
+            records = self._live_records()
+        except StoreError as exc:
+            log.error("cannot read the cluster's nodes: %s", exc)
+            return
+        digest = self.config.digest
+        mine = {f.name for f in self.config.active_feeds}
+        for record in records:
+            if record.node == self.node or record.config_digest in (None, digest):
+                continue
+            theirs = record.feeds or frozenset()
+            log.error(
+                "config differs between nodes: %s runs %s, this node (%s) runs %s; feeds "
+                "only this node has=%s, only that node has=%s (only feeds every node knows "
+                "are polled); reload every node with the same config",
+                record.node,
+                record.config_digest,
+                self.node,
+                digest,
+                _names(sorted(mine - theirs)),
+                _names(sorted(theirs - mine)),
+            )
+
+    def _keep_claims(self) -> None:
+        """Cluster: free the dead nodes' claims, and this node's own on feeds it does not
+        poll (a poll whose outcome the database could not take left its claim)."""
+        self._release_dead()
+        with self._busy_lock:
+            busy = set(self._busy)
+        lease = 2 * self.config.fetch.deadline + 60
+        try:
+            now = self.store.now()
+            freed = self.store.release_idle_claims(
+                self.node, busy=busy, lease_before=now + timedelta(seconds=lease - IDLE_CLAIM)
+            )
+        except StoreError as exc:
+            log.error("cannot free this node's idle claims, trying again: %s", exc)
+            return
+        if freed:
+            log.info("idle claims freed feeds=%s", _names(freed))
+
+    def _observe_queue(self) -> None:
+        if self.metrics is None or self.cluster is None:
+            return
+        try:
+            stats = self.cluster.stats()
+            overdue = self.store.most_overdue(self.store.now())
+        except Exception as exc:
+            log.debug("queue metrics not read: %s", exc)
+            return
+        for state in ("waiting", "running", "stalled", "failed"):
+            self.metrics.queue_jobs.labels(state).set(getattr(stats, state))
+        self.metrics.most_overdue.set(overdue[1] if overdue is not None else 0.0)
 
     def _maintain(self) -> None:
         try:
@@ -313,6 +504,21 @@ class Daemon:
         """The ticker and the other jobs; every configured feed's state, once it has a row."""
         now = datetime.now(UTC)
         states = self.store.sync_feeds([(f.name, f.url) for f in self.config.active_feeds], now)
+        if self.cluster is None:
+            self._schedule_embedded(now)
+        self.scheduler.add_job(
+            self._maintain,
+            "interval",
+            id="maintain",
+            name="prune old items",
+            hours=24,
+            next_run_time=now + timedelta(minutes=5),
+            misfire_grace_time=3600,
+        )
+        return states
+
+    def _schedule_embedded(self, now: datetime) -> None:
+        """One process on a SQLite state: APScheduler's ticker claims and polls."""
         self.scheduler.add_job(
             self._tick,
             "interval",
@@ -331,16 +537,6 @@ class Daemon:
             next_run_time=now,
             misfire_grace_time=max(30, int(self.delivery_interval)),
         )
-        self.scheduler.add_job(
-            self._maintain,
-            "interval",
-            id="maintain",
-            name="prune old items",
-            hours=24,
-            next_run_time=now + timedelta(minutes=5),
-            misfire_grace_time=3600,
-        )
-        return states
 
     # -- reload -----------------------------------------------------------------
 
@@ -388,6 +584,12 @@ class Daemon:
             **{f.name: now + timedelta(seconds=self._spread(f)) for f in [*changed, *added]},
         }
         self._sync()
+        if self.record is not None:
+            try:
+                self.store.daemon_config(self.node, new.digest, [f.name for f in new.active_feeds])
+            except StoreError as exc:
+                log.error("cannot record the reloaded config in the state: %s", exc)
+            self._next_agreement = 0.0  # say at once whether the nodes agree now
         log.info(
             "config reloaded feeds=%d added=%s removed=%s changed=%s rules=%d notifiers=%d",
             len(new.active_feeds),
@@ -452,6 +654,10 @@ class Daemon:
             idle = now - self._last_poll_done
         if stuck:
             return f"polls running for over {limit:g} s: {', '.join(sorted(stuck))}"
+        if self.cluster is not None:
+            # Other nodes may take every job for a while: the question is whether this
+            # node's worker runs, not whether it polled lately.
+            return self.cluster.problem()
         if config.active_feeds:
             shortest = min(f.interval for f in config.active_feeds)
             if idle > 3 * max(shortest, 60) + limit:
@@ -495,7 +701,10 @@ class Daemon:
             self._next_liveness = time.monotonic() + LIVENESS
         states = self._schedule()
         self._log_destinations(states)  # before the start, while first polls are still ahead
+        self._record_start()  # (a cluster's dispatcher reads which feeds this node knows)
         self.scheduler.start()
+        if self.cluster is not None:
+            self.cluster.start()
         server = None
         if self.metrics is not None and self.metrics_port is not None:
             server = self.metrics.serve(self.metrics_port, health=self.stalled)
@@ -509,7 +718,6 @@ class Daemon:
             len(self.current.notifiers),
             self.config.state_name,
         )
-        self._record_start()
         self.systemd.send(READY=1, STATUS=self._safe_status())
         ping_every = self.systemd.watchdog_interval
         next_ping = next_status = time.monotonic()
@@ -531,12 +739,24 @@ class Daemon:
                     self.systemd.send(STATUS=self._safe_status())
                     self._heartbeat()
                     next_status = now + STATUS_INTERVAL
+                if self.cluster is not None:
+                    self._cluster_chores(now)
                 self._stop.wait(min(1.0, ping_every or 1.0))
         finally:
             if server is not None:
                 server.shutdown()
             self._shutdown()
         return 0
+
+    def _cluster_chores(self, now: float) -> None:
+        """A node's share of keeping the cluster sound, from the main thread."""
+        if now >= self._next_liveness:
+            self._next_liveness = now + LIVENESS
+            self._keep_claims()
+            self._observe_queue()
+        if now >= self._next_agreement:
+            self._next_agreement = now + AGREEMENT
+            self._check_agreement()
 
     def _record_start(self) -> None:
         """Say in the state that this daemon runs, for `watcher status` (and other hosts)."""
@@ -548,6 +768,8 @@ class Daemon:
             __version__,
             now,
             now,
+            config_digest=self.config.digest,
+            feeds=frozenset(f.name for f in self.config.active_feeds),
         )
         try:
             self.store.daemon_started(self.record)
@@ -613,6 +835,8 @@ class Daemon:
         """Stop taking polls, give running ones ``stop_timeout`` to finish, then leave."""
         self.systemd.send(STOPPING=1)
         self.scheduler.shutdown(wait=False)
+        if self.cluster is not None:
+            self.cluster.stop()
         self._polls.shutdown(wait=False, cancel_futures=True)
         abort_all()
         deadline = time.monotonic() + self.stop_timeout

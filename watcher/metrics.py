@@ -15,6 +15,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -66,6 +67,25 @@ class Metrics:
             "Duration of one poll (fetch, parse, match, commit)",
             ["status"],
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+
+        # Cluster mode (a PostgreSQL state): the shared job queue, as this node sees it.
+        self.dispatch_lag = Histogram(
+            "watcher_dispatch_lag_seconds",
+            "From a feed's due time to the start of its poll on this node",
+            buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900),
+            registry=r,
+        )
+        self.queue_jobs = Gauge(
+            "watcher_queue_jobs",
+            "Jobs of the cluster's queue by state (waiting, running, stalled, failed)",
+            ["state"],
+            registry=r,
+        )
+        self.most_overdue = Gauge(
+            "watcher_most_overdue_seconds",
+            "How far the most overdue feed of the cluster is past its due time",
             registry=r,
         )
 

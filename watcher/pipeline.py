@@ -278,6 +278,7 @@ def deliver_pending(
     observe: Callable[[str, DeliveryOutcome], None] | None = None,
     muted: Collection[str] = (),
     node: str | None = None,
+    only: str | None = None,
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
 
@@ -286,8 +287,10 @@ def deliver_pending(
     Alerts for a ``muted`` notifier (``enabled: false``) wait, untried, until it is not.
     ``node`` claims each attempt by lease (see Store.claim): an alert another process
     holds is left to it, so two processes never both send one alert.
+    ``only`` names the one notifier to deliver for (a cluster's delivery job).
     """
-    by_notifier = delivery.due_by_notifier(store.pending_alerts(), now=now(), muted=muted)
+    pending = store.pending_alerts(notifier=only)
+    by_notifier = delivery.due_by_notifier(pending, now=now(), muted=muted)
     if not by_notifier:
         return DeliveryOutcome()
     with ThreadPoolExecutor(max_workers=min(8, len(by_notifier))) as pool:

@@ -128,6 +128,8 @@ class DaemonRecord:
     started_at: datetime
     heartbeat_at: datetime
     stopped_at: datetime | None = None
+    config_digest: str | None = None  # the config it runs (Config.digest)
+    feeds: frozenset[str] | None = None  # its active feeds (None: not recorded)
 
     def running(self, now: datetime, *, silence: float = 120.0) -> bool:
         """Alive: not stopped, and a heartbeat within ``silence`` seconds."""
@@ -651,6 +653,26 @@ class Store:
             )
         return (polls or 0) + (sends or 0)
 
+    def release_idle_claims(
+        self, node: str, *, busy: Collection[str], lease_before: datetime
+    ) -> list[str]:
+        """Free ``node``'s claims on feeds it is not polling (not in ``busy``) whose lease
+        ends before ``lease_before``, that is, taken a while ago: a poll whose outcome
+        could not be written (the database went away) left its claim, and on a shared
+        state no other node may take the feed until the lease runs out."""
+        query = (
+            update(feeds)
+            .where(
+                feeds.c.claimed_by == node,
+                feeds.c.lease_until < lease_before,
+                feeds.c.name.not_in(sorted(busy)),
+            )
+            .values(claimed_by=None, lease_until=None)
+            .returning(feeds.c.name)
+        )
+        with self.engine.begin() as conn:
+            return sorted(conn.execute(query).scalars())
+
     def reschedule(self, due: Mapping[str, datetime]) -> None:
         """Set when feeds are due (a clock jump, a feed whose config changed)."""
         rows = [{"b_name": name, "b_next": at} for name, at in due.items()]
@@ -1089,6 +1111,8 @@ class Store:
             "started_at": record.started_at,
             "heartbeat_at": record.heartbeat_at,
             "stopped_at": None,
+            "config_digest": record.config_digest,
+            "feeds": None if record.feeds is None else json.dumps(sorted(record.feeds)),
         }
         with self.engine.begin() as conn:
             conn.execute(
@@ -1100,6 +1124,33 @@ class Store:
     def daemon_heartbeat(self, node: str, at: datetime) -> None:
         with self.engine.begin() as conn:
             conn.execute(update(daemons).where(daemons.c.node == node).values(heartbeat_at=at))
+
+    def daemon_config(self, node: str, digest: str, feeds: Collection[str]) -> None:
+        """A daemon reloaded its config: what it runs now (see Config.digest)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(daemons)
+                .where(daemons.c.node == node)
+                .values(config_digest=digest, feeds=json.dumps(sorted(feeds)))
+            )
+
+    def alive(self, nodes: Collection[str]) -> set[str]:
+        """PostgreSQL: those of ``nodes`` whose process lives (holds its node lock), this
+        process's own included. SQLite: every one of them (one daemon per file)."""
+        return set(nodes) if self._nodes is None else self._nodes.alive(nodes)
+
+    def most_overdue(self, now: datetime) -> tuple[str, float] | None:
+        """The feed (not disabled) furthest past its due time, and by how many seconds;
+        None when none is due."""
+        query = (
+            select(feeds.c.name, feeds.c.next_poll_at)
+            .where(feeds.c.disabled_reason.is_(None), feeds.c.next_poll_at <= now)
+            .order_by(feeds.c.next_poll_at, feeds.c.name)
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (row.name, (now - row.next_poll_at).total_seconds())
 
     def daemon_stopped(self, node: str, at: datetime) -> None:
         with self.engine.begin() as conn:
@@ -1113,7 +1164,15 @@ class Store:
         with self.engine.connect() as conn:
             return [
                 DaemonRecord(
-                    r.node, r.host, r.pid, r.version, r.started_at, r.heartbeat_at, r.stopped_at
+                    r.node,
+                    r.host,
+                    r.pid,
+                    r.version,
+                    r.started_at,
+                    r.heartbeat_at,
+                    r.stopped_at,
+                    r.config_digest,
+                    None if r.feeds is None else frozenset(json.loads(r.feeds)),
                 )
                 for r in conn.execute(query)
             ]
@@ -1131,12 +1190,33 @@ class Store:
         with self.engine.connect() as conn:
             return [(notifier, when) for notifier, when in conn.execute(query)]
 
+    def due_notifiers(self, now: datetime) -> list[str]:
+        """The notifiers whose next alert is due by ``now``: one query, for a cluster's
+        dispatcher (which asks every tick)."""
+        # Each notifier's first alert in delivery's order: nothing overtakes it, so a
+        # notifier is due when that one is (see delivery.due_by_notifier).
+        order = func.row_number().over(
+            partition_by=alerts.c.notifier, order_by=(alerts.c.priority.desc(), alerts.c.id)
+        )
+        first = (
+            select(alerts.c.notifier, alerts.c.next_attempt_at, order.label("n"))
+            .where(alerts.c.status == "pending")
+            .subquery()
+        )
+        query = (
+            select(first.c.notifier)
+            .where(first.c.n == 1, first.c.next_attempt_at <= now)
+            .order_by(first.c.notifier)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
+
     def pending_alerts(
-        self, now: datetime | None = None, *, limit: int = 500
+        self, now: datetime | None = None, *, limit: int = 500, notifier: str | None = None
     ) -> list[PendingAlert]:
         """Pending alerts, highest priority first, then oldest first; only those due by
-        ``now`` when it is given. (Priority first, so an urgent alert is never stuck
-        behind ``limit`` alerts deferred by quiet hours.)"""
+        ``now`` when it is given, only ``notifier``'s when it is. (Priority first, so an
+        urgent alert is never stuck behind ``limit`` alerts deferred by quiet hours.)"""
         query = (
             select(alerts)
             .where(alerts.c.status == "pending")
@@ -1145,6 +1225,8 @@ class Store:
         )
         if now is not None:
             query = query.where(alerts.c.next_attempt_at <= now)
+        if notifier is not None:
+            query = query.where(alerts.c.notifier == notifier)
         rows, sources = self._alert_rows(query)
         return [
             PendingAlert(

@@ -195,6 +195,10 @@ daemons = Table(
     Column("started_at", UTCDateTime, nullable=False),
     Column("heartbeat_at", UTCDateTime, nullable=False),
     Column("stopped_at", UTCDateTime),  # a clean exit
+    # The config it runs: a digest, and the names of its active feeds as a JSON list
+    # (a cluster's dispatcher hands out only the feeds every live node knows).
+    Column("config_digest", String(64)),
+    Column("feeds", Text),
 )
 
 Migration = Callable[[Connection], None]

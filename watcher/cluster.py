@@ -1,0 +1,497 @@
+"""Cluster mode: the nodes on one PostgreSQL state share the work through procrastinate.
+
+Owns the procrastinate app of a node: the queue's schema (created and migrated beside
+watcher's own, under the same database lock), the dispatch task (periodic: once per tick
+for the whole cluster however many nodes run), poll and delivery jobs, the recovery of
+jobs a dead node left in "doing", and host slots (politeness across nodes). Imported only
+with a PostgreSQL state.
+
+The queue schedules; it never decides "once". A job whose feed is claimed, or no longer
+due, does nothing: the store's claims and leases (compare-and-set writes) say who polls a
+feed and who sends an alert, so a job run twice, or a job of a dead node retried while it
+was in fact still running, never means a poll or a send twice. The traps of procrastinate
+this design keeps away from (each has a test in tests/test_cluster.py):
+
+- a stalled job holding a job lock blocks every later job of that lock (#1408: the
+  recipe's stalled-job retry task can itself stall): no job takes a job ``lock``; polls
+  and deliveries take a *queueing* lock, which only one waiting ("todo") job can hold, so
+  a job stuck in "doing" never blocks the next one; recovery runs inside every dispatch,
+  a new job each tick, and fails the dispatch jobs a dead node left too;
+- a worker row pruned by another worker leaves its jobs with no worker (#1518): recovery
+  counts a "doing" job without a worker as stalled;
+- a job scheduled in the future holds its queueing lock until then (#1599): no job is
+  ever deferred into the future (a feed's backoff is its ``next_poll_at`` in the store),
+  and the dispatcher brings a waiting job it finds scheduled later forward to now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import procrastinate
+import psycopg
+import psycopg_pool
+from procrastinate import exceptions as pexc
+from procrastinate.jobs import Status
+from procrastinate.schema import SchemaManager
+from sqlalchemy import text
+from sqlalchemy.engine import Connection, Engine
+
+from watcher.exceptions import StoreError
+from watcher.store import Store
+from watcher.store.engine import postgres_error, postgres_url
+from watcher.store.upgrade import MIGRATION_LOCK
+
+log = logging.getLogger(__name__)
+
+POLL_QUEUE = "watcher-poll"
+CONTROL_QUEUES = ("watcher-dispatch", "watcher-deliver")
+CONTROL_CONCURRENCY = 4  # dispatch and deliveries, beside the polls
+RECOVERY_EVERY = 5.0  # seconds between looks for stalled jobs (inside a dispatch)
+STALE_DISPATCH = 10.0  # a dispatch job deferred longer ago than this is skipped
+QUEUE_SCHEMA_TABLE = "watcher_queue_schema"
+
+
+# -- the queue's schema ----------------------------------------------------------------
+
+
+def _migrations() -> list[Path]:
+    """procrastinate's migration scripts, in the order they apply."""
+    folder = Path(SchemaManager.get_migrations_path())
+    return sorted(p for p in folder.glob("*.sql"))
+
+
+def queue_schema_version() -> str:
+    """The queue schema this procrastinate writes: the name of its last migration."""
+    return _migrations()[-1].stem
+
+
+def migrate_queue(engine: Engine) -> str | None:
+    """Create procrastinate's tables beside watcher's, or bring them to this version;
+    under the migration lock, so that nodes starting together do not race. Returns what
+    was done (None: nothing to do)."""
+    target = queue_schema_version()
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        conn.execute(
+            text(f"CREATE TABLE IF NOT EXISTS {QUEUE_SCHEMA_TABLE} (migration TEXT NOT NULL)")
+        )
+        applied = conn.execute(text(f"SELECT migration FROM {QUEUE_SCHEMA_TABLE}")).scalar()
+        exists = conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar()
+        done: str | None
+        if exists is None:
+            _run_script(conn, SchemaManager.get_schema())
+            done = f"queue schema created ({target})"
+        elif applied is None or applied == target:
+            # Created by procrastinate's own command, or already ours and current.
+            done = None if applied == target else f"queue schema adopted ({target})"
+        elif applied > target:
+            raise StoreError(
+                f"the queue schema is at {applied}, newer than this watcher's procrastinate "
+                f"({target}): upgrade watcher on this node"
+            )
+        else:
+            steps = [p for p in _migrations() if p.stem > applied]
+            for step in steps:
+                _run_script(conn, step.read_text(encoding="utf-8"))
+            done = f"queue schema migrated from {applied} to {target} ({len(steps)} steps)"
+        if applied != target:
+            conn.execute(text(f"DELETE FROM {QUEUE_SCHEMA_TABLE}"))
+            conn.execute(
+                text(f"INSERT INTO {QUEUE_SCHEMA_TABLE} (migration) VALUES (:m)"), {"m": target}
+            )
+    return done
+
+
+def _run_script(conn: Connection, script: str) -> None:
+    """Several statements in one go: without parameters psycopg sends the script as it is
+    (the simple query protocol), inside the caller's transaction."""
+    raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
+    raw.execute(script.encode())
+
+
+def conninfo(url: str) -> str:
+    """The state's URL as libpq reads it (SQLAlchemy's ``+psycopg`` left out)."""
+    return postgres_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# -- politeness across the nodes ---------------------------------------------------
+
+
+def host_key(host: str) -> int:
+    """A host's advisory lock class: 32 bits of a hash, the same in every node."""
+    digest = hashlib.blake2b(f"watcher host {host}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def host_of(url: str) -> str:
+    try:
+        return httpx.URL(url).host.lower()
+    except httpx.InvalidURL:
+        return ""
+
+
+class HostSlots:
+    """At most ``per_host`` fetches to one host across the whole cluster: a fetch holds one
+    of the host's slots, a session advisory lock (host key, slot number) on a connection
+    of its own. Waiting for a slot is a server-side wait, not a loop of queries; and the
+    server frees a dead node's slots the moment its connections close."""
+
+    def __init__(self, info: str, *, per_host: int, size: int, name: str) -> None:
+        self.per_host = per_host
+        self._name = name
+        self._pool = psycopg_pool.ConnectionPool(
+            info,
+            min_size=0,
+            max_size=size,
+            kwargs={"autocommit": True, "application_name": "watcher host slots"},
+            open=True,
+            timeout=30.0,
+        )
+
+    @contextmanager
+    def hold(self, host: str) -> Iterator[int]:
+        """A slot of ``host`` for as long as the block runs; its number is yielded."""
+        key = host_key(host)
+        try:
+            conn_cm = self._pool.connection()
+            conn = conn_cm.__enter__()
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise postgres_error(self._name, exc) from exc
+        try:
+            slots = list(range(self.per_host))
+            random.shuffle(slots)
+            slot = None
+            try:
+                for candidate in slots:
+                    row = conn.execute(
+                        "SELECT pg_try_advisory_lock(%s, %s)", (key, candidate)
+                    ).fetchone()
+                    if row is not None and row[0]:
+                        slot = candidate
+                        break
+                if slot is None:  # all taken: wait, in the server, for one of them
+                    slot = slots[0]
+                    conn.execute("SELECT pg_advisory_lock(%s, %s)", (key, slot))
+            except psycopg.Error as exc:
+                raise postgres_error(self._name, exc) from exc
+            try:
+                yield slot
+            finally:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (key, slot))
+                except psycopg.Error:
+                    conn.close()  # the session goes, and its locks with it
+        finally:
+            conn_cm.__exit__(None, None, None)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+# -- the node's side ---------------------------------------------------------------
+
+
+class Node(Protocol):
+    """What the jobs need of the daemon that runs them (watcher.daemon.Daemon)."""
+
+    node: str
+    store: Store
+
+    def poll_job(self, feed: str, lag: Callable[[float], None]) -> bool: ...
+
+    def deliver_job(self, notifier: str) -> None: ...
+
+    def dispatch_plan(self) -> DispatchPlan: ...
+
+
+@dataclass(frozen=True)
+class DispatchPlan:
+    """What one dispatch hands out: due feeds (most overdue first) and notifiers with
+    alerts due."""
+
+    feeds: tuple[str, ...]
+    notifiers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    """The queue as `watcher status` and the metrics show it."""
+
+    waiting: int  # jobs ready to run and not started
+    running: int
+    stalled: int  # running on a node that is gone, not yet recovered
+    failed: int  # kept a day (daily maintenance deletes older ones)
+
+
+class Cluster:
+    """One node's procrastinate worker, in a thread of its own with its own event loop."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        url: str,
+        name: str,
+        concurrency: int,
+        per_host: int,
+        stall_timeout: float,
+        dispatch_interval: float,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self.node = node
+        self.concurrency = concurrency
+        self.stall_timeout = stall_timeout
+        self.stop_timeout = stop_timeout
+        self._name = name
+        self._info = conninfo(url)
+        self.app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(
+                conninfo=self._info,
+                min_size=1,
+                max_size=6,
+                kwargs={"application_name": "watcher queue"},
+            )
+        )
+        self.slots = HostSlots(self._info, per_host=per_host, size=concurrency, name=name)
+        self._polls = ThreadPoolExecutor(concurrency, thread_name_prefix="watcher-poll")
+        self._control = ThreadPoolExecutor(CONTROL_CONCURRENCY, thread_name_prefix="watcher-ctl")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._next_recovery = 0.0
+        self.lags: list[float] = []  # (read by metrics) dispatch lag of each poll started
+        self._register(dispatch_interval)
+
+    # -- tasks --------------------------------------------------------------------
+
+    def _register(self, interval: float) -> None:
+        step = max(1, round(interval))
+        cron = "* * * * * *" if step == 1 else f"* * * * * */{step}"
+
+        @self.app.periodic(cron=cron, periodic_id="dispatch")
+        @self.app.task(name="watcher.dispatch", queue=CONTROL_QUEUES[0], priority=10)
+        async def dispatch(timestamp: int) -> None:
+            await self.dispatch(timestamp)
+
+        @self.app.task(name="watcher.poll", queue=POLL_QUEUE)
+        async def poll(feed: str) -> None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._polls, self._poll, feed)
+
+        @self.app.task(name="watcher.deliver", queue=CONTROL_QUEUES[1], priority=5)
+        async def deliver(notifier: str) -> None:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._control, self.node.deliver_job, notifier)
+
+        self._dispatch, self._poll_task, self._deliver_task = dispatch, poll, deliver
+
+    def _poll(self, feed: str) -> None:
+        self.node.poll_job(feed, self.lags.append)
+
+    async def dispatch(self, timestamp: int | None = None) -> None:
+        """Hand out what is due: a poll job per due feed, a delivery job per notifier with
+        alerts due; and recover what dead nodes left. Every job takes a queueing lock, so
+        however many dispatches run, a feed has at most one poll waiting in the cluster."""
+        if timestamp is not None and time.time() - timestamp > STALE_DISPATCH:
+            return  # deferred before an outage: a newer dispatch does this one's work
+        loop = asyncio.get_running_loop()
+        if time.monotonic() >= self._next_recovery:
+            self._next_recovery = time.monotonic() + RECOVERY_EVERY
+            await self.recover()
+        plan = await loop.run_in_executor(self._control, self.node.dispatch_plan)
+        waiting = await self._waiting_locks()
+        feeds = [f for f in plan.feeds if _poll_lock(f) not in waiting]
+        late = [_poll_lock(f) for f in plan.feeds if _poll_lock(f) in waiting]
+        if late:
+            await self._bring_forward(late)
+        for feed in feeds:
+            await self._defer(self._poll_task, _poll_lock(feed), feed=feed)
+        for notifier in plan.notifiers:
+            if _deliver_lock(notifier) not in waiting:
+                await self._defer(self._deliver_task, _deliver_lock(notifier), notifier=notifier)
+
+    async def _defer(self, task: Any, lock: str, **kwargs: str) -> None:
+        # AlreadyEnqueued: another dispatch (or a poll that queued alerts) was first.
+        with contextlib.suppress(pexc.AlreadyEnqueued):
+            await task.configure(queueing_lock=lock).defer_async(**kwargs)
+
+    async def _waiting_locks(self) -> set[str]:
+        rows = await self.app.connector.execute_query_all_async(
+            "SELECT queueing_lock FROM procrastinate_jobs "
+            "WHERE status = 'todo' AND queueing_lock LIKE 'watcher:%%'"
+        )
+        return {row["queueing_lock"] for row in rows}
+
+    async def _bring_forward(self, locks: Collection[str]) -> None:
+        """A waiting job scheduled in the future holds its feed's queueing lock until then
+        (procrastinate #1599): none of ours is, but one left by anything else must not
+        keep a due feed from its poll."""
+        await self.app.connector.execute_query_async(
+            "UPDATE procrastinate_jobs SET scheduled_at = NULL "
+            "WHERE status = 'todo' AND queueing_lock = ANY(%(locks)s) AND scheduled_at > now()",
+            locks=list(locks),
+        )
+
+    async def recover(self) -> list[int]:
+        """Fail the jobs that nodes which are gone left in "doing" (no heartbeat for
+        ``stall_timeout``, or no worker at all), so they stop counting as running; their
+        work is not lost: the feeds and alerts those nodes claimed are freed (see
+        Store.release_dead_claims) and handed out again by the next dispatch."""
+        manager = self.app.job_manager
+        stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=self.stall_timeout))
+        failed = []
+        for job in stalled:
+            assert job.id is not None
+            try:
+                await manager.finish_job_by_id_async(job.id, Status.FAILED, delete_job=False)
+            except pexc.ProcrastinateException:
+                continue  # finished meanwhile
+            failed.append(job.id)
+            log.warning(
+                "stalled job recovered job=%s task=%s args=%s: its node sent no heartbeat for "
+                "%g s; its work is handed out again",
+                job.id,
+                job.task_name,
+                job.task_kwargs,
+                self.stall_timeout,
+            )
+        return failed
+
+    def wake_delivery(self, notifiers: Collection[str]) -> None:
+        """A poll queued alerts: a delivery job for each notifier, now (from any thread)."""
+        loop = self._loop
+        if loop is None or self._stopping:
+            return
+        for name in notifiers:
+            asyncio.run_coroutine_threadsafe(
+                self._defer(self._deliver_task, _deliver_lock(name), notifier=name), loop
+            )
+
+    # -- reading the queue ----------------------------------------------------------
+
+    def stats(self) -> QueueStats:
+        """Waiting, running and stalled jobs (for status and metrics), read synchronously."""
+        return queue_stats(self.node.store, stall_timeout=self.stall_timeout)
+
+    # -- life -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(ready,), name="watcher-cluster", daemon=True
+        )
+        self._thread.start()
+        ready.wait(30)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.run(self._serve(ready))
+
+    async def _serve(self, ready: threading.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
+        ready.set()
+        pause = 1.0
+        while not self._stopping:
+            try:
+                async with self.app.open_async():
+                    pause = 1.0
+                    async with asyncio.TaskGroup() as group:
+                        common: dict[str, Any] = {
+                            "install_signal_handlers": False,
+                            "update_heartbeat_interval": max(1.0, self.stall_timeout / 6),
+                            "stalled_worker_timeout": self.stall_timeout,
+                            "delete_jobs": "successful",
+                            "shutdown_graceful_timeout": self.stop_timeout,
+                            "fetch_job_polling_interval": 1.0,
+                        }
+                        group.create_task(
+                            self.app.run_worker_async(
+                                name=f"{self.node.node} polls",
+                                queues=[POLL_QUEUE],
+                                concurrency=self.concurrency,
+                                **common,
+                            )
+                        )
+                        group.create_task(
+                            self.app.run_worker_async(
+                                name=f"{self.node.node} control",
+                                queues=list(CONTROL_QUEUES),
+                                concurrency=CONTROL_CONCURRENCY,
+                                **common,
+                            )
+                        )
+            except asyncio.CancelledError:
+                return
+            except Exception as exc:  # the database went away: keep trying
+                if self._stopping:
+                    return
+                log.error(
+                    "the job queue on %s is unreachable, trying again in %.0f s: %s",
+                    self._name,
+                    pause,
+                    " ".join(str(exc).split()) or type(exc).__name__,
+                )
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 15.0)
+
+    def problem(self) -> str | None:
+        """Why this node takes no jobs, or None while its worker runs."""
+        if self._thread is None or not self._thread.is_alive():
+            return "the cluster worker is not running"
+        return None
+
+    def stop(self) -> None:
+        """Stop taking jobs; the running ones get ``stop_timeout`` to end."""
+        self._stopping = True
+        loop, main = self._loop, self._main
+        if loop is not None and main is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(main.cancel)
+        if self._thread is not None:
+            self._thread.join(self.stop_timeout + 5)
+        self._polls.shutdown(wait=False, cancel_futures=True)
+        self._control.shutdown(wait=False, cancel_futures=True)
+        self.slots.close()
+
+
+def _poll_lock(feed: str) -> str:
+    return f"watcher:poll:{feed}"
+
+
+def _deliver_lock(notifier: str) -> str:
+    return f"watcher:deliver:{notifier}"
+
+
+def queue_stats(store: Store, *, stall_timeout: float) -> QueueStats:
+    """The queue's jobs by state, from the database (works from any process)."""
+    query = text(
+        """
+        SELECT
+          count(*) FILTER (WHERE j.status = 'todo'
+                           AND (j.scheduled_at IS NULL OR j.scheduled_at <= now())),
+          count(*) FILTER (WHERE j.status = 'doing'),
+          count(*) FILTER (WHERE j.status = 'doing' AND (j.worker_id IS NULL OR
+                           w.last_heartbeat < now() - make_interval(secs => :stall))),
+          count(*) FILTER (WHERE j.status = 'failed')
+        FROM procrastinate_jobs j
+        LEFT JOIN procrastinate_workers w ON w.id = j.worker_id
+        WHERE j.task_name LIKE 'watcher.%'
+        """
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(query, {"stall": stall_timeout}).one()
+    return QueueStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
