@@ -56,6 +56,9 @@ from watcher.store.engine import postgres_error, postgres_url
 from watcher.store.upgrade import MIGRATION_LOCK
 
 log = logging.getLogger(__name__)
+# procrastinate says at INFO what it does every second (each periodic defer, each job):
+# a node's journal would be that and little else. Its warnings and errors still show.
+logging.getLogger("procrastinate").setLevel(logging.WARNING)
 
 POLL_QUEUE = "watcher-poll"
 CONTROL_QUEUES = ("watcher-dispatch", "watcher-deliver")
@@ -172,20 +175,8 @@ class HostSlots:
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
             raise postgres_error(self._name, exc) from exc
         try:
-            slots = list(range(self.per_host))
-            random.shuffle(slots)
-            slot = None
             try:
-                for candidate in slots:
-                    row = conn.execute(
-                        "SELECT pg_try_advisory_lock(%s, %s)", (key, candidate)
-                    ).fetchone()
-                    if row is not None and row[0]:
-                        slot = candidate
-                        break
-                if slot is None:  # all taken: wait, in the server, for one of them
-                    slot = slots[0]
-                    conn.execute("SELECT pg_advisory_lock(%s, %s)", (key, slot))
+                slot = self._take(conn, key)
             except psycopg.Error as exc:
                 raise postgres_error(self._name, exc) from exc
             try:
@@ -197,6 +188,25 @@ class HostSlots:
                     conn.close()  # the session goes, and its locks with it
         finally:
             conn_cm.__exit__(None, None, None)
+
+    def _take(self, conn: psycopg.Connection[Any], key: int) -> int:
+        """A free slot if there is one; else wait in the server on one of them, a second
+        at most (another may be freed first), and look again."""
+        slots = list(range(self.per_host))
+        while True:
+            random.shuffle(slots)
+            for slot in slots:
+                row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, slot)).fetchone()
+                if row is not None and row[0]:
+                    return slot
+            conn.execute("SET lock_timeout = '1s'")
+            try:
+                conn.execute("SELECT pg_advisory_lock(%s, %s)", (key, slots[0]))
+                return slots[0]
+            except psycopg.errors.LockNotAvailable:
+                continue
+            finally:
+                conn.execute("SET lock_timeout = 0")
 
     def close(self) -> None:
         self._pool.close()

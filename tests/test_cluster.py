@@ -1,0 +1,349 @@
+"""Cluster mode (watcher/cluster.py) on a real PostgreSQL: the queue's schema, the traps
+of procrastinate the design keeps away from, and politeness shared by the nodes.
+
+The end-to-end proofs (three nodes SIGKILLed at random, a database outage) are in
+tests/test_cluster_e2e.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+import pytest
+
+from tests.support import Daemon, FeedServer, Route, Story, state_sql, wait_until
+from watcher.cluster import (
+    Cluster,
+    HostSlots,
+    conninfo,
+    migrate_queue,
+    queue_schema_version,
+)
+from watcher.config import load_config
+from watcher.daemon import Daemon as Watcher
+from watcher.exceptions import StoreError
+from watcher.store import Store
+
+DATA = Path(__file__).parent / "data" / "cluster"
+T = TypeVar("T")
+
+
+def _config(tmp_path: Path, state: str, feeds: dict[str, str], extra: str = "") -> Path:
+    lines = "".join(
+        f"  - {{name: {name}, url: '{url}', interval: 2s}}\n" for name, url in feeds.items()
+    )
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"state: {state}\nallow_private_networks: true\n{extra}feeds:\n{lines}"
+        "rules:\n  - {name: any, keywords: [Kharkiv]}\n"
+    )
+    return path
+
+
+@pytest.fixture
+def node(tmp_path: Path, postgres_url: str, feed_server: FeedServer) -> Iterator[Watcher]:
+    """A node of a cluster, in this process, not running: its jobs are called by hand."""
+    story = Story()
+    story.add(1, "Kharkiv: the first item")
+    feed_server.routes["/a"] = Route(story.body())
+    watcher = Watcher(load_config(_config(tmp_path, postgres_url, {"a": feed_server.url("/a")})))
+    yield watcher
+    if watcher.cluster is not None:
+        watcher.cluster.slots.close()
+    watcher.store.close()
+
+
+def _in_app(cluster: Cluster, work: Callable[[], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with cluster.app.open_async():
+            return await work()
+
+    return asyncio.run(run())
+
+
+def _sql(url: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(conninfo(url), autocommit=True) as conn:
+        cursor = conn.execute(statement)
+        return cursor.fetchall() if cursor.description else []
+
+
+# -- the queue's schema ---------------------------------------------------------------
+
+
+def test_nodes_starting_together_create_the_queue_schema_once(postgres_url: str) -> None:
+    store = Store.open(postgres_url)
+    results: list[str | None] = []
+    start = threading.Barrier(4)
+
+    def migrate() -> None:
+        start.wait()
+        results.append(migrate_queue(store.engine))
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    version = queue_schema_version()
+    assert sorted(results, key=str) == [None, None, None, f"queue schema created ({version})"]
+    assert state_sql(postgres_url, "SELECT migration FROM watcher_queue_schema") == [(version,)]
+    assert _sql(postgres_url, "SELECT to_regclass('procrastinate_jobs')::text") == [
+        ("procrastinate_jobs",)
+    ]
+
+
+def test_a_queue_from_an_older_procrastinate_is_migrated_and_works(
+    postgres_url: str, tmp_path: Path, feed_server: FeedServer
+) -> None:
+    """A queue written by procrastinate 3.0.2 (its schema.sql, kept in tests/data) is
+    brought to this version by procrastinate's own migration scripts, in order."""
+    store = Store.open(postgres_url)
+    with psycopg.connect(conninfo(postgres_url), autocommit=True) as conn:
+        conn.execute((DATA / "procrastinate-3.0.2-schema.sql").read_bytes())
+        conn.execute(
+            "CREATE TABLE watcher_queue_schema (migration TEXT NOT NULL);"
+            "INSERT INTO watcher_queue_schema VALUES ('03.00.00_50_post_cancel_notification')"
+        )
+    done = migrate_queue(store.engine)
+    store.close()
+    assert done is not None
+    assert done.startswith("queue schema migrated from 03.00.00_50_post_cancel_notification to ")
+    assert migrate_queue(Store.open(postgres_url).engine) is None  # once is enough
+    # The migrated queue runs a node: a feed is polled through it.
+    feed_server.routes["/a"] = Route(Story().body())
+    config = _config(tmp_path, postgres_url, {"a": feed_server.url("/a")})
+    daemon = Daemon(config, tmp_path / "node.log")
+    daemon.start()
+    try:
+        assert daemon.started()
+        assert wait_until(lambda: feed_server.hits("/a") >= 1), daemon.log_text()
+    finally:
+        daemon.stop()
+    # A heartbeat column added by 03.01.00: the migrated workers table has it.
+    columns = _sql(
+        postgres_url,
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'procrastinate_workers' ORDER BY column_name",
+    )
+    assert ("last_heartbeat",) in columns
+
+
+def test_a_queue_schema_newer_than_this_procrastinate_is_refused(postgres_url: str) -> None:
+    store = Store.open(postgres_url)
+    migrate_queue(store.engine)
+    _sql(postgres_url, "UPDATE watcher_queue_schema SET migration = '99.00.00_01_future'")
+    with pytest.raises(StoreError, match="newer than this watcher's procrastinate"):
+        migrate_queue(store.engine)
+    store.close()
+
+
+def test_a_queue_created_by_procrastinates_own_command_is_adopted(postgres_url: str) -> None:
+    store = Store.open(postgres_url)
+    migrate_queue(store.engine)
+    _sql(postgres_url, "DROP TABLE watcher_queue_schema")
+    assert migrate_queue(store.engine) == f"queue schema adopted ({queue_schema_version()})"
+    assert migrate_queue(store.engine) is None
+    store.close()
+
+
+# -- procrastinate's traps --------------------------------------------------------------
+
+
+def test_jobs_of_a_dead_worker_and_of_a_pruned_one_are_failed_and_dispatch_goes_on(
+    node: Watcher, postgres_url: str
+) -> None:
+    """#1408: a stalled job (here a dispatch) must not stop recovery or the next dispatch;
+    #1518: a job whose worker row was pruned (worker_id NULL) is stalled too. A job of a
+    live worker is left alone."""
+    cluster = node.cluster
+    assert cluster is not None
+    node.store.sync_feeds([("a", "http://127.0.0.1/a")], node.store.now())
+    [(dead,)] = _sql(
+        postgres_url,
+        "INSERT INTO procrastinate_workers (last_heartbeat) "
+        "VALUES (now() - interval '10 minutes') RETURNING id",
+    )
+    [(live,)] = _sql(postgres_url, "INSERT INTO procrastinate_workers DEFAULT VALUES RETURNING id")
+
+    def job(task: str, args: str, worker: str, lock: str | None = None) -> int:
+        queue = "watcher-poll" if task == "watcher.poll" else "watcher-dispatch"
+        lock_sql = "NULL" if lock is None else f"'{lock}'"
+        [(job_id,)] = _sql(
+            postgres_url,
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args, "
+            f"status, worker_id) VALUES ('{queue}', '{task}', {lock_sql}, '{args}', 'doing', "
+            f"{worker}) RETURNING id",
+        )
+        return int(job_id)
+
+    stalled_dispatch = job("watcher.dispatch", '{"timestamp": 1}', str(dead))
+    orphan_poll = job("watcher.poll", '{"feed": "a"}', "NULL", "watcher:poll:a")
+    running = job("watcher.poll", '{"feed": "b"}', str(live), "watcher:poll:b")
+
+    failed = _in_app(cluster, cluster.recover)
+    assert sorted(failed) == sorted([stalled_dispatch, orphan_poll])
+    statuses = dict(_sql(postgres_url, "SELECT id, status::text FROM procrastinate_jobs"))
+    assert statuses[stalled_dispatch] == "failed"
+    assert statuses[orphan_poll] == "failed"
+    assert statuses[running] == "doing"
+    # The next dispatch hands feed a out again, whatever the queue held for it.
+    _in_app(cluster, cluster.dispatch)
+    waiting = _sql(
+        postgres_url,
+        "SELECT task_name, args->>'feed' FROM procrastinate_jobs WHERE status = 'todo'",
+    )
+    assert waiting == [("watcher.poll", "a")]
+
+
+def test_a_job_scheduled_in_the_future_does_not_keep_a_due_feed_waiting(
+    tmp_path: Path, postgres_url: str, feed_server: FeedServer
+) -> None:
+    """#1599: a waiting job scheduled an hour ahead holds the feed's queueing lock; the
+    dispatcher brings it forward, so the due feed is polled now, not in an hour."""
+    feed_server.routes["/a"] = Route(Story().body())
+    config = _config(tmp_path, postgres_url, {"a": feed_server.url("/a")})
+    store = Store.open(postgres_url)
+    migrate_queue(store.engine)
+    store.close()
+    _sql(
+        postgres_url,
+        "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args, "
+        "status, scheduled_at) VALUES ('watcher-poll', 'watcher.poll', 'watcher:poll:a', "
+        "'{\"feed\": \"a\"}', 'todo', now() + interval '1 hour')",
+    )
+    daemon = Daemon(config, tmp_path / "node.log")
+    daemon.start()
+    try:
+        assert daemon.started()
+        assert wait_until(lambda: feed_server.hits("/a") >= 1, 15), daemon.log_text()
+    finally:
+        daemon.stop()
+    assert _sql(
+        postgres_url, "SELECT count(*) FROM procrastinate_jobs WHERE scheduled_at > now()"
+    ) == [(0,)]
+
+
+def test_a_poll_job_for_a_feed_another_node_polls_does_nothing(
+    node: Watcher, feed_server: FeedServer
+) -> None:
+    """The queue may hand out a feed twice (a retried job, two dispatches): the claim
+    decides, so only one of the two polls."""
+    store = node.store
+    store.sync_feeds([("a", feed_server.url("/a"))], store.now())
+    now = store.now()
+    from datetime import timedelta
+
+    assert store.claim_poll("a", node="other:1", now=now, until=now + timedelta(minutes=5))
+    lags: list[float] = []
+    assert node.poll_job("a", lags.append) is False
+    assert feed_server.hits("/a") == 0
+    store.release_claims_of(["other:1"], now=now)
+    assert node.poll_job("a", lags.append) is True
+    assert feed_server.hits("/a") == 1
+    assert node.poll_job("a", lags.append) is False  # polled: not due again yet
+    assert feed_server.hits("/a") == 1
+    assert len(lags) == 1
+
+
+# -- politeness across nodes ------------------------------------------------------------
+
+
+def test_host_slots_are_shared_by_sessions_and_freed_when_one_dies(postgres_url: str) -> None:
+    Store.open(postgres_url).close()
+    info = conninfo(postgres_url)
+    first = HostSlots(info, per_host=2, size=4, name="test")
+    second = HostSlots(info, per_host=2, size=4, name="test")
+    third_has_it = threading.Event()
+    try:
+        with first.hold("example.org"), second.hold("example.org"):
+            waiter = threading.Thread(
+                target=lambda: _hold_then(second, "example.org", third_has_it.set)
+            )
+            waiter.start()
+            assert not third_has_it.wait(1.0)  # both slots taken: it waits
+            # The holder's session dies (a node SIGKILLed): its slot is free at once.
+            with psycopg.connect(info, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
+                    "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid() "
+                    "AND pid IN (SELECT pid FROM pg_stat_activity "
+                    "WHERE application_name = 'watcher host slots') LIMIT 1"
+                )
+            assert third_has_it.wait(10)
+            waiter.join(10)
+        with first.hold("other.example") as slot:  # another host has slots of its own
+            assert slot in (0, 1)
+    finally:
+        first.close()
+        second.close()
+
+
+def _hold_then(slots: HostSlots, host: str, then: Callable[[], None]) -> None:
+    with slots.hold(host):
+        then()
+
+
+def test_two_nodes_share_max_per_host_and_poll_each_feed_once_per_interval(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Two nodes, each allowed 2 connections to a host: together they send at most 2 at
+    once (not 4), and each feed is polled once per interval, not once per node."""
+    server = FeedServer()
+    lock = threading.Lock()
+    in_flight = [0]
+    peak = [0]
+    body = Story().body()
+
+    def slow(handler: BaseHTTPRequestHandler) -> None:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        try:
+            time.sleep(0.3)
+            handler.send_response(200)
+            handler.send_header("Content-Type", "application/rss+xml")
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            handler.wfile.write(body)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    names = [f"f{i}" for i in range(8)]
+    for name in names:
+        server.routes[f"/{name}"] = Route(handler=slow)
+    config = _config(
+        tmp_path,
+        postgres_url,
+        {name: server.url(f"/{name}") for name in names},
+        extra="fetch: {max_per_host: 2, max_connections: 8}\n",
+    )
+    nodes = [Daemon(config, tmp_path / f"node{i}.log") for i in range(2)]
+    try:
+        for daemon in nodes:
+            daemon.start()
+        for daemon in nodes:
+            assert daemon.started()
+        assert wait_until(lambda: all(server.hits(f"/{n}") >= 1 for n in names), 30)
+        began = time.monotonic()
+        counts = {n: server.hits(f"/{n}") for n in names}
+        time.sleep(10)
+        elapsed = time.monotonic() - began
+        polled = {n: server.hits(f"/{n}") - counts[n] for n in names}
+    finally:
+        for daemon in nodes:
+            daemon.stop()
+        server.close()
+    assert peak[0] == 2, f"at most 2 requests at once to the host, and both slots used: {peak}"
+    # Each feed is due every 2 s: once per interval (+1 for the edges), never per node.
+    assert all(count <= elapsed / 2 + 1 for count in polled.values()), polled
+    logs = [daemon.log_text() for daemon in nodes]
+    assert all("poll feed=" in text for text in logs), "both nodes polled"
