@@ -24,7 +24,9 @@ from watcher.cluster import (
     HostSlots,
     conninfo,
     migrate_queue,
+    prune_jobs,
     queue_schema_version,
+    queue_stats,
 )
 from watcher.config import load_config
 from watcher.daemon import Daemon as Watcher
@@ -347,3 +349,27 @@ def test_two_nodes_share_max_per_host_and_poll_each_feed_once_per_interval(
     assert all(count <= elapsed / 2 + 1 for count in polled.values()), polled
     logs = [daemon.log_text() for daemon in nodes]
     assert all("poll feed=" in text for text in logs), "both nodes polled"
+
+
+def test_queue_stats_and_the_daily_pruning_of_finished_jobs(
+    node: Watcher, postgres_url: str
+) -> None:
+    def add(status: str, age: str) -> None:
+        [(job,)] = _sql(
+            postgres_url,
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, args, status) "
+            f"VALUES ('watcher-poll', 'watcher.poll', '{{}}', '{status}') RETURNING id",
+        )
+        _sql(
+            postgres_url,
+            "INSERT INTO procrastinate_events (job_id, type, at) "
+            f"VALUES ({job}, 'deferred', now() - interval '{age}')",
+        )
+
+    add("failed", "2 days")
+    add("failed", "1 hour")
+    add("todo", "3 days")
+    stats = queue_stats(node.store, stall_timeout=60)
+    assert (stats.waiting, stats.running, stats.stalled, stats.failed) == (1, 0, 0, 2)
+    assert prune_jobs(node.store) == 1  # the old failed one; waiting work is never pruned
+    assert queue_stats(node.store, stall_timeout=60).failed == 1

@@ -318,3 +318,47 @@ feeds:
         ).warnings
         == ()
     )
+
+
+def test_cluster_settings_on_a_sqlite_state_are_warned_about() -> None:
+    config = parse_config("state: w.db\ncluster:\n  stall_timeout: 30s\n", file="c.yaml")
+    assert config.cluster.stall_timeout == 30.0
+    assert [(w.line, w.path) for w in config.warnings] == [(2, "cluster")]
+    assert "applies only to a PostgreSQL state" in config.warnings[0].message
+    assert parse_config("state: w.db\n", file="c.yaml").warnings == ()
+    with pytest.raises(ConfigError, match="stall_timeout"):
+        parse_config("cluster: {stall_timeout: 1s}\n", file="c.yaml")
+
+
+def test_the_config_digest_ignores_layout_and_the_process_but_not_content(tmp_path: Path) -> None:
+    """Nodes compare digests: the same config written differently, read by processes with
+    different hash seeds, is one digest; a changed feed is another."""
+    import subprocess
+    import sys
+
+    one = (
+        "feeds:\n  - {name: a, url: 'http://example.org/a', tags: [x, y, z]}\n"
+        "notifiers:\n  n: {url: 'json://h', quiet_hours: '22:00-07:00 Europe/Kyiv'}\n"
+    )
+    two = (
+        "# the same, laid out otherwise\nnotifiers:\n  n:\n    quiet_hours: 22:00-07:00 "
+        "Europe/Kyiv\n    url: json://h\nfeeds:\n  - name: a\n    tags: [x, y, z]\n"
+        "    url: http://example.org/a\n"
+    )
+    digests = set()
+    for seed, text in (("1", one), ("2", two), ("3", one)):
+        path = tmp_path / f"c{seed}.yaml"
+        path.write_text(text)
+        code = f"from watcher.config import load_config; print(load_config({str(path)!r}).digest)"
+        digests.add(
+            subprocess.run(
+                [sys.executable, "-c", code],
+                capture_output=True,
+                text=True,
+                check=True,
+                env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"},
+            ).stdout.strip()
+        )
+    assert len(digests) == 1
+    changed = parse_config(one.replace("/a'", "/b'"), file="c.yaml")
+    assert changed.digest not in digests

@@ -22,3 +22,21 @@ def test_the_parse_workers_import_without_the_daemons_dependencies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_a_daemon_on_sqlite_imports_nothing_of_the_cluster(tmp_path: object) -> None:
+    """Single machine stays simple: procrastinate and psycopg are for PostgreSQL only."""
+    code = (
+        "import sys, tempfile, pathlib\n"
+        "from watcher.config import parse_config\n"
+        "from watcher.daemon import Daemon\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "config = parse_config(f'state: {d}/w.db\\n', file='c.yaml')\n"
+        "daemon = Daemon(config)\n"
+        "daemon._schedule()\n"
+        "print(','.join(m for m in ('procrastinate', 'psycopg', 'psycopg_pool', "
+        "'watcher.cluster') if m in sys.modules), daemon.cluster)\n"
+        "daemon.store.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"

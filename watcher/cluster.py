@@ -478,6 +478,22 @@ class Cluster:
         self.slots.close()
 
 
+def prune_jobs(store: Store, *, older_than_hours: float = 24.0) -> int:
+    """Forget the finished jobs (failed, cancelled, aborted; succeeded ones are deleted
+    as they end) older than a day: the queue's table stays the size of its work."""
+    query = text(
+        """
+        DELETE FROM procrastinate_jobs
+        WHERE task_name LIKE 'watcher.%'
+          AND status IN ('succeeded', 'failed', 'cancelled', 'aborted')
+          AND id IN (SELECT job_id FROM procrastinate_events GROUP BY job_id
+                     HAVING max(at) < now() - make_interval(secs => :secs))
+        """
+    )
+    with store.engine.begin() as conn:
+        return conn.execute(query, {"secs": older_than_hours * 3600}).rowcount or 0
+
+
 def _poll_lock(feed: str) -> str:
     return f"watcher:poll:{feed}"
 

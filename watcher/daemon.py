@@ -421,11 +421,18 @@ class Daemon:
                 now - timedelta(seconds=config.story_window),
                 now - timedelta(seconds=config.retention),
             )
+            jobs = 0
+            if self.cluster is not None:
+                from watcher.cluster import prune_jobs
+
+                jobs = prune_jobs(self.store)
             log.info(
-                "maintenance pruned_items=%d texts_dropped=%d story_rows_dropped=%d",
+                "maintenance pruned_items=%d texts_dropped=%d story_rows_dropped=%d "
+                "finished_jobs_dropped=%d",
                 removed,
                 forgotten,
                 stories,
+                jobs,
             )
         except Exception:
             log.exception("maintenance failed; it is retried tomorrow")
