@@ -66,6 +66,7 @@ CONTROL_CONCURRENCY = 4  # dispatch and deliveries, beside the polls
 RECOVERY_EVERY = 5.0  # seconds between looks for stalled jobs (inside a dispatch)
 STALE_DISPATCH = 10.0  # a dispatch job deferred longer ago than this is skipped
 QUEUE_SCHEMA_TABLE = "watcher_queue_schema"
+DISPATCH_LOCK = "watcher:dispatch"
 
 
 # -- the queue's schema ----------------------------------------------------------------
@@ -272,7 +273,7 @@ class Cluster:
             connector=procrastinate.PsycopgConnector(
                 conninfo=self._info,
                 min_size=1,
-                max_size=6,
+                max_size=10,
                 kwargs={"application_name": "watcher queue"},
             )
         )
@@ -293,7 +294,8 @@ class Cluster:
         step = max(1, round(interval))
         cron = "* * * * * *" if step == 1 else f"* * * * * */{step}"
 
-        @self.app.periodic(cron=cron, periodic_id="dispatch")
+        # A queueing lock: however late the workers are, one dispatch waits, not a pile.
+        @self.app.periodic(cron=cron, periodic_id="dispatch", queueing_lock=DISPATCH_LOCK)
         @self.app.task(name="watcher.dispatch", queue=CONTROL_QUEUES[0], priority=10)
         async def dispatch(timestamp: int) -> None:
             await self.dispatch(timestamp)
@@ -465,12 +467,16 @@ class Cluster:
             return "the cluster worker is not running"
         return None
 
-    def stop(self) -> None:
-        """Stop taking jobs; the running ones get ``stop_timeout`` to end."""
+    def stop_taking(self) -> None:
+        """Take no more jobs (returns at once); the running ones go on, see stop()."""
         self._stopping = True
         loop, main = self._loop, self._main
         if loop is not None and main is not None and not loop.is_closed():
             loop.call_soon_threadsafe(main.cancel)
+
+    def stop(self) -> None:
+        """Stop taking jobs; the running ones get ``stop_timeout`` to end."""
+        self.stop_taking()
         if self._thread is not None:
             self._thread.join(self.stop_timeout + 5)
         self._polls.shutdown(wait=False, cancel_futures=True)

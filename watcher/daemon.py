@@ -757,6 +757,8 @@ class Daemon:
 
     def _cluster_chores(self, now: float) -> None:
         """A node's share of keeping the cluster sound, from the main thread."""
+        if self._unsynced is not None:  # a reload the state could not take yet
+            self._sync()
         if now >= self._next_liveness:
             self._next_liveness = now + LIVENESS
             self._keep_claims()
@@ -843,7 +845,7 @@ class Daemon:
         self.systemd.send(STOPPING=1)
         self.scheduler.shutdown(wait=False)
         if self.cluster is not None:
-            self.cluster.stop()
+            self.cluster.stop_taking()
         self._polls.shutdown(wait=False, cancel_futures=True)
         abort_all()
         deadline = time.monotonic() + self.stop_timeout
@@ -854,6 +856,8 @@ class Daemon:
             time.sleep(0.05)
         with self._busy_lock:
             left = sorted(self._busy)
+        if self.cluster is not None and not left:
+            self.cluster.stop()  # its jobs ended: the worker leaves at once
         for fetcher in [self.current.fetcher, *self._retired]:
             fetcher.close()
         PARSERS.shutdown(wait=not left)  # a wedged parse must not hold the exit
