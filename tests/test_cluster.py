@@ -373,3 +373,26 @@ def test_queue_stats_and_the_daily_pruning_of_finished_jobs(
     assert (stats.waiting, stats.running, stats.stalled, stats.failed) == (1, 0, 0, 2)
     assert prune_jobs(node.store) == 1  # the old failed one; waiting work is never pruned
     assert queue_stats(node.store, stall_timeout=60).failed == 1
+
+
+def test_every_session_of_a_node_asks_the_server_to_notice_a_lost_node_soon(
+    node: Watcher,
+) -> None:
+    """A node cut off from the network must lose its node lock and host slots in seconds
+    (TCP keepalive), not after the system's default of two hours: the store's sessions,
+    the host slots' and the queue's."""
+    from sqlalchemy import text
+
+    cluster = node.cluster
+    assert cluster is not None
+    with node.store.engine.connect() as conn:
+        assert conn.execute(text("SHOW tcp_keepalives_idle")).scalar() == "10"
+    with cluster.slots._pool.connection() as raw:
+        row = raw.execute("SHOW tcp_keepalives_idle").fetchone()
+        assert row is not None and row[0] == "10"
+
+    async def queue_setting() -> object:
+        row = await cluster.app.connector.execute_query_one_async("SHOW tcp_keepalives_count")
+        return row["tcp_keepalives_count"]
+
+    assert _in_app(cluster, queue_setting) == "3"

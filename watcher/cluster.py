@@ -52,7 +52,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from watcher.exceptions import StoreError
 from watcher.store import Store
-from watcher.store.engine import postgres_error, postgres_url
+from watcher.store.engine import (
+    CLIENT_KEEPALIVE,
+    SERVER_KEEPALIVE,
+    postgres_error,
+    postgres_url,
+)
 from watcher.store.upgrade import MIGRATION_LOCK
 
 log = logging.getLogger(__name__)
@@ -161,7 +166,12 @@ class HostSlots:
             info,
             min_size=0,
             max_size=size,
-            kwargs={"autocommit": True, "application_name": "watcher host slots"},
+            kwargs={
+                "autocommit": True,
+                "application_name": "watcher host slots",
+                "options": SERVER_KEEPALIVE,
+                **CLIENT_KEEPALIVE,
+            },
             open=True,
             timeout=30.0,
         )
@@ -274,7 +284,11 @@ class Cluster:
                 conninfo=self._info,
                 min_size=1,
                 max_size=10,
-                kwargs={"application_name": "watcher queue"},
+                kwargs={
+                    "application_name": "watcher queue",
+                    "options": SERVER_KEEPALIVE,
+                    **CLIENT_KEEPALIVE,
+                },
             )
         )
         self.slots = HostSlots(self._info, per_host=per_host, size=concurrency, name=name)

@@ -72,6 +72,20 @@ def postgres_url(url: str) -> URL:
     return parsed
 
 
+# A node that loses its network holds its sessions (its node lock, its host slots) until
+# the server notices it is gone: by TCP keepalive after about 25 s of silence, not the
+# system's default two hours; and it notices a silent server as soon (libpq's side).
+SERVER_KEEPALIVE = (
+    "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3"
+)
+CLIENT_KEEPALIVE: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+}
+
+
 def postgres_engine(url: str, *, readonly: bool = False) -> tuple[Engine, str]:
     """An engine for a PostgreSQL state, and how messages name it (password masked).
 
@@ -95,7 +109,8 @@ def postgres_engine(url: str, *, readonly: bool = False) -> tuple[Engine, str]:
             connect_args={
                 "connect_timeout": 10,
                 "application_name": "watcher",
-                "options": "-c timezone=UTC",
+                "options": f"-c timezone=UTC {SERVER_KEEPALIVE}",
+                **CLIENT_KEEPALIVE,
             },
             execution_options=options,
         )
