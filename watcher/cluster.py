@@ -66,8 +66,12 @@ log = logging.getLogger(__name__)
 logging.getLogger("procrastinate").setLevel(logging.WARNING)
 
 POLL_QUEUE = "watcher-poll"
-CONTROL_QUEUES = ("watcher-dispatch", "watcher-deliver")
-CONTROL_CONCURRENCY = 4  # dispatch and deliveries, beside the polls
+DISPATCH_QUEUE = "watcher-dispatch"
+DELIVER_QUEUE = "watcher-deliver"
+# Each kind of work has a worker of its own, so that slow notifiers never hold up the
+# dispatch, nor a fleet of slow feeds the deliveries.
+DISPATCH_CONCURRENCY = 2
+DELIVER_CONCURRENCY = 4
 RECOVERY_EVERY = 5.0  # seconds between looks for stalled jobs (inside a dispatch)
 STALE_DISPATCH = 10.0  # a dispatch job deferred longer ago than this is skipped
 QUEUE_SCHEMA_TABLE = "watcher_queue_schema"
@@ -293,7 +297,9 @@ class Cluster:
         )
         self.slots = HostSlots(self._info, per_host=per_host, size=concurrency, name=name)
         self._polls = ThreadPoolExecutor(concurrency, thread_name_prefix="watcher-poll")
-        self._control = ThreadPoolExecutor(CONTROL_CONCURRENCY, thread_name_prefix="watcher-ctl")
+        self._control = ThreadPoolExecutor(
+            DISPATCH_CONCURRENCY + DELIVER_CONCURRENCY, thread_name_prefix="watcher-ctl"
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
@@ -310,7 +316,7 @@ class Cluster:
 
         # A queueing lock: however late the workers are, one dispatch waits, not a pile.
         @self.app.periodic(cron=cron, periodic_id="dispatch", queueing_lock=DISPATCH_LOCK)
-        @self.app.task(name="watcher.dispatch", queue=CONTROL_QUEUES[0], priority=10)
+        @self.app.task(name="watcher.dispatch", queue=DISPATCH_QUEUE)
         async def dispatch(timestamp: int) -> None:
             await self.dispatch(timestamp)
 
@@ -319,7 +325,7 @@ class Cluster:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._polls, self._poll, feed)
 
-        @self.app.task(name="watcher.deliver", queue=CONTROL_QUEUES[1], priority=5)
+        @self.app.task(name="watcher.deliver", queue=DELIVER_QUEUE)
         async def deliver(notifier: str) -> None:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._control, self.node.deliver_job, notifier)
@@ -445,22 +451,19 @@ class Cluster:
                             "shutdown_graceful_timeout": self.stop_timeout,
                             "fetch_job_polling_interval": 1.0,
                         }
-                        group.create_task(
-                            self.app.run_worker_async(
-                                name=f"{self.node.node} polls",
-                                queues=[POLL_QUEUE],
-                                concurrency=self.concurrency,
-                                **common,
+                        for role, queue, concurrency in (
+                            ("polls", POLL_QUEUE, self.concurrency),
+                            ("dispatch", DISPATCH_QUEUE, DISPATCH_CONCURRENCY),
+                            ("deliveries", DELIVER_QUEUE, DELIVER_CONCURRENCY),
+                        ):
+                            group.create_task(
+                                self.app.run_worker_async(
+                                    name=f"{self.node.node} {role}",
+                                    queues=[queue],
+                                    concurrency=concurrency,
+                                    **common,
+                                )
                             )
-                        )
-                        group.create_task(
-                            self.app.run_worker_async(
-                                name=f"{self.node.node} control",
-                                queues=list(CONTROL_QUEUES),
-                                concurrency=CONTROL_CONCURRENCY,
-                                **common,
-                            )
-                        )
             except asyncio.CancelledError:
                 return
             except Exception as exc:  # the database went away: keep trying
