@@ -15,10 +15,11 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import psycopg
 import pytest
 
-from tests.support import Daemon, FeedServer, Route, Story, state_sql, wait_until
+from tests.support import Daemon, FeedServer, Receiver, Route, Story, state_sql, wait_until
 from watcher.cluster import (
     Cluster,
     HostSlots,
@@ -396,3 +397,68 @@ def test_every_session_of_a_node_asks_the_server_to_notice_a_lost_node_soon(
         return row["tcp_keepalives_count"]
 
     assert _in_app(cluster, queue_setting) == "3"
+
+
+# -- delivery across nodes --------------------------------------------------------------
+
+
+def test_two_nodes_keep_a_notifiers_hourly_budget_and_order_and_report_the_queue(
+    tmp_path: Path, postgres_url: str, feed_server: FeedServer, receiver: Receiver
+) -> None:
+    """max_per_hour is the notifier's, not each node's: of 8 alerts, 3 go out (the first
+    three of the outbox, in its order), whichever node delivers; the other 5 wait, held, none dropped.
+    Each node's metrics show the queue and the dispatch lag."""
+    story = Story()
+    story.add(0, "Kharkiv before the start")
+    feed_server.routes["/news"] = Route(story.body())
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {postgres_url}\nallow_private_networks: true\n"
+        f"feeds:\n  - {{name: news, url: '{feed_server.url('/news')}', interval: 1s}}\n"
+        "rules:\n  - {name: any, keywords: [Kharkiv]}\n"
+        f"notifiers:\n  hook: {{url: '{receiver.url}', max_per_hour: 3}}\n"
+    )
+    ports = [_free_port(), _free_port()]
+    nodes = [Daemon(config, tmp_path / f"node{i}.log") for i in range(2)]
+    for daemon, port in zip(nodes, ports, strict=True):
+        daemon.extra = ["--metrics-port", str(port)]
+    try:
+        for daemon in nodes:
+            daemon.start()
+        assert wait_until(lambda: feed_server.hits("/news") >= 2, 30)
+        for n in range(1, 9):
+            story.add(n, f"Kharkiv update {n}")
+        feed_server.routes["/news"].body = story.body()
+        assert len(receiver.wait_for(3, timeout=30)) == 3
+        time.sleep(5)  # both nodes deliver on: nothing beyond the budget may go out
+        titles = receiver.titles()
+        outbox = state_sql(postgres_url, "SELECT title, status FROM alerts ORDER BY id")
+
+        def scrape(port: int) -> str:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+
+        texts = [scrape(port) for port in ports]
+    finally:
+        for daemon in nodes:
+            daemon.stop()
+    # The outbox's order (the feed's: newest first), the first three sent, the rest held.
+    assert [status for _, status in outbox] == ["sent"] * 3 + ["pending"] * 5, outbox
+    assert titles == [title for title, _ in outbox[:3]], titles
+    assert all('watcher_queue_jobs{state="waiting"}' in text for text in texts)
+    lags = [_metric(text, "watcher_dispatch_lag_seconds_count") for text in texts]
+    assert sum(lags) >= feed_server.hits("/news") - 2, lags  # every poll (but the last)
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
