@@ -462,3 +462,27 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_run_without_procrastinate_says_what_to_install(tmp_path: Path, postgres_url: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    shadow = tmp_path / "shadow" / "procrastinate"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'procrastinate'\", name='procrastinate')\n"
+    )
+    config = _config(tmp_path, postgres_url, {"a": "http://127.0.0.1:9/a"})
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(shadow.parent)},
+    )
+    assert done.returncode == 1, done.stderr
+    assert "procrastinate, which is missing (procrastinate)" in done.stderr
+    assert "pip install 'watcher[postgres]'" in done.stderr
+    assert "Traceback" not in done.stderr

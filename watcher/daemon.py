@@ -29,7 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher import delivery
 from watcher._version import __version__
-from watcher.config import Config, FeedConfig, load_config
+from watcher.config import POSTGRES_INSTALL, Config, FeedConfig, load_config
 from watcher.exceptions import ConfigError, StoreError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
 from watcher.metrics import Metrics
@@ -146,7 +146,13 @@ class Daemon:
     def _join(self, config: Config) -> Cluster:
         """The queue's schema beside the state's (created or migrated under the same
         lock), and this node's worker, started by run()."""
-        from watcher.cluster import Cluster, migrate_queue
+        try:
+            from watcher.cluster import Cluster, migrate_queue
+        except ImportError as exc:
+            raise StoreError(
+                f"state database {config.state_name}: several nodes share a PostgreSQL state "
+                f"through procrastinate, which is missing ({exc.name}): {POSTGRES_INSTALL}"
+            ) from None
 
         done = migrate_queue(self.store.engine)
         if done is not None:
