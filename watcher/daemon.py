@@ -130,6 +130,7 @@ class Daemon:
         # PostgreSQL: a node of a cluster, whose work comes from the shared job queue.
         self.cluster: Cluster | None = None
         self._next_agreement = 0.0
+        self._nodes_checked: frozenset[tuple[str, str | None]] = frozenset()  # (node, digest)
         if config.backend == "postgresql":
             self.cluster = self._join(config)
         # APScheduler runs the ticker, delivery and maintenance; polls run in _polls.
@@ -368,6 +369,7 @@ class Daemon:
         except StoreError as exc:
             log.error("cannot read the cluster's nodes: %s", exc)
             return
+        self._nodes_checked = frozenset((r.node, r.config_digest) for r in records)
         digest = self.config.digest
         mine = {f.name for f in self.config.active_feeds}
         for record in records:
@@ -385,6 +387,13 @@ class Daemon:
                 _names(sorted(mine - theirs)),
                 _names(sorted(theirs - mine)),
             )
+
+    def _nodes_changed(self) -> bool:
+        try:
+            records = self._live_records()
+        except StoreError:
+            return False  # said by the agreement check itself
+        return frozenset((r.node, r.config_digest) for r in records) != self._nodes_checked
 
     def _keep_claims(self) -> None:
         """Cluster: free the dead nodes' claims, and this node's own on feeds it does not
@@ -769,6 +778,8 @@ class Daemon:
             self._next_liveness = now + LIVENESS
             self._keep_claims()
             self._observe_queue()
+            if self._nodes_changed():  # a node came, went or reloaded: check now, not in a minute
+                self._next_agreement = now
         if now >= self._next_agreement:
             self._next_agreement = now + AGREEMENT
             self._check_agreement()
