@@ -15,6 +15,7 @@ from pgserver import PASSWORD_ROLE, PostgresServer
 from support import Daemon, FeedServer, Route, Story, wait_until
 
 from watcher.cli import cli
+from watcher.cluster import queue_schema_version
 from watcher.config import load_config
 from watcher.models import Alert, Item, SeenItem
 from watcher.store import PollDecision, Store
@@ -112,12 +113,20 @@ def test_migrate_creates_the_state_then_finds_nothing_to_do(
 ) -> None:
     config = write_config(tmp_path / "c.yaml", state_db)
     name = load_config(config).state_name
+    # PostgreSQL: and the cluster's job queue beside it (tests/test_cluster_ops.py).
+    queue = f"queue schema created ({queue_schema_version()}) on {name}\n"
+    queue_again = f"queue schema ({queue_schema_version()}) on {name}; nothing to do\n"
+    if isinstance(state_db, Path):
+        queue = queue_again = ""
     first = invoke("migrate", "-c", str(config))
-    assert (first.exit_code, first.stdout) == (0, f"state {name} created at revision {head()}\n")
+    assert (first.exit_code, first.stdout) == (
+        0,
+        f"state {name} created at revision {head()}\n{queue}",
+    )
     again = invoke("migrate", "-c", str(config))
     assert (again.exit_code, again.stdout) == (
         0,
-        f"state {name} at revision {head()}; nothing to do\n",
+        f"state {name} at revision {head()}; nothing to do\n{queue_again}",
     )
 
 

@@ -11,7 +11,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,6 +41,7 @@ from watcher.text import html_to_text
 from watcher.workers import PARSERS
 
 if TYPE_CHECKING:  # imported where used: SQLAlchemy costs test-run, check and match 0.1 s
+    from watcher.cluster import QueueStats
     from watcher.store import AlertRecord, DaemonRecord, FeedStatus, Store
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
@@ -219,9 +220,35 @@ def migrate(config_path: Path | None) -> None:
     except StoreError as exc:
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None
-    store.close()
-    assert store.migration is not None
-    click.echo(store.migration.describe(config.state_name))
+    try:
+        assert store.migration is not None
+        click.echo(store.migration.describe(config.state_name))
+        if config.backend == "postgresql":
+            click.echo(_migrate_queue(store, config.state_name))
+    finally:
+        store.close()
+
+
+def _migrate_queue(store: Store, name: str) -> str:
+    """The cluster's job queue beside the state (watcher/cluster.py), as a node would
+    create or migrate it at start; what was done, said in one line."""
+    import psycopg
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from watcher.cluster import migrate_queue, queue_schema_version
+
+    try:
+        done = migrate_queue(store.engine)
+    except StoreError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
+    except (psycopg.Error, SQLAlchemyError) as exc:  # e.g. no right to create functions
+        message = " ".join(str(exc).split())
+        click.echo(f"error: cannot create the queue schema on {name}: {message}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
+    if done is None:
+        return f"queue schema ({queue_schema_version()}) on {name}; nothing to do"
+    return f"{done} on {name}"
 
 
 @dataclass
@@ -869,17 +896,20 @@ def status(config_path: Path | None) -> None:
         waiting = store.list_alerts(status="pending", limit=10)
         failed = store.list_alerts(status="failed", limit=10)
         daemons = store.daemon_records()
+        cluster = _read_cluster(store, config, daemons) if config.backend == "postgresql" else None
     finally:
         store.close()
-    running = _print_daemon(daemons)
-    if config.backend == "sqlite":
+    running = _print_daemon(daemons, lives=cluster.lives if cluster else None)
+    if cluster is None:
         holder = "the daemon above holds its lock" if running else "no daemon holds its lock"
         click.echo(f"state: SQLite {config.state_name} (one daemon per file: {holder})")
     else:
-        alive = sum(1 for d in daemons if d.running(datetime.now(UTC)))
+        now = datetime.now(UTC)
+        alive = sum(1 for d in daemons if d.running(now) and d.node in cluster.lives)
         click.echo(
             f"state: PostgreSQL {config.state_name} (shared: {_count(alive, 'daemon')} running)"
         )
+        _print_cluster(config, daemons, cluster, statuses, now=now)
     failing = sum(1 for s in statuses.values() if s.failures or s.disabled_reason)
     muted = len(config.feeds) - len(config.active_feeds)
     click.echo(
@@ -895,10 +925,12 @@ def status(config_path: Path | None) -> None:
             _print_alerts(records)
 
 
-def _print_daemon(daemons: Sequence[DaemonRecord]) -> bool:
-    """Whether a daemon runs on this state, said in one line; True when one does."""
+def _print_daemon(daemons: Sequence[DaemonRecord], *, lives: Collection[str] | None = None) -> bool:
+    """Whether a daemon runs on this state, said in one line; True when one does.
+    ``lives`` (PostgreSQL): the nodes whose node lock is held; a daemon that died
+    without stopping is not running, however fresh its last heartbeat."""
     now = datetime.now(UTC)
-    alive = [d for d in daemons if d.running(now)]
+    alive = [d for d in daemons if d.running(now) and (lives is None or d.node in lives)]
     for d in alive:
         beat = _duration((now - d.heartbeat_at).total_seconds())
         click.echo(
@@ -917,6 +949,90 @@ def _print_daemon(daemons: Sequence[DaemonRecord]) -> bool:
         f"last on {last.host}, pid {last.pid})"
     )
     return False
+
+
+GONE_SHOWN = timedelta(days=1)  # a node that died without stopping is listed this long
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    """What `watcher status` reads of a cluster beside the daemons' records."""
+
+    lives: set[str]  # the nodes whose node lock is held: their processes live
+    queue: QueueStats | None  # None: the queue's tables are not there yet
+
+
+def _read_cluster(store: Store, config: Config, daemons: Sequence[DaemonRecord]) -> _Cluster:
+    """Reads only: testing a node's lock takes it for an instant if it is free (its
+    node is gone) and gives it back at once."""
+    from watcher.cluster import queue_created, queue_stats
+
+    lives = store.alive([d.node for d in daemons if d.stopped_at is None])
+    queue = None
+    if queue_created(store):
+        queue = queue_stats(store, stall_timeout=config.cluster.stall_timeout)
+    return _Cluster(lives, queue)
+
+
+def _print_cluster(
+    config: Config,
+    daemons: Sequence[DaemonRecord],
+    cluster: _Cluster,
+    statuses: dict[str, FeedStatus],
+    *,
+    now: datetime,
+) -> None:
+    """The nodes (a node whose config is not this one is flagged), the queue, and the
+    feed furthest past its time."""
+    digest = config.digest
+    shown = [
+        d
+        for d in daemons
+        if d.stopped_at is None and (d.node in cluster.lives or now - d.heartbeat_at < GONE_SHOWN)
+    ]
+    if shown:
+        click.echo(f"nodes (this config: {digest}):")
+        rows = [["NODE", "VERSION", "STARTED", "LAST HEARTBEAT", "CONFIG", "STATE"]]
+        for d in shown:
+            silent = _duration((now - d.heartbeat_at).total_seconds())
+            if d.node not in cluster.lives:
+                state = "gone (no stop recorded: killed, crashed or cut off)"
+            else:
+                state = "alive" if d.running(now) else f"alive, no heartbeat for {silent}"
+                if d.config_digest not in (None, digest):
+                    state += ", config differs"
+            beat, config_digest = f"{silent} ago", d.config_digest or "-"
+            rows.append([d.node, d.version, _when(d.started_at), beat, config_digest, state])
+        widths = [max(len(row[i]) for row in rows) for i in range(5)]
+        for row in rows:
+            padded = [c.ljust(w) for c, w in zip(row[:5], widths, strict=True)]
+            click.echo("  " + "  ".join([*padded, row[5]]))
+    else:
+        click.echo("nodes: none alive")
+    queue = cluster.queue
+    if queue is None:
+        click.echo(
+            "queue: not created yet (no node has run on this state; `watcher run` or "
+            "`watcher migrate` creates it)"
+        )
+    else:
+        click.echo(
+            f"queue: {queue.waiting} waiting, {queue.running} running ({queue.stalled} stalled), "
+            f"{queue.failed} failed"
+        )
+    late = [
+        ((now - s.next_poll_at).total_seconds(), f.name)
+        for f in config.active_feeds
+        if (s := statuses.get(f.name)) is not None
+        and s.disabled_reason is None
+        and s.next_poll_at is not None
+        and s.next_poll_at <= now
+    ]
+    if late:
+        seconds, name = max(late)
+        click.echo(f"furthest behind: {name}, {_duration(seconds)} past due")
+    else:
+        click.echo("furthest behind: none (no feed is past due)")
 
 
 def _open_existing(config: Config) -> Store | None:

@@ -544,3 +544,10 @@ def queue_stats(store: Store, *, stall_timeout: float) -> QueueStats:
     with store.engine.connect() as conn:
         row = conn.execute(query, {"stall": stall_timeout}).one()
     return QueueStats(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
+
+
+def queue_created(store: Store) -> bool:
+    """Whether the queue's tables are there: not until a node started, or `watcher
+    migrate` ran, with this watcher (`watcher status` says so rather than fail)."""
+    with store.engine.connect() as conn:
+        return conn.execute(text("SELECT to_regclass('procrastinate_jobs')")).scalar() is not None
