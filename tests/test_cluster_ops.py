@@ -9,9 +9,12 @@ in test_daemon.py and test_state.py, unchanged).
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -322,3 +325,42 @@ def test_nodes_with_different_configs_are_flagged_and_logged_and_a_feed_one_lack
         second.stop()
     for daemon in (first, second):
         assert "Traceback" not in daemon.log_text(), daemon.log_text()
+
+
+def test_status_and_migrate_without_procrastinate_say_what_to_install(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """psycopg alone (installed by hand, not with the extra): status shows what it can
+    read and says why the queue is not shown; migrate creates the state, then says what
+    the queue needs. Neither ends in a traceback."""
+    shadow = tmp_path / "shadow" / "procrastinate"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ImportError(\"No module named 'procrastinate'\", name='procrastinate')\n"
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"state: {postgres_url}\nfeeds:\n  - {{name: news, url: 'https://x.example.org/'}}\n"
+    )
+    name = load_config(config).state_name
+
+    def run(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "watcher", command, "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PYTHONPATH": str(shadow.parent)},
+        )
+
+    missing = (
+        "needs procrastinate, which is missing (procrastinate): pip install 'watcher[postgres]'"
+    )
+    migrated = run("migrate")
+    assert migrated.returncode == 1, migrated.stderr
+    assert migrated.stdout == f"state {name} created at revision {head()}\n"
+    assert migrated.stderr == f"error: the queue schema on {name} {missing}\n"
+    status = run("status")
+    assert status.returncode == 0, status.stderr
+    assert f"queue: not shown here: it {missing}" in status.stdout.splitlines()
+    assert status.stderr == ""

@@ -23,6 +23,7 @@ import click
 from watcher._version import __version__
 from watcher.alerts import match_json, plan
 from watcher.config import (
+    POSTGRES_INSTALL,
     Config,
     FeedConfig,
     default_config_path,
@@ -235,8 +236,11 @@ def _migrate_queue(store: Store, name: str) -> str:
     import psycopg
     from sqlalchemy.exc import SQLAlchemyError
 
-    from watcher.cluster import migrate_queue, queue_schema_version
-
+    try:
+        from watcher.cluster import migrate_queue, queue_schema_version
+    except ImportError as exc:
+        click.echo(f"error: the queue schema on {name} {_queue_missing(exc)}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
     try:
         done = migrate_queue(store.engine)
     except StoreError as exc:
@@ -959,19 +963,28 @@ class _Cluster:
     """What `watcher status` reads of a cluster beside the daemons' records."""
 
     lives: set[str]  # the nodes whose node lock is held: their processes live
-    queue: QueueStats | None  # None: the queue's tables are not there yet
+    queue: QueueStats | str  # or why it is not shown
 
 
 def _read_cluster(store: Store, config: Config, daemons: Sequence[DaemonRecord]) -> _Cluster:
     """Reads only: testing a node's lock takes it for an instant if it is free (its
     node is gone) and gives it back at once."""
-    from watcher.cluster import queue_created, queue_stats
-
     lives = store.alive([d.node for d in daemons if d.stopped_at is None])
-    queue = None
-    if queue_created(store):
-        queue = queue_stats(store, stall_timeout=config.cluster.stall_timeout)
-    return _Cluster(lives, queue)
+    try:
+        from watcher.cluster import queue_created, queue_stats
+    except ImportError as exc:
+        return _Cluster(lives, f"not shown here: it {_queue_missing(exc)}")
+    if not queue_created(store):
+        return _Cluster(
+            lives,
+            "not created yet (no node has run on this state; `watcher run` or "
+            "`watcher migrate` creates it)",
+        )
+    return _Cluster(lives, queue_stats(store, stall_timeout=config.cluster.stall_timeout))
+
+
+def _queue_missing(exc: ImportError) -> str:
+    return f"needs procrastinate, which is missing ({exc.name}): {POSTGRES_INSTALL}"
 
 
 def _print_cluster(
@@ -1010,11 +1023,8 @@ def _print_cluster(
     else:
         click.echo("nodes: none alive")
     queue = cluster.queue
-    if queue is None:
-        click.echo(
-            "queue: not created yet (no node has run on this state; `watcher run` or "
-            "`watcher migrate` creates it)"
-        )
+    if isinstance(queue, str):
+        click.echo(f"queue: {queue}")
     else:
         click.echo(
             f"queue: {queue.waiting} waiting, {queue.running} running ({queue.stalled} stalled), "
