@@ -486,3 +486,25 @@ def test_run_without_procrastinate_says_what_to_install(tmp_path: Path, postgres
     assert "procrastinate, which is missing (procrastinate)" in done.stderr
     assert "pip install 'watcher[postgres]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_queue_schema_that_cannot_be_created_stops_the_node_with_the_servers_reason(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    import subprocess
+    import sys
+
+    Store.open(postgres_url).close()
+    _sql(postgres_url, "CREATE TYPE procrastinate_job_status AS ENUM ('other')")  # in the way
+    config = _config(tmp_path, postgres_url, {"a": "http://127.0.0.1:9/a"})
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "error: state database postgresql" in done.stderr
+    assert 'type "procrastinate_job_status" already exists' in done.stderr
+    assert "Traceback" not in done.stderr
+    assert _sql(postgres_url, "SELECT to_regclass('procrastinate_jobs')") == [(None,)]

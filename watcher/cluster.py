@@ -133,7 +133,11 @@ def _run_script(conn: Connection, script: str) -> None:
     """Several statements in one go: without parameters psycopg sends the script as it is
     (the simple query protocol), inside the caller's transaction."""
     raw: psycopg.Connection[Any] = conn.connection.driver_connection  # type: ignore[assignment]
-    raw.execute(script.encode())
+    try:
+        raw.execute(script.encode())
+    except psycopg.Error as exc:  # (not through SQLAlchemy, which would say it as ours)
+        name = conn.engine.url.render_as_string(hide_password=True)
+        raise postgres_error(name, exc) from exc
 
 
 def conninfo(url: str) -> str:

@@ -418,7 +418,8 @@ class Daemon:
             return
         try:
             stats = self.cluster.stats()
-            overdue = self.store.most_overdue(self.store.now())
+            names = [f.name for f in self.config.active_feeds]
+            overdue = self.store.most_overdue(names, self.store.now())
         except Exception as exc:
             log.debug("queue metrics not read: %s", exc)
             return

@@ -1139,18 +1139,28 @@ class Store:
         process's own included. SQLite: every one of them (one daemon per file)."""
         return set(nodes) if self._nodes is None else self._nodes.alive(nodes)
 
-    def most_overdue(self, now: datetime) -> tuple[str, float] | None:
-        """The feed (not disabled) furthest past its due time, and by how many seconds;
-        None when none is due."""
-        query = (
-            select(feeds.c.name, feeds.c.next_poll_at)
-            .where(feeds.c.disabled_reason.is_(None), feeds.c.next_poll_at <= now)
-            .order_by(feeds.c.next_poll_at, feeds.c.name)
-            .limit(1)
-        )
+    def most_overdue(self, names: Sequence[str], now: datetime) -> tuple[str, float] | None:
+        """Of these feeds (not disabled), the one furthest past its due time, and by how
+        many seconds; None when none is due. (Named: rows of feeds no longer configured
+        stay in the table, and are due forever.)"""
+        found: list[tuple[datetime, str]] = []
         with self.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return None if row is None else (row.name, (now - row.next_poll_at).total_seconds())
+            for chunk in _chunks(list(names)):
+                query = (
+                    select(feeds.c.next_poll_at, feeds.c.name)
+                    .where(
+                        feeds.c.name.in_(chunk),
+                        feeds.c.disabled_reason.is_(None),
+                        feeds.c.next_poll_at <= now,
+                    )
+                    .order_by(feeds.c.next_poll_at, feeds.c.name)
+                    .limit(1)
+                )
+                found += [(r.next_poll_at, r.name) for r in conn.execute(query)]
+        if not found:
+            return None
+        due, name = min(found)
+        return name, (now - due).total_seconds()
 
     def daemon_stopped(self, node: str, at: datetime) -> None:
         with self.engine.begin() as conn:
