@@ -262,8 +262,8 @@ def test_a_poll_job_for_a_feed_another_node_polls_does_nothing(
 def test_host_slots_are_shared_by_sessions_and_freed_when_one_dies(postgres_url: str) -> None:
     Store.open(postgres_url).close()
     info = conninfo(postgres_url)
-    first = HostSlots(info, per_host=2, size=4, name="test")
-    second = HostSlots(info, per_host=2, size=4, name="test")
+    first = HostSlots(info, per_host=2, name="test")
+    second = HostSlots(info, per_host=2, name="test")
     third_has_it = threading.Event()
     try:
         with first.hold("example.org"), second.hold("example.org"):
@@ -272,6 +272,13 @@ def test_host_slots_are_shared_by_sessions_and_freed_when_one_dies(postgres_url:
             )
             waiter.start()
             assert not third_has_it.wait(1.0)  # both slots taken: it waits
+            # One session per node holds all its slots: two here, the waiter's included.
+            with psycopg.connect(info, autocommit=True) as admin:
+                sessions = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE application_name = 'watcher host slots'"
+                ).fetchone()
+            assert sessions == (2,)
             # The holder's session dies (a node SIGKILLed): its slot is free at once.
             with psycopg.connect(info, autocommit=True) as admin:
                 admin.execute(
@@ -388,9 +395,8 @@ def test_every_session_of_a_node_asks_the_server_to_notice_a_lost_node_soon(
     assert cluster is not None
     with node.store.engine.connect() as conn:
         assert conn.execute(text("SHOW tcp_keepalives_idle")).scalar() == "10"
-    with cluster.slots._pool.connection() as raw:
-        row = raw.execute("SHOW tcp_keepalives_idle").fetchone()
-        assert row is not None and row[0] == "10"
+    row = cluster.slots._connection().execute("SHOW tcp_keepalives_idle").fetchone()
+    assert row is not None and row[0] == "10"
 
     async def queue_setting() -> object:
         row = await cluster.app.connector.execute_query_one_async("SHOW tcp_keepalives_count")

@@ -43,7 +43,6 @@ from typing import Any, Protocol
 import httpx
 import procrastinate
 import psycopg
-import psycopg_pool
 from procrastinate import exceptions as pexc
 from procrastinate.jobs import Status
 from procrastinate.schema import SchemaManager
@@ -163,72 +162,88 @@ def host_of(url: str) -> str:
 
 class HostSlots:
     """At most ``per_host`` fetches to one host across the whole cluster: a fetch holds one
-    of the host's slots, a session advisory lock (host key, slot number) on a connection
-    of its own. Waiting for a slot is a server-side wait, not a loop of queries; and the
-    server frees a dead node's slots the moment its connections close."""
+    of the host's slots, a session advisory lock (host key, slot number). One session per
+    node holds all of the node's slots (one connection, not one per fetch), and the server
+    frees them all the moment that session ends: a node that dies or is cut off (see the
+    keepalives) gives its slots back by itself. A fetch that finds every slot taken looks
+    again after a short, growing pause."""
 
-    def __init__(self, info: str, *, per_host: int, size: int, name: str) -> None:
+    def __init__(self, info: str, *, per_host: int, name: str) -> None:
         self.per_host = per_host
+        self._info = info
         self._name = name
-        self._pool = psycopg_pool.ConnectionPool(
-            info,
-            min_size=0,
-            max_size=size,
-            kwargs={
-                "autocommit": True,
-                "application_name": "watcher host slots",
-                "options": SERVER_KEEPALIVE,
-                **CLIENT_KEEPALIVE,
-            },
-            open=True,
-            timeout=30.0,
-        )
+        self._mutex = threading.Lock()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._session = 0  # which session the slots in _held were taken in
+        # Advisory locks stack within a session: what this node holds, to try only others.
+        self._held: dict[int, set[int]] = {}
 
     @contextmanager
     def hold(self, host: str) -> Iterator[int]:
         """A slot of ``host`` for as long as the block runs; its number is yielded."""
         key = host_key(host)
+        slot, session = self._take(key)
         try:
-            conn_cm = self._pool.connection()
-            conn = conn_cm.__enter__()
-        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            raise postgres_error(self._name, exc) from exc
-        try:
+            yield slot
+        finally:
+            self._give(key, slot, session)
+
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
             try:
-                slot = self._take(conn, key)
+                self._conn = psycopg.connect(
+                    self._info,
+                    autocommit=True,
+                    application_name="watcher host slots",
+                    options=SERVER_KEEPALIVE,
+                    connect_timeout=10,
+                    **CLIENT_KEEPALIVE,
+                )
             except psycopg.Error as exc:
                 raise postgres_error(self._name, exc) from exc
-            try:
-                yield slot
-            finally:
-                try:
-                    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (key, slot))
-                except psycopg.Error:
-                    conn.close()  # the session goes, and its locks with it
-        finally:
-            conn_cm.__exit__(None, None, None)
+            self._session += 1
+            self._held = {}  # the old session's locks ended with it
+        return self._conn
 
-    def _take(self, conn: psycopg.Connection[Any], key: int) -> int:
-        """A free slot if there is one; else wait in the server on one of them, a second
-        at most (another may be freed first), and look again."""
-        slots = list(range(self.per_host))
+    def _take(self, key: int) -> tuple[int, int]:
+        pause, errors = 0.05, 0
         while True:
-            random.shuffle(slots)
-            for slot in slots:
-                row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, slot)).fetchone()
-                if row is not None and row[0]:
-                    return slot
-            conn.execute("SET lock_timeout = '1s'")
+            with self._mutex:
+                conn = self._connection()
+                held = self._held.setdefault(key, set())
+                free = [slot for slot in range(self.per_host) if slot not in held]
+                random.shuffle(free)
+                try:
+                    for slot in free:
+                        row = conn.execute(
+                            "SELECT pg_try_advisory_lock(%s, %s)", (key, slot)
+                        ).fetchone()
+                        if row is not None and row[0]:
+                            held.add(slot)
+                            return slot, self._session
+                except psycopg.Error as exc:
+                    conn.close()  # a new session, at the next look
+                    errors += 1
+                    if errors == 3:
+                        raise postgres_error(self._name, exc) from exc
+                    continue
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 1.0)
+
+    def _give(self, key: int, slot: int, session: int) -> None:
+        with self._mutex:
+            if session != self._session or self._conn is None or self._conn.closed:
+                return  # that session is gone, and the lock with it
+            self._held.get(key, set()).discard(slot)
             try:
-                conn.execute("SELECT pg_advisory_lock(%s, %s)", (key, slots[0]))
-                return slots[0]
-            except psycopg.errors.LockNotAvailable:
-                continue
-            finally:
-                conn.execute("SET lock_timeout = 0")
+                self._conn.execute("SELECT pg_advisory_unlock(%s, %s)", (key, slot))
+            except psycopg.Error:
+                self._conn.close()  # the session goes, and every lock it held
 
     def close(self) -> None:
-        self._pool.close()
+        with self._mutex:
+            if self._conn is not None:
+                self._conn.close()
 
 
 # -- the node's side ---------------------------------------------------------------
@@ -299,7 +314,7 @@ class Cluster:
                 },
             )
         )
-        self.slots = HostSlots(self._info, per_host=per_host, size=concurrency, name=name)
+        self.slots = HostSlots(self._info, per_host=per_host, name=name)
         self._polls = ThreadPoolExecutor(concurrency, thread_name_prefix="watcher-poll")
         self._control = ThreadPoolExecutor(
             DISPATCH_CONCURRENCY + DELIVER_CONCURRENCY, thread_name_prefix="watcher-ctl"
