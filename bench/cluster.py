@@ -17,7 +17,10 @@ bench measures for ``--duration``:
   the end of the fetch, plus up to a tenth of the interval of jitter, so that would
   count the 300 ms and the jitter as lag.) Beside it, the nodes' own
   ``watcher_dispatch_lag_seconds`` (``--metrics-port``: due time to claim, bucketed);
-- CPU of the nodes, of PostgreSQL and of this process (server and sampler), as cores.
+- CPU of the nodes, of PostgreSQL and of this process (server and sampler), as cores;
+- the queue, from the same sampler: job rows inserted per poll (dispatch jobs too; a
+  defer that a queueing lock refused counts: its row was inserted, then rolled back),
+  and the dispatch jobs running and poll jobs waiting at once.
 
 The feeds are spread over ``--hosts`` loopback addresses (127.0.1.1, 127.0.1.2, ...:
 all of 127.0.0.0/8 reaches loopback on Linux), the server listening on each of them
@@ -174,13 +177,15 @@ class SlowServer:
 
 class DueSampler:
     """Every feed's ``next_poll_at``, read once a second: feed -> the distinct due times
-    seen, in order (wall-clock seconds)."""
+    seen, in order (wall-clock seconds). Also the queue's jobs by task and state, and how
+    many job rows were inserted so far (a defer that the queueing lock refused too)."""
 
     def __init__(self, conninfo: str, every: float = 1.0) -> None:
         self.conninfo = conninfo
         self.every = every
         self.due: dict[str, list[float]] = {}
-        self.reads = 0
+        self.jobs: list[tuple[float, dict[str, int]]] = []  # (when, {"task:state": count})
+        self.inserts: list[tuple[float, int]] = []  # (when, procrastinate_jobs n_tup_ins)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="due-sampler", daemon=True)
 
@@ -200,12 +205,20 @@ class DueSampler:
                 if conn is None:
                     conn = psycopg.connect(self.conninfo, autocommit=True)
                 rows = conn.execute("SELECT name, next_poll_at FROM feeds").fetchall()
+                jobs = conn.execute(
+                    "SELECT task_name || ':' || status, count(*) FROM procrastinate_jobs GROUP BY 1"
+                ).fetchall()
+                inserted = conn.execute(
+                    "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relname = 'procrastinate_jobs'"
+                ).fetchone()
             except psycopg.Error:  # the schema is not there yet (no node has started)
                 if conn is not None:
                     conn.close()
                 conn = None
                 continue
-            self.reads += 1
+            now = time.time()
+            self.jobs.append((now, {key: int(count) for key, count in jobs}))
+            self.inserts.append((now, int(inserted[0]) if inserted else 0))
             for name, due in rows:
                 if due is None:
                     continue
@@ -367,6 +380,9 @@ class Result:
     load: tuple[float, float]  # load average at the window's start and end
     halves: tuple[float, float]  # lag p50 of the window's first and second half
     errors: int  # poll failures in the nodes' logs (whole run)
+    inserts: float  # job rows inserted per poll (refused defers included)
+    dispatching: float  # dispatch jobs running at once (mean of the samples)
+    waiting: float  # poll jobs waiting (mean of the samples)
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -432,11 +448,14 @@ def one_run(pg: Any, server: SlowServer, count: int, tmp: Path, args: argparse.N
         else:
             lags.append((arrived, arrived - due))
     middle = start + window / 2
+    polls = sum(1 for arrived, _ in requests if start <= arrived < end)
+    inserted = [count for at, count in sampler.inserts if start <= at < end]
+    samples = [jobs for at, jobs in sampler.jobs if start <= at < end] or [{}]
     errors = sum(n.log_text().count("poll failed") for n in nodes)
     return Result(
         nodes=count,
         window=window,
-        polls=sum(1 for arrived, _ in requests if start <= arrived < end),
+        polls=polls,
         lags=[lag for _, lag in lags],
         unmatched=unmatched,
         scrape=after.minus(before),
@@ -449,6 +468,9 @@ def one_run(pg: Any, server: SlowServer, count: int, tmp: Path, args: argparse.N
             _quantile([lag for t, lag in lags if t >= middle], 0.5),
         ),
         errors=errors,
+        inserts=(inserted[-1] - inserted[0]) / polls if polls and inserted else float("nan"),
+        dispatching=sum(j.get("watcher.dispatch:doing", 0) for j in samples) / len(samples),
+        waiting=sum(j.get("watcher.poll:todo", 0) for j in samples) / len(samples),
     )
 
 
@@ -495,7 +517,9 @@ def report(results: list[Result], args: argparse.Namespace) -> None:
         print(
             f"# {r.nodes} node(s): {r.polls} polls in {r.window:.1f} s ({statuses}); lag p50 "
             f"first half {r.halves[0]:.2f}s, second half {r.halves[1]:.2f}s; "
-            f"{r.unmatched} polls with no due time sampled; {r.errors} failed polls logged"
+            f"{r.unmatched} polls with no due time sampled; {r.errors} failed polls logged; "
+            f"queue: {r.inserts:.1f} job inserts per poll, {r.dispatching:.1f} dispatches "
+            f"running and {r.waiting:.0f} poll jobs waiting (means)"
         )
 
 
