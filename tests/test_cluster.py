@@ -514,3 +514,25 @@ def test_a_queue_schema_that_cannot_be_created_stops_the_node_with_the_servers_r
     assert 'type "procrastinate_job_status" already exists' in done.stderr
     assert "Traceback" not in done.stderr
     assert _sql(postgres_url, "SELECT to_regclass('procrastinate_jobs')") == [(None,)]
+
+
+def test_one_dispatch_at_a_time_in_the_cluster_and_a_waiting_job_is_kept(
+    node: Watcher, postgres_url: str
+) -> None:
+    """A slow dispatch and the next tick's (on another node) must not both hand out the
+    same due feeds: the dispatch holds a cluster-wide lock; and a feed with a job waiting
+    keeps it (one statement, no error, no second job)."""
+    from watcher.cluster import DISPATCH_KEY
+
+    cluster = node.cluster
+    assert cluster is not None
+    node.store.sync_feeds([("a", "http://127.0.0.1/a")], node.store.now())
+    with psycopg.connect(conninfo(postgres_url)) as other:  # another node, mid-dispatch
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (DISPATCH_KEY,))
+        assert cluster.dispatch_now() == 0
+        assert _sql(postgres_url, "SELECT count(*) FROM procrastinate_jobs") == [(0,)]
+    assert cluster.dispatch_now() == 1
+    assert cluster.dispatch_now() == 0  # its job still waits: kept, not doubled
+    assert _sql(
+        postgres_url, "SELECT task_name, queueing_lock, status::text FROM procrastinate_jobs"
+    ) == [("watcher.poll", "watcher:poll:a", "todo")]

@@ -27,7 +27,6 @@ this design keeps away from (each has a test in tests/test_cluster.py):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import random
@@ -75,6 +74,8 @@ RECOVERY_EVERY = 5.0  # seconds between looks for stalled jobs (inside a dispatc
 STALE_DISPATCH = 10.0  # a dispatch job deferred longer ago than this is skipped
 QUEUE_SCHEMA_TABLE = "watcher_queue_schema"
 DISPATCH_LOCK = "watcher:dispatch"
+# pg_advisory_xact_lock's key for the dispatch ("dispatch" in ASCII): one at a time.
+DISPATCH_KEY = int.from_bytes(b"dispatch", "big")
 
 
 # -- the queue's schema ----------------------------------------------------------------
@@ -324,6 +325,7 @@ class Cluster:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._next_recovery = 0.0
+        self._dispatching = False
         self.lags: list[float] = []  # (read by metrics) dispatch lag of each poll started
         self._register(dispatch_interval)
 
@@ -355,48 +357,49 @@ class Cluster:
         self.node.poll_job(feed, self.lags.append)
 
     async def dispatch(self, timestamp: int | None = None) -> None:
-        """Hand out what is due: a poll job per due feed, a delivery job per notifier with
-        alerts due; and recover what dead nodes left. Every job takes a queueing lock, so
-        however many dispatches run, a feed has at most one poll waiting in the cluster."""
+        """Hand out what is due, and recover what dead nodes left (see dispatch_now)."""
         if timestamp is not None and time.time() - timestamp > STALE_DISPATCH:
             return  # deferred before an outage: a newer dispatch does this one's work
-        loop = asyncio.get_running_loop()
-        if time.monotonic() >= self._next_recovery:
-            self._next_recovery = time.monotonic() + RECOVERY_EVERY
-            await self.recover()
-        plan = await loop.run_in_executor(self._control, self.node.dispatch_plan)
-        waiting = await self._waiting_locks()
-        feeds = [f for f in plan.feeds if _poll_lock(f) not in waiting]
-        late = [_poll_lock(f) for f in plan.feeds if _poll_lock(f) in waiting]
-        if late:
-            await self._bring_forward(late)
-        for feed in feeds:
-            await self._defer(self._poll_task, _poll_lock(feed), feed=feed)
-        for notifier in plan.notifiers:
-            if _deliver_lock(notifier) not in waiting:
-                await self._defer(self._deliver_task, _deliver_lock(notifier), notifier=notifier)
+        if self._dispatching:
+            return  # this node's previous dispatch still runs: this one's work is its
+        self._dispatching = True
+        try:
+            if time.monotonic() >= self._next_recovery:
+                self._next_recovery = time.monotonic() + RECOVERY_EVERY
+                await self.recover()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._control, self.dispatch_now)
+        finally:
+            self._dispatching = False
 
-    async def _defer(self, task: Any, lock: str, **kwargs: str) -> None:
-        # AlreadyEnqueued: another dispatch (or a poll that queued alerts) was first.
-        with contextlib.suppress(pexc.AlreadyEnqueued):
-            await task.configure(queueing_lock=lock).defer_async(**kwargs)
-
-    async def _waiting_locks(self) -> set[str]:
-        rows = await self.app.connector.execute_query_all_async(
-            "SELECT queueing_lock FROM procrastinate_jobs "
-            "WHERE status = 'todo' AND queueing_lock LIKE 'watcher:%%'"
-        )
-        return {row["queueing_lock"] for row in rows}
-
-    async def _bring_forward(self, locks: Collection[str]) -> None:
-        """A waiting job scheduled in the future holds its feed's queueing lock until then
-        (procrastinate #1599): none of ours is, but one left by anything else must not
-        keep a due feed from its poll."""
-        await self.app.connector.execute_query_async(
-            "UPDATE procrastinate_jobs SET scheduled_at = NULL "
-            "WHERE status = 'todo' AND queueing_lock = ANY(%(locks)s) AND scheduled_at > now()",
-            locks=list(locks),
-        )
+    def dispatch_now(self) -> int:
+        """A poll job per due feed and a delivery job per notifier with alerts due, all in
+        one transaction that holds the cluster's dispatch lock: two dispatches (a slow
+        tick and the next one, on two nodes) never run at once, and a tick's jobs are
+        written by one statement each, not one round trip per feed. Each job takes its
+        queueing lock, and a feed that already has a job waiting keeps that one. Returns
+        how many poll jobs were added."""
+        with self.node.store.engine.begin() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": DISPATCH_KEY})
+            if not got.scalar():
+                return 0  # another node dispatches right now
+            plan = self.node.dispatch_plan()
+            feeds = list(plan.feeds)
+            # A waiting job scheduled in the future holds its feed's queueing lock until
+            # then (procrastinate #1599): none of ours is, but one left by anything else
+            # must not keep a due feed from its poll.
+            conn.execute(
+                text(
+                    "UPDATE procrastinate_jobs SET scheduled_at = NULL WHERE status = 'todo' "
+                    "AND queueing_lock = ANY(:locks) AND scheduled_at > now()"
+                ),
+                {"locks": [_poll_lock(f) for f in feeds]},
+            )
+            added = _enqueue(conn, POLL_QUEUE, "watcher.poll", "feed", feeds, _poll_lock)
+            _enqueue(
+                conn, DELIVER_QUEUE, "watcher.deliver", "notifier", plan.notifiers, _deliver_lock
+            )
+        return added
 
     async def recover(self) -> list[int]:
         """Fail the jobs that nodes which are gone left in "doing" (no heartbeat for
@@ -424,14 +427,17 @@ class Cluster:
         return failed
 
     def wake_delivery(self, notifiers: Collection[str]) -> None:
-        """A poll queued alerts: a delivery job for each notifier, now (from any thread)."""
-        loop = self._loop
-        if loop is None or self._stopping:
+        """A poll queued alerts: a delivery job for each notifier, now (from a poll's
+        thread: one statement, without a trip through the worker's event loop)."""
+        if self._stopping or not notifiers:
             return
-        for name in notifiers:
-            asyncio.run_coroutine_threadsafe(
-                self._defer(self._deliver_task, _deliver_lock(name), notifier=name), loop
-            )
+        try:
+            with self.node.store.engine.begin() as conn:
+                _enqueue(
+                    conn, DELIVER_QUEUE, "watcher.deliver", "notifier", notifiers, _deliver_lock
+                )
+        except Exception as exc:  # the next dispatch hands them out anyway
+            log.warning("delivery not woken, the next dispatch will: %s", exc)
 
     # -- reading the queue ----------------------------------------------------------
 
@@ -534,6 +540,39 @@ def prune_jobs(store: Store, *, older_than_hours: float = 24.0) -> int:
     )
     with store.engine.begin() as conn:
         return conn.execute(query, {"secs": older_than_hours * 3600}).rowcount or 0
+
+
+def _enqueue(
+    conn: Connection,
+    queue: str,
+    task: str,
+    argument: str,
+    values: Collection[str],
+    lock: Callable[[str], str],
+) -> int:
+    """Jobs of ``task``, one per value, each with its queueing lock, in one statement; a
+    value that already has a job waiting is left with it. (procrastinate's own defer
+    raises at the first such value, and takes a round trip per job.) procrastinate's
+    triggers wake the workers and write the jobs' events as for its own defers."""
+    if not values:
+        return 0
+    result = conn.execute(
+        text(
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, queueing_lock, args) "
+            "SELECT CAST(:queue AS varchar), CAST(:task AS varchar), l, "
+            "jsonb_build_object(CAST(:arg AS text), v) "
+            "FROM unnest(CAST(:values AS text[]), CAST(:locks AS text[])) AS t(v, l) "
+            "ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING"
+        ),
+        {
+            "queue": queue,
+            "task": task,
+            "arg": argument,
+            "values": list(values),
+            "locks": [lock(v) for v in values],
+        },
+    )
+    return result.rowcount or 0
 
 
 def _poll_lock(feed: str) -> str:
