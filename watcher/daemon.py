@@ -114,6 +114,10 @@ class Daemon:
         self._stop = threading.Event()
         self._reload = threading.Event()
         self._deliver_lock = threading.Lock()
+        # Cluster: the notifiers this node runs a delivery pass for, each with whether a
+        # job asked for another round meanwhile (see deliver_job).
+        self._passes: dict[str, bool] = {}
+        self._passes_lock = threading.Lock()
         self._delivery_wanted = threading.Event()  # a poll queued alerts since the last pass
         self._busy_lock = threading.Lock()
         self._busy: dict[str, float] = {}  # feed -> monotonic start of its running poll
@@ -318,19 +322,37 @@ class Daemon:
             notifier in running.config.notifiers or not self._agreed_by_all()
         ):
             return
-        try:
-            deliver_pending(
-                self.store,
-                running.notifiers,
-                node=self.node,
-                max_age=running.config.delivery.max_age,
-                retry=running.config.delivery.retry,
-                observe=self.metrics.record_delivery if self.metrics is not None else None,
-                now=self.store.now,
-                only=notifier,
-            )
-        except Exception:
-            log.exception("delivery to notifier=%s crashed; its alerts stay queued", notifier)
+        # One pass per notifier at a time on this node: an alert this node has claimed
+        # is free to this node again (Store.claim), so a second pass running beside the
+        # first would send it a second time. A job that finds a pass running asks it for
+        # one more round instead (for the alerts queued since it read what was due).
+        with self._passes_lock:
+            if notifier in self._passes:
+                self._passes[notifier] = True
+                return
+            self._passes[notifier] = False
+        again = True
+        while again:
+            try:
+                running = self.current
+                deliver_pending(
+                    self.store,
+                    running.notifiers,
+                    node=self.node,
+                    max_age=running.config.delivery.max_age,
+                    retry=running.config.delivery.retry,
+                    observe=self.metrics.record_delivery if self.metrics is not None else None,
+                    now=self.store.now,
+                    only=notifier,
+                )
+            except Exception:
+                log.exception("delivery to notifier=%s crashed; its alerts stay queued", notifier)
+            with self._passes_lock:
+                again = self._passes[notifier] and not self._stop.is_set()
+                if again:
+                    self._passes[notifier] = False
+                else:
+                    del self._passes[notifier]
 
     def dispatch_plan(self) -> DispatchPlan:
         """What is due now: the feeds every live node knows, and notifiers with alerts."""
