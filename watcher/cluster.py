@@ -27,6 +27,7 @@ this design keeps away from (each has a test in tests/test_cluster.py):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -72,6 +73,8 @@ DISPATCH_CONCURRENCY = 2
 DELIVER_CONCURRENCY = 4
 RECOVERY_EVERY = 5.0  # seconds between looks for stalled jobs (inside a dispatch)
 STALE_DISPATCH = 10.0  # a dispatch job deferred longer ago than this is skipped
+QUEUE_RETRY = 5.0  # seconds at most between tries to reach the queue's database again
+QUEUE_WAIT = 10.0  # seconds a worker waits for a connection before it gives up
 QUEUE_SCHEMA_TABLE = "watcher_queue_schema"
 DISPATCH_LOCK = "watcher:dispatch"
 # pg_advisory_xact_lock's key for the dispatch ("dispatch" in ASCII): one at a time.
@@ -308,6 +311,9 @@ class Cluster:
                 conninfo=self._info,
                 min_size=1,
                 max_size=10,
+                # A worker that cannot get a connection (the database is away) fails
+                # after this, instead of the pool's 30 s, and is started again by _serve.
+                timeout=QUEUE_WAIT,
                 kwargs={
                     "application_name": "watcher queue",
                     "options": SERVER_KEEPALIVE,
@@ -459,12 +465,16 @@ class Cluster:
         asyncio.run(self._serve(ready))
 
     async def _serve(self, ready: threading.Event) -> None:
+        """Run this node's workers, and run them again whenever they end while the node
+        runs: procrastinate stops a worker whose listener or heartbeat fails (the
+        database went away), and its pool retries on a schedule of its own."""
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
         ready.set()
         pause = 1.0
         while not self._stopping:
             try:
+                await self._reachable()
                 async with self.app.open_async():
                     pause = 1.0
                     async with asyncio.TaskGroup() as group:
@@ -482,7 +492,7 @@ class Cluster:
                             ("deliveries", DELIVER_QUEUE, DELIVER_CONCURRENCY),
                         ):
                             group.create_task(
-                                self.app.run_worker_async(
+                                self._work(
                                     name=f"{self.node.node} {role}",
                                     queues=[queue],
                                     concurrency=concurrency,
@@ -498,10 +508,26 @@ class Cluster:
                     "the job queue on %s is unreachable, trying again in %.0f s: %s",
                     self._name,
                     pause,
-                    " ".join(str(exc).split()) or type(exc).__name__,
+                    _reason(exc),
                 )
+                with contextlib.suppress(Exception):  # a pool that never opened is reset
+                    await self.app.connector.close_async()
                 await asyncio.sleep(pause)
-                pause = min(pause * 2, 15.0)
+                pause = min(pause * 2, QUEUE_RETRY)
+
+    async def _work(self, *, name: str, **options: Any) -> None:
+        """One worker; its end while the node runs ends the others too (the group), so
+        that all start again, instead of a node left without polls, dispatch or
+        deliveries."""
+        await self.app.run_worker_async(name=name, **options)
+        if not self._stopping:
+            raise WorkerStopped(f"the worker {name!r} stopped")
+
+    async def _reachable(self) -> None:
+        """One connection, at once: while the database is away this fails in a moment,
+        so the workers start again within QUEUE_RETRY seconds of its return."""
+        conn = await psycopg.AsyncConnection.connect(self._info, connect_timeout=10)
+        await conn.close()
 
     def problem(self) -> str | None:
         """Why this node takes no jobs, or None while its worker runs."""
@@ -573,6 +599,22 @@ def _enqueue(
         },
     )
     return result.rowcount or 0
+
+
+class WorkerStopped(Exception):
+    """A worker ended while its node runs."""
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line: the first of a group's errors, with the database's
+    own words that procrastinate keeps as the cause of its vague "Database error"."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    words = " ".join(str(exc).split()) or type(exc).__name__
+    cause = exc.__cause__
+    if isinstance(exc, pexc.ProcrastinateException) and cause is not None:
+        words = f"{words} {' '.join(str(cause).split()) or type(cause).__name__}"
+    return words
 
 
 def _poll_lock(feed: str) -> str:
