@@ -54,7 +54,6 @@ MAX_START_SPREAD = 30.0
 STATUS_INTERVAL = 30.0
 LIVENESS = 5.0  # seconds between looks at which daemons sharing a PostgreSQL state live
 AGREEMENT = 60.0  # seconds between checks that a cluster's nodes run the same config
-IDLE_CLAIM = 30.0  # a claim of this node's, on no feed it polls, is freed after this
 
 
 @dataclass
@@ -419,16 +418,16 @@ class Daemon:
 
     def _keep_claims(self) -> None:
         """Cluster: free the dead nodes' claims, and this node's own on feeds it does not
-        poll (a poll whose outcome the database could not take left its claim)."""
+        poll (a poll whose outcome the database could not take left its claim): at once,
+        so that a feed is polled again as soon as the database is back. The claims are
+        read before the polls running are looked at, and freed only if unchanged: a
+        poll that starts meanwhile claims its feed anew and keeps that claim."""
         self._release_dead()
-        with self._busy_lock:
-            busy = set(self._busy)
-        lease = 2 * self.config.fetch.deadline + 60
         try:
-            now = self.store.now()
-            freed = self.store.release_idle_claims(
-                self.node, busy=busy, lease_before=now + timedelta(seconds=lease - IDLE_CLAIM)
-            )
+            held = self.store.held_claims(self.node)
+            with self._busy_lock:
+                idle = {name: until for name, until in held.items() if name not in self._busy}
+            freed = self.store.release_idle_claims(self.node, idle)
         except StoreError as exc:
             log.error("cannot free this node's idle claims, trying again: %s", exc)
             return

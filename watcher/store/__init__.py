@@ -653,25 +653,33 @@ class Store:
             )
         return (polls or 0) + (sends or 0)
 
-    def release_idle_claims(
-        self, node: str, *, busy: Collection[str], lease_before: datetime
-    ) -> list[str]:
-        """Free ``node``'s claims on feeds it is not polling (not in ``busy``) whose lease
-        ends before ``lease_before``, that is, taken a while ago: a poll whose outcome
-        could not be written (the database went away) left its claim, and on a shared
-        state no other node may take the feed until the lease runs out."""
-        query = (
-            update(feeds)
-            .where(
-                feeds.c.claimed_by == node,
-                feeds.c.lease_until < lease_before,
-                feeds.c.name.not_in(sorted(busy)),
-            )
-            .values(claimed_by=None, lease_until=None)
-            .returning(feeds.c.name)
-        )
+    def held_claims(self, node: str) -> dict[str, datetime]:
+        """The feeds ``node`` holds a claim on, each with its lease's end, which tells
+        this claim from one taken again later (see :meth:`release_idle_claims`)."""
+        query = select(feeds.c.name, feeds.c.lease_until).where(feeds.c.claimed_by == node)
+        with self.engine.connect() as conn:
+            return {row.name: row.lease_until for row in conn.execute(query)}
+
+    def release_idle_claims(self, node: str, claims: Mapping[str, datetime]) -> list[str]:
+        """Free these claims of ``node``'s (read by :meth:`held_claims`, on feeds that it
+        was not polling after that read): a poll whose outcome could not be written (the
+        database went away) left its claim, and on a shared state no other node may take
+        the feed until the lease runs out. Each is freed only if it is still the claim
+        that was read: one taken again since (a new poll) has another lease end."""
+        freed: list[str] = []
         with self.engine.begin() as conn:
-            return sorted(conn.execute(query).scalars())
+            for name, until in sorted(claims.items()):
+                freed += conn.execute(
+                    update(feeds)
+                    .where(
+                        feeds.c.name == name,
+                        feeds.c.claimed_by == node,
+                        feeds.c.lease_until == until,
+                    )
+                    .values(claimed_by=None, lease_until=None)
+                    .returning(feeds.c.name)
+                ).scalars()
+        return freed
 
     def reschedule(self, due: Mapping[str, datetime]) -> None:
         """Set when feeds are due (a clock jump, a feed whose config changed)."""
