@@ -606,7 +606,12 @@ class Store:
         claims were freed. SQLite: nothing (the lock holder frees them at start)."""
         if self._nodes is None:
             return [], 0
-        self._nodes.keep()
+        if self._nodes.keep():
+            # This daemon's own session had dropped: most likely the server restarted,
+            # and then every daemon's lock is free until that daemon takes it again, at
+            # its next look. A node judged dead now may be polling or sending: judge
+            # at the next look, when the live ones hold their locks again.
+            return [], 0
         holders = self.claim_holders(besides=keep, now=now)
         dead = sorted(holders - self._nodes.alive(holders))
         return dead, self.release_claims_of(dead, now=now)

@@ -165,6 +165,7 @@ class NodeLocks:
         self._held = False
         self._lost = False  # the session that held the lock dropped
         self._contended = False  # another session holds this node's key
+        self._retaken = False  # the lock was taken again after its session dropped
         self._mutex = threading.Lock()
 
     def hold(self, node: str) -> None:
@@ -173,12 +174,15 @@ class NodeLocks:
             self._node = node
             self._retry(lambda conn: None)
 
-    def keep(self) -> None:
+    def keep(self) -> bool:
         """Check that the lock is still held: after its connection dropped (a server
-        restart, a network fault), connect again and take it again."""
+        restart, a network fault), connect again and take it again. True when it was
+        taken again just now."""
         with self._mutex:
+            self._retaken = False
             if self._node is not None:
                 self._retry(lambda conn: conn.execute("SELECT 1"))
+            return self._retaken
 
     def alive(self, nodes: Collection[str]) -> set[str]:
         """Those of ``nodes`` whose lock some session holds: their daemons live. A key this
@@ -264,6 +268,7 @@ class NodeLocks:
                 self._name,
                 self._node,
             )
+            self._retaken = True
         self._lost = self._contended = False
 
     def _drop(self) -> None:
