@@ -271,6 +271,9 @@ class Store:
         # Which daemons live (PostgreSQL): on SQLite, the state's file lock says it.
         self._nodes = NodeLocks(engine, self.name) if engine.dialect.name == "postgresql" else None
         self._quiet_queue: list[_QuietWrite] = []
+        # Sends whose outcome could not be written yet: (alert ids, when sent).
+        self._unrecorded: list[tuple[list[int], datetime]] = []
+        self._unrecorded_lock = threading.Lock()
         self._quiet_queue_lock = threading.Lock()
         self._quiet_writer = threading.Lock()
         try:
@@ -1239,7 +1242,9 @@ class Store:
     ) -> list[PendingAlert]:
         """Pending alerts, highest priority first, then oldest first; only those due by
         ``now`` when it is given, only ``notifier``'s when it is. (Priority first, so an
-        urgent alert is never stuck behind ``limit`` alerts deferred by quiet hours.)"""
+        urgent alert is never stuck behind ``limit`` alerts deferred by quiet hours.)
+        An alert this process sent but could not record yet is left out (see mark_sent)."""
+        sent = self._record_unrecorded() if self._unrecorded else set()
         query = (
             select(alerts)
             .where(alerts.c.status == "pending")
@@ -1266,6 +1271,7 @@ class Store:
                 sources=sources.get(r.story, ()) if r.story is not None else (),
             )
             for r in rows
+            if r.id not in sent
         ]
 
     def _alert_rows(self, query: Any) -> tuple[Sequence[Any], dict[str, tuple[str, ...]]]:
@@ -1340,7 +1346,21 @@ class Store:
         return True
 
     def mark_sent(self, ids: Sequence[int], now: datetime) -> None:
-        """Sent as one message (one alert, or a digest of several); the claim ends."""
+        """Sent as one message (one alert, or a digest of several); the claim ends.
+
+        If that cannot be written (the database went away, the disk is full), this
+        process remembers the send and writes it at its next look at the pending
+        alerts, which leave these out until then: it never sends again what it knows
+        it sent. (A crash loses the memory: then the alert is sent again at its retry.)
+        """
+        try:
+            self._write_sent(ids, now)
+        except StoreError:
+            with self._unrecorded_lock:
+                self._unrecorded.append((list(ids), now))
+            raise
+
+    def _write_sent(self, ids: Sequence[int], now: datetime) -> None:
         self._update(
             ids,
             status="sent",
@@ -1350,6 +1370,21 @@ class Store:
             claimed_by=None,
             lease_until=None,
         )
+
+    def _record_unrecorded(self) -> set[int]:
+        """Write the sends :meth:`mark_sent` could not; the alerts still unwritten."""
+        with self._unrecorded_lock:
+            waiting, self._unrecorded = self._unrecorded, []
+        while waiting:
+            ids, at = waiting[0]
+            try:
+                self._write_sent(ids, at)
+            except StoreError:
+                break
+            waiting.pop(0)
+        with self._unrecorded_lock:
+            self._unrecorded[:0] = waiting
+            return {i for ids, _ in self._unrecorded for i in ids}
 
     def mark_failed(
         self, ids: Sequence[int], now: datetime, error: str, *, retry_at: datetime
