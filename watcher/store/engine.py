@@ -123,7 +123,11 @@ def postgres_engine(url: str, *, readonly: bool = False) -> tuple[Engine, str]:
     @event.listens_for(engine, "handle_error")
     def _explain(context: ExceptionContext) -> None:
         # The server's troubles (down, refused, missing, privileges), not our own SQL
-        # mistakes, which stay SQLAlchemy's errors with the statement.
+        # mistakes, which stay SQLAlchemy's errors with the statement. Not the pool's
+        # ping of a connection a restart dropped: SQLAlchemy connects again then, unless
+        # this raises (which made the first query after a restart fail).
+        if context.is_pre_ping:
+            return
         error = context.original_exception
         if isinstance(
             error,
