@@ -153,6 +153,36 @@ class PostgresServer:
             user = pwd.getpwnam("postgres")
             os.chown(path, user.pw_uid, user.pw_gid)
 
+    def pause(self) -> None:
+        """Stop the server as an operator would (``pg_ctl stop -m fast``: every session is
+        disconnected, the data and the port kept), for an outage that :meth:`resume` ends."""
+        done = self._run(
+            str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"pg_ctl stop failed ({done.returncode}):\n{done.stdout}{done.stderr}"
+            )
+
+    def resume(self) -> None:
+        """Start the paused server again, on the same port with the same data."""
+        done = self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
+        if done.returncode != 0:
+            raise RuntimeError(
+                f"PostgreSQL did not start again (pg_ctl exit {done.returncode}):\n"
+                f"{done.stdout}{done.stderr}\n--- server log {self.log} ---\n{self.log_text()}"
+            )
+
     def stop(self) -> None:
         """Stop the server at once and delete the cluster."""
         if (self.data / "postmaster.pid").exists():
