@@ -14,6 +14,7 @@ Below them, each flaw these two found, pinned down on its own (on a real server 
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import signal
@@ -23,13 +24,15 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pgserver import PostgresServer
 from support import MATCH_RULES, Daemon, Receiver, _Loopback, _Quiet, rss, state_sql, wait_until
 
-from watcher.exceptions import StoreError
 from watcher.models import Alert, PollDecision
+from watcher.notify import build_notifiers
+from watcher.pipeline import deliver_pending
 from watcher.store import Store
 
 SEED = 17  # which node dies when, and which feeds gain items when: the same every run
@@ -357,28 +360,54 @@ def own_postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
+class StoppingHook(_Loopback):
+    """A webhook that stops the database as the first message comes in, before it
+    answers: the send goes out, and the database is gone when it is to be recorded."""
+
+    def __init__(self, server: PostgresServer) -> None:
+        self.messages: list[dict[str, Any]] = []
+        hook = self
+
+        class Handler(_Quiet):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                hook.messages.append(json.loads(raw))
+                if len(hook.messages) == 1:
+                    server.pause()
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self._serve(Handler)
+
+
 def test_a_send_whose_record_the_database_missed_is_written_when_it_is_back_not_sent_again(
     own_postgres: PostgresServer,
 ) -> None:
-    """The database goes away between a send and its record: the process that sent it
-    remembers, writes it when it can, and meanwhile does not offer it for sending."""
+    """The database goes away between a send and its record (even the time to record it
+    with cannot be read): the process that sent it remembers, writes it once it can, and
+    does not send it again meanwhile, though its own claim on it is free to it."""
     url = own_postgres.url(own_postgres.create_database())
     store = Store.open(url)
+    hook = StoppingHook(own_postgres)
     try:
         now = store.now()
         alert = Alert("f", "1", "hook", ("r",), "[r] one", "body", "http://x/1")
         store.commit_poll(PollDecision("f", "http://x/f", now, baselined=True, alerts=[alert]))
-        (pending,) = store.pending_alerts(now)
-        later = now + timedelta(minutes=5)
-        assert store.claim([pending.id], retry_at=now, node="a", now=now, until=later)
-        # ... the message goes out, and then the server stops:
-        own_postgres.pause()
-        with pytest.raises(StoreError, match="state database"):
-            store.mark_sent([pending.id], now)
+        notifiers = build_notifiers({"hook": f"json://127.0.0.1:{hook.port}/hook"})
+
+        def deliver() -> None:
+            deliver_pending(store, notifiers, node="a", now=store.now, retry=0.0)
+
+        deliver()  # sent; the database stops before the send is written
+        assert [m["title"] for m in hook.messages] == ["[r] one"]
         own_postgres.resume()  # (the pool's connections are stale: each is replaced)
-        assert store.pending_alerts(store.now()) == []
+        deliver()
+        deliver()
+        assert [m["title"] for m in hook.messages] == ["[r] one"]
         assert state_sql(url, "SELECT status, claimed_by FROM alerts") == [("sent", None)]
     finally:
+        hook.close()
         store.close()
 
 

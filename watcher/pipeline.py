@@ -420,10 +420,19 @@ class _Delivery:
         result = self.notifier.send(alert.title, alert.body, priority=alert.priority)
         if not result.ok:
             return DeliveryOutcome(), result.error
-        at = self.now()
+        at = self._sent_at()
         self.store.mark_sent([alert.id], at)
         log.info("alert sent alert=%d notifier=%s", alert.id, self.name)
         return DeliveryOutcome(sent=1, latencies=((at - alert.created_at).total_seconds(),)), None
+
+    def _sent_at(self) -> datetime:
+        """When a send that went out happened: by the database's clock, or by this
+        machine's when that cannot be read (the database went away), so that mark_sent
+        is still called and remembers the send rather than it being made again."""
+        try:
+            return self.now()
+        except StoreError:
+            return utcnow()
 
     def _send_digest(self, digest: delivery.Digest) -> tuple[DeliveryOutcome, str | None]:
         assert self.notifier is not None
@@ -436,7 +445,7 @@ class _Delivery:
         result = self.notifier.send(title, body, priority=digest.priority)
         if not result.ok:
             return DeliveryOutcome(), result.error
-        at = self.now()
+        at = self._sent_at()
         self.store.mark_sent([a.id for a in group], at)
         log.info("digest sent alerts=%d notifier=%s", len(group), self.name)
         waited = tuple((at - a.created_at).total_seconds() for a in group)
