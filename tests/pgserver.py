@@ -127,17 +127,7 @@ class PostgresServer:
             if not self.durable:  # a throwaway cluster: durability buys nothing here
                 settings += "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
             self._write(self.data / "postgresql.auto.conf", settings)
-            started = self._run(
-                str(self.bindir / "pg_ctl"),
-                "-D",
-                str(self.data),
-                "-l",
-                str(self.log),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            )
+            started = self._pg_ctl_start()
             if started.returncode == 0:
                 return
             log = self.log_text()
@@ -146,6 +136,19 @@ class PostgresServer:
                     f"PostgreSQL did not start (pg_ctl exit {started.returncode}):\n"
                     f"{started.stdout}{started.stderr}\n--- server log {self.log} ---\n{log}"
                 )
+
+    def _pg_ctl_start(self) -> subprocess.CompletedProcess[str]:
+        return self._run(
+            str(self.bindir / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def _write(self, path: Path, text: str) -> None:
         path.write_text(text)
@@ -166,17 +169,7 @@ class PostgresServer:
 
     def resume(self) -> None:
         """Start the paused server again, on the same port with the same data."""
-        done = self._run(
-            str(self.bindir / "pg_ctl"),
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.log),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
+        done = self._pg_ctl_start()
         if done.returncode != 0:
             raise RuntimeError(
                 f"PostgreSQL did not start again (pg_ctl exit {done.returncode}):\n"

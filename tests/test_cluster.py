@@ -8,6 +8,9 @@ tests/test_cluster_e2e.py.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -471,24 +474,12 @@ def _free_port() -> int:
 
 
 def test_run_without_procrastinate_says_what_to_install(tmp_path: Path, postgres_url: str) -> None:
-    import os
-    import subprocess
-    import sys
-
     shadow = tmp_path / "shadow" / "procrastinate"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text(
         "raise ImportError(\"No module named 'procrastinate'\", name='procrastinate')\n"
     )
-    config = _config(tmp_path, postgres_url, {"a": "http://127.0.0.1:9/a"})
-    done = subprocess.run(
-        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(shadow.parent)},
-    )
-    assert done.returncode == 1, done.stderr
+    done = _run_once(tmp_path, postgres_url, env={"PYTHONPATH": str(shadow.parent)})
     assert "procrastinate, which is missing (procrastinate)" in done.stderr
     assert "pip install 'watcher[postgres]'" in done.stderr
     assert "Traceback" not in done.stderr
@@ -497,19 +488,9 @@ def test_run_without_procrastinate_says_what_to_install(tmp_path: Path, postgres
 def test_a_queue_schema_that_cannot_be_created_stops_the_node_with_the_servers_reason(
     tmp_path: Path, postgres_url: str
 ) -> None:
-    import subprocess
-    import sys
-
     Store.open(postgres_url).close()
     _sql(postgres_url, "CREATE TYPE procrastinate_job_status AS ENUM ('other')")  # in the way
-    config = _config(tmp_path, postgres_url, {"a": "http://127.0.0.1:9/a"})
-    done = subprocess.run(
-        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 1, done.stderr
+    done = _run_once(tmp_path, postgres_url)
     assert "error: state database postgresql" in done.stderr
     assert 'type "procrastinate_job_status" already exists' in done.stderr
     assert "Traceback" not in done.stderr
@@ -536,3 +517,19 @@ def test_one_dispatch_at_a_time_in_the_cluster_and_a_waiting_job_is_kept(
     assert _sql(
         postgres_url, "SELECT task_name, queueing_lock, status::text FROM procrastinate_jobs"
     ) == [("watcher.poll", "watcher:poll:a", "todo")]
+
+
+def _run_once(
+    tmp_path: Path, state: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`watcher run` that is expected to stop at start with exit status 1."""
+    config = _config(tmp_path, state, {"a": "http://127.0.0.1:9/a"})
+    done = subprocess.run(
+        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+    assert done.returncode == 1, done.stderr
+    return done

@@ -201,6 +201,16 @@ def feeds100() -> Iterator[Feeds]:
     server.close()
 
 
+def start_and_baseline(nodes: list[Daemon], state: str, feeds: Feeds) -> None:
+    """Start the nodes; every feed's first poll is its silent baseline, and items
+    published from then on count."""
+    for node in nodes:
+        node.start()
+    for node in nodes:
+        assert node.started(60), logs(nodes)
+    assert wait_until(lambda: baselined(state) == len(feeds.names), 60), logs(nodes)
+
+
 def test_chaos_three_nodes_killed_at_random_lose_nothing_and_never_poll_a_feed_twice(
     feeds100: Feeds, receiver: Receiver, tmp_path: Path, postgres_url: str
 ) -> None:
@@ -212,12 +222,7 @@ def test_chaos_three_nodes_killed_at_random_lose_nothing_and_never_poll_a_feed_t
     rng = random.Random(SEED)
     publisher: Publisher | None = None
     try:
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            assert node.started(60), logs(nodes)
-        # Every feed's first poll is its silent baseline: items count from then on.
-        assert wait_until(lambda: baselined(postgres_url) == len(feeds.names), 60), logs(nodes)
+        start_and_baseline(nodes, postgres_url, feeds)
 
         begin = time.monotonic()
         end = begin + 60.0
@@ -296,11 +301,7 @@ def test_a_database_outage_under_load_is_logged_survived_and_caught_up(
         url = server.url(database)
         config = cluster_config(tmp_path / "config.yaml", state=url, feeds=feeds, receiver=receiver)
         nodes = [Daemon(config, tmp_path / f"node{i}.log") for i in range(3)]
-        for node in nodes:
-            node.start()
-        for node in nodes:
-            assert node.started(60), logs(nodes)
-        assert wait_until(lambda: baselined(url) == len(feeds.names), 60), logs(nodes)
+        start_and_baseline(nodes, url, feeds)
 
         begin = time.monotonic()
         publisher = Publisher(feeds, until=begin + 40.0, every=0.5, per_tick=1, seed=SEED)
