@@ -173,6 +173,19 @@ def test_nul_and_control_bytes_are_removed() -> None:
     assert titled(body) == "NUL and bell"
 
 
+def test_blank_lines_before_the_xml_declaration_do_not_make_it_loose() -> None:
+    # Without them feedparser's XML parser reads the document, not its loose parser, which
+    # would leave "&amp;" in the tag and miss the declared encoding.
+    body = (
+        '\n\n<?xml version="1.0" encoding="iso-8859-1"?>\n<rss version="2.0"><channel>'
+        "<title>t</title><item><guid>1</guid><title>Zürich</title><category>A &amp; B</category>"
+        "</item></channel></rss>"
+    ).encode("latin-1")
+    (item,) = parse("f", result(body, "application/rss+xml")).items
+    assert (item.title, item.tags) == ("Zürich", ("A & B",))
+    assert read_fast(body.lstrip(), {"content-type": "application/rss+xml"}) is not None
+
+
 def test_utf16_documents() -> None:
     body = RSS_TEMPLATE.format(enc="utf-16", title="Київ").encode("utf-16")
     assert titled(body) == "Київ"

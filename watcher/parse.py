@@ -95,6 +95,20 @@ def _repair_utf8(body: bytes, content_type: str) -> bytes:
     return text.encode("utf-8")
 
 
+def _strip_before_declaration(body: bytes) -> bytes:
+    """A document padded with blank lines before its XML declaration, without them.
+
+    The declaration must come first: feedparser's XML parser refuses such a document and
+    its loose parser reads it instead, with the loose parser's own mistakes (an escaped
+    ``&amp;`` left in a tag) and without the encoding the declaration names.
+    """
+    if body[:1].isspace():
+        stripped = body.lstrip()
+        if stripped.startswith(b"<?xml"):
+            return stripped
+    return body
+
+
 # Not the five XML entities: feeds are full of &amp;, and a callback per match is slow.
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]{1,31});")
 
@@ -137,7 +151,7 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
         return _parse_json_feed(feed, body)
     if _declares_entities(body):
         raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
-    body = _numeric_entities(_repair_utf8(body, content_type))
+    body = _numeric_entities(_repair_utf8(_strip_before_declaration(body), content_type))
     if fast and (read := read_fast(body, result.headers)) is not None:
         channel, entries, version = read
         return ParsedFeed(
