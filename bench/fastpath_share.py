@@ -9,13 +9,21 @@ On the corpus of real feeds (docs/corpus.md; the full one is built when missing)
   first feeds for each: what is left to widen;
 - parse throughput in items per second (CPU time, best of --repeat) on the documents the
   fast path reads: watcher's parse() through the fast path and through feedparser alone,
-  and what each costs before HTML-to-text (the XML reading only).
+  and what each costs before HTML-to-text (the XML reading only);
+- where HTML-to-text (watcher/text.py) spends its time on the corpus, and the same text through
+  two HTML parsers built for speed, selectolax's Lexbor and lxml, when they are installed
+  (``pip install selectolax lxml``; watcher does not depend on them): their time, and on how
+  many values their text differs from watcher's. Neither gives the same text (HTML5 tree
+  building: raw-text <iframe> content, stray end tags, foster parenting), so watcher keeps its
+  own path, whose output every item id built from a title depends on.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import html
+import importlib.util
 import io
 import time
 from collections import Counter, defaultdict
@@ -28,6 +36,9 @@ from watcher.exceptions import ParseError
 from watcher.models import FetchResult
 from watcher.parse import _xml_body, fast_path_refusal, parse
 from watcher.rss_fast import read_fast
+from watcher.text import _BLOCK_TAGS, _SKIP_TAGS, _TAG_HINT, _tidy, html_to_text
+from watcher.text import _parser_text as html_parser_text
+from watcher.text import _simple_markup_text as simple_markup_text
 
 TARGET = ("rss2.0", "atom1.0")
 HEADERS = {"content-type": "application/xml"}
@@ -122,6 +133,86 @@ def throughput(taken: list[FetchResult], repeat: int) -> None:
     )
 
 
+def markup_values(taken: list[FetchResult]) -> list[str]:
+    """Every title, summary and content the fast path reads that parse() turns from HTML."""
+    values = []
+    for result in taken:
+        read = read_fast(_xml_body(result.url, result), result.headers)
+        assert read is not None
+        for entry in read[1]:
+            details = [entry.get("title_detail"), entry.get("summary_detail")]
+            details += entry.get("content", [])
+            values += [d["value"] for d in details if d and d["type"] != "text/plain"]
+    return values
+
+
+def lexbor_text(markup: str) -> str:
+    """watcher's text of an HTML fragment, from selectolax's Lexbor tree."""
+    from selectolax.lexbor import LexborHTMLParser
+
+    if not _TAG_HINT.search(markup):
+        return _tidy(html.unescape(markup))
+    tree = LexborHTMLParser(markup)
+    for node in tree.css(",".join(_SKIP_TAGS)):
+        node.decompose()
+    for node in tree.css(",".join(_BLOCK_TAGS)):
+        node.insert_before("\n")
+        node.insert_after("\n")
+    root = tree.root
+    return _tidy(root.text(deep=True) if root is not None else "")
+
+
+def lxml_text(markup: str) -> str:
+    """watcher's text of an HTML fragment, from lxml's (libxml2's) HTML tree."""
+    import lxml.etree
+    import lxml.html
+
+    if not _TAG_HINT.search(markup):
+        return _tidy(html.unescape(markup))
+    try:
+        document = lxml.html.document_fromstring(markup)
+    except (lxml.etree.ParserError, ValueError):
+        return ""
+    for element in list(document.iter(*_SKIP_TAGS)):
+        element.drop_tree()
+    for element in document.iter(*_BLOCK_TAGS):
+        element.text = "\n" + (element.text or "")
+        element.tail = "\n" + (element.tail or "")
+    return _tidy(document.text_content())
+
+
+def html_text(taken: list[FetchResult], repeat: int) -> None:
+    values = markup_values(taken)
+    tagged = [value for value in values if _TAG_HINT.search(value)]
+    simple = [value for value in tagged if simple_markup_text(value) is not None]
+    unusual = [value for value in tagged if simple_markup_text(value) is None]
+    print(
+        f"HTML to text: {len(values)} values ({sum(map(len, values)) / 1e6:.1f} MB); "
+        f"{len(values) - len(tagged)} without tags (entities only), {len(simple)} simple "
+        f"markup (the regex pass), {len(unusual)} through HTMLParser"
+    )
+    every = best(repeat, lambda: [html_to_text(v) for v in values])
+    print(f"{'html_to_text, every value':<36} {every:7.3f} s")
+    regex = best(repeat, lambda: [simple_markup_text(v) for v in tagged])
+    print(f"{'  the regex pass (all markup)':<36} {regex:7.3f} s")
+    parser = best(repeat, lambda: [html_parser_text(v) for v in unusual])
+    print(f"{'  HTMLParser (unusual markup)':<36} {parser:7.3f} s")
+    reference = [html_to_text(value) for value in tagged]
+    ours = best(repeat, lambda: [html_to_text(v) for v in tagged])
+    print(f"the {len(tagged)} values with markup, through:")
+    print(f"{'  watcher (regex, else HTMLParser)':<36} {ours:7.3f} s")
+    for label, module, convert in (
+        ("selectolax (Lexbor)", "selectolax", lexbor_text),
+        ("lxml (libxml2)", "lxml", lxml_text),
+    ):
+        if importlib.util.find_spec(module) is None:
+            print(f"  {label:<34} not installed (pip install {module})")
+            continue
+        seconds = best(repeat, lambda convert=convert: [convert(v) for v in tagged])
+        differ = sum(convert(v) != text for v, text in zip(tagged, reference, strict=True))
+        print(f"  {label:<34} {seconds:7.3f} s, text differs on {differ} of {len(tagged)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", choices=("full", "subset"), default="full")
@@ -133,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     taken = share(feeds)
     print()
     throughput(taken, args.repeat)
+    print()
+    html_text(taken, args.repeat)
     return 0
 
 
