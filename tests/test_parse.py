@@ -540,6 +540,10 @@ _RSS_WIDE = st.sampled_from(
         "<content:encoded>{t}</content:encoded>",
         "<description><p>{t}<copyright>{t}</copyright></p></description>",
         "<dc:rights>{t}</dc:rights>",
+        '<content:encoded type="text/xml"><x:a>{t}</x:a><title>{t}</title></content:encoded>',
+        '<description type="text">{t}<b a="{a}" x:c="1">{t}</b> &amp; {t}</description>',
+        '<guid isPermaLink="TRUE">{t}</guid>',
+        "<x:wrap><link>{t}</link></x:wrap>",
     ]
 )
 _RSS_WIDE_CHANNEL = st.sampled_from(
@@ -596,6 +600,11 @@ _ATOM_WIDE = st.sampled_from(
         "<published>{d}</published>",
         "<updated>{d}</updated>",
         '<content type="html">{t}</content>',
+        '<content type="image/svg+xml"><x:svg><title>{t}</title></x:svg></content>',
+        '<summary type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">{t}</div>{t}</summary>',
+        '<content type="xhtml"><h:p xmlns:h="http://www.w3.org/1999/xhtml" h:lang="en">{t}'
+        "</h:p></content>",
+        "<link>{t}</link>",
     ]
 )
 _RSS_WIDE_NAMESPACES = (

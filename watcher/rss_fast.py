@@ -580,6 +580,9 @@ class _Entry:
         if not len(element):
             text = element.text or ""
             return escape(text) if kind["type"] == _XHTML_TYPE else text
+        if kind["type"].endswith("xml") and kind["type"] != _XHTML_TYPE:
+            # Neither markup nor escaped: feedparser's handlers take the elements inside.
+            raise _Refused(f"elements inside content of type {kind['type']}")
         pieces: list[str] = []
         _Markup(self.doc, kind, pieces).inside(element)
         if self.doc.atom and kind["type"] == _XHTML_TYPE:
