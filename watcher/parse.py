@@ -22,7 +22,7 @@ import feedparser
 from watcher.exceptions import ParseError
 from watcher.identity import one_per_identity, primary_identity
 from watcher.models import FetchResult, Item, ParsedFeed
-from watcher.rss_fast import read_fast
+from watcher.rss_fast import read_fast, refusal
 from watcher.text import html_to_text, plain_text
 
 MAX_FIELD_CHARS = 65536
@@ -95,6 +95,20 @@ def _repair_utf8(body: bytes, content_type: str) -> bytes:
     return text.encode("utf-8")
 
 
+def _strip_before_declaration(body: bytes) -> bytes:
+    """A document padded with blank lines before its XML declaration, without them.
+
+    The declaration must come first: feedparser's XML parser refuses such a document and
+    its loose parser reads it instead, with the loose parser's own mistakes (an escaped
+    ``&amp;`` left in a tag) and without the encoding the declaration names.
+    """
+    if body[:1].isspace():
+        stripped = body.lstrip()
+        if stripped.startswith(b"<?xml"):
+            return stripped
+    return body
+
+
 # Not the five XML entities: feeds are full of &amp;, and a callback per match is slow.
 _NAMED_ENTITY = re.compile(rb"&(?!(?:amp|lt|gt|quot|apos);)([A-Za-z][A-Za-z0-9]{1,31});")
 
@@ -122,6 +136,32 @@ def _ascii_views(body: bytes) -> Iterator[bytes]:
                 continue
 
 
+def _is_json(result: FetchResult) -> bool:
+    content_type = result.headers.get("content-type", "").lower()
+    return "json" in content_type or result.body.lstrip()[:1] in (b"{", b"[")
+
+
+def _xml_body(feed: str, result: FetchResult) -> bytes:
+    """The bytes both XML paths read: entity declarations refused, the document repaired."""
+    if _declares_entities(result.body):
+        raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
+    content_type = result.headers.get("content-type", "").lower()
+    body = _strip_before_declaration(result.body)
+    return _numeric_entities(_repair_utf8(body, content_type))
+
+
+def fast_path_refusal(result: FetchResult) -> str | None:
+    """Why parse() leaves a document to feedparser, or None when the fast path reads it
+    (bench/fastpath_share.py counts these; JSON Feed has a reader of its own)."""
+    if _is_json(result):
+        return "JSON Feed: read by watcher's own reader"
+    try:
+        body = _xml_body("f", result)
+    except ParseError as exc:
+        return exc.reason
+    return refusal(body, result.headers)
+
+
 def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
     """Items of a downloaded document; raises :class:`ParseError` naming the feed.
 
@@ -131,13 +171,9 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
     body = result.body
     if not body.strip():
         raise ParseError(feed, "the server sent an empty body")
-    content_type = result.headers.get("content-type", "").lower()
-    head = body.lstrip()[:1]
-    if "json" in content_type or head in (b"{", b"["):
+    if _is_json(result):
         return _parse_json_feed(feed, body)
-    if _declares_entities(body):
-        raise ParseError(feed, "the document declares XML entities in its DOCTYPE; refused")
-    body = _numeric_entities(_repair_utf8(body, content_type))
+    body = _xml_body(feed, result)
     if fast and (read := read_fast(body, result.headers)) is not None:
         channel, entries, version = read
         return ParsedFeed(

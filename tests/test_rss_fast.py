@@ -1,0 +1,358 @@
+"""The fast path on what real feeds carry beside the plain elements (issue 18).
+
+Each case is a small document through both paths: the fast path must read it (or refuse it,
+where it says so) and give the very items feedparser gives, and the values asserted here say
+what feedparser makes of each form, quirks included, so a reader sees why the fast path
+does what it does. Generated documents (tests/test_parse.py) and the corpus of real feeds
+(tests/test_corpus_parse.py) hold the same forms to feedparser in every order.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from watcher.models import FetchResult, Item, ParsedFeed
+from watcher.parse import fast_path_refusal, parse
+
+RSS_NAMESPACES = (
+    ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+    ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    ' xmlns:media="http://search.yahoo.com/mrss/"'
+    ' xmlns:atom="http://www.w3.org/2005/Atom"'
+    ' xmlns:itunes="http://www.itunes.com/dtds/podcast-1.0.dtd"'
+    ' xmlns:psc="http://podlove.org/simple-chapters"'
+    ' xmlns:x="http://example.org/x/"'
+)
+ATOM_NAMESPACES = (
+    ' xmlns="http://www.w3.org/2005/Atom"'
+    ' xmlns:media="http://search.yahoo.com/mrss/"'
+    ' xmlns:gd="http://schemas.google.com/g/2005"'
+    ' xmlns:yt="http://www.youtube.com/xml/schemas/2015"'
+    ' xmlns:thr="http://purl.org/syndication/thread/1.0"'
+)
+
+
+def rss(items: str, channel: str = "<title>T</title>") -> bytes:
+    return f'<rss version="2.0"{RSS_NAMESPACES}><channel>{channel}{items}</channel></rss>'.encode()
+
+
+def atom(entries: str, feed: str = "<title>T</title>") -> bytes:
+    return f"<feed{ATOM_NAMESPACES}>{feed}{entries}</feed>".encode()
+
+
+def result(body: bytes) -> FetchResult:
+    return FetchResult(url="http://x/", status=200, body=body, headers={"content-type": "text/xml"})
+
+
+def read(body: bytes) -> ParsedFeed:
+    """The document as feedparser reads it, after checking the fast path reads it the same."""
+    assert fast_path_refusal(result(body)) is None
+    reference = parse("f", result(body), fast=False)
+    assert parse("f", result(body)) == reference
+    return reference
+
+
+def one(body: bytes) -> Item:
+    (item,) = read(body).items
+    return item
+
+
+def refused(body: bytes) -> str:
+    """Why the fast path leaves the document to feedparser (parse() still reads it)."""
+    reason = fast_path_refusal(result(body))
+    assert reason is not None
+    assert parse("f", result(body)) == parse("f", result(body), fast=False)
+    return reason
+
+
+# -- elements feedparser has no handler for ---------------------------------------------------
+
+
+def test_wordpress_post_id_is_skipped() -> None:
+    item = one(
+        rss(
+            '<item><title>A</title><link>http://x/a</link><guid isPermaLink="false">p=1</guid>'
+            '<post-id xmlns="com-wordpress:feed-additions:1">42</post-id></item>',
+            '<title>T</title><site xmlns="com-wordpress:feed-additions:1">7</site>',
+        )
+    )
+    assert (item.id, item.title, item.link) == ("p=1", "A", "http://x/a")
+
+
+def test_an_unknown_element_is_skipped_and_what_it_holds_is_read() -> None:
+    item = one(
+        rss(
+            '<item><guid>1</guid><x:thing a="1">text</x:thing>'
+            "<x:wrap><category>inside</category><x:deeper><dc:creator>Ann</dc:creator>"
+            "</x:deeper></x:wrap></item>"
+        )
+    )
+    assert (item.tags, item.author) == (("inside",), "Ann")
+
+
+@pytest.mark.parametrize(
+    ("inner", "title"),
+    [
+        ("<title>T</title><x:wrap><title>N</title></x:wrap>", "T"),  # the first title holds
+        ("<x:wrap><title>N</title></x:wrap><title>T</title>", "T"),  # the shallower one wins
+        # An empty title does not hold, and a deeper one then replaces its detail, which is
+        # what feedparser's own readers use: feedparser's quirk, watcher reads what it reads.
+        ("<title></title><x:wrap><title>N</title></x:wrap>", "N"),
+    ],
+)
+def test_titles_deeper_in_an_item_follow_feedparsers_depth_rule(inner: str, title: str) -> None:
+    assert one(rss(f"<item><guid>1</guid>{inner}</item>")).title == title
+
+
+# -- xml:base ---------------------------------------------------------------------------------
+
+
+def test_xml_base_resolves_links_and_ids() -> None:
+    item = one(
+        rss(
+            '<item xml:base="http://b.org/dir/"><link>p/1</link><guid>g</guid>'
+            '<comments xml:base="/c/">x</comments></item>'
+        )
+    )
+    assert (item.link, item.id) == ("http://b.org/dir/p/1", "http://b.org/dir/g")
+    entry = one(
+        atom(
+            '<entry xml:base="http://b.org/d/"><id>e</id><title>A</title>'
+            '<link rel="alternate" href="../x"/></entry>'
+        )
+    )
+    assert (entry.link, entry.id) == ("http://b.org/x", "http://b.org/d/e")
+
+
+def test_an_xml_base_set_below_no_base_stays_for_the_rest_of_the_document() -> None:
+    # feedparser goes back to the parent's base only when the parent had one.
+    parsed = read(
+        rss('<item><link xml:base="http://b.org/">a</link></item><item><link>b</link></item>')
+    )
+    assert [item.link for item in parsed.items] == ["http://b.org/a", "http://b.org/b"]
+
+
+# -- authors ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("inner", "author"),
+    [
+        ("<author>bob@example.org (Bob)</author>", "bob@example.org (Bob)"),
+        ("<author>bob@example.org (Bob)</author><dc:creator>Carol</dc:creator>", "Carol"),
+        ("<dc:creator>Carol</dc:creator><author>bob@example.org</author>", "bob@example.org"),
+        ("<itunes:author>Dan</itunes:author>", "Dan"),
+        # An RSS author's address is kept as the next author's when that one has none.
+        (
+            "<author>bob@example.org (Bob)</author><atom:author><atom:name>Eve</atom:name>"
+            "</atom:author>",
+            "Eve (bob@example.org)",
+        ),
+    ],
+)
+def test_rss_authors_with_addresses_and_several_authors(inner: str, author: str) -> None:
+    assert one(rss(f"<item><guid>1</guid>{inner}</item>")).author == author
+
+
+def test_a_blogger_author_with_its_image() -> None:
+    entry = one(
+        atom(
+            "<entry><id>1</id><author><name>Nina</name><uri>http://n.org/</uri>"
+            "<email>noreply@blogger.com</email><gd:image rel='http://schemas.google.com/g/2005#"
+            "thumbnail' width='16' height='16' src='https://img/b16.png'/></author></entry>"
+        )
+    )
+    assert entry.author == "Nina (noreply@blogger.com)"
+
+
+# -- Media RSS, YouTube -----------------------------------------------------------------------
+
+
+def test_a_youtube_entry_takes_its_summary_from_the_media_group() -> None:
+    entry = one(
+        atom(
+            "<entry><id>yt:video:abc</id><yt:videoId>abc</yt:videoId><yt:channelId>UC1</yt:channelId>"
+            '<title>Video</title><link rel="alternate" href="https://www.youtube.com/watch?v=abc"/>'
+            "<published>2026-11-30T10:00:00+00:00</published><media:group>"
+            "<media:title>Video</media:title>"
+            '<media:content url="https://www.youtube.com/v/abc" type="application/x-shockwave-flash"'
+            ' width="640" height="390"/><media:thumbnail url="https://i.ytimg.com/vi/abc/1.jpg"/>'
+            "<media:description>What the video shows.</media:description><media:community>"
+            '<media:starRating count="3" average="5.00"/><media:statistics views="42"/>'
+            "</media:community></media:group></entry>"
+        )
+    )
+    assert (entry.title, entry.summary, entry.link) == (
+        "Video",
+        "What the video shows.",
+        "https://www.youtube.com/watch?v=abc",
+    )
+    assert entry.published == datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+
+def test_media_content_with_children_as_wordpress_writes_it() -> None:
+    item = one(
+        rss(
+            "<item><title>Post</title><guid>1</guid><description>Short</description>"
+            '<media:content url="http://x/i.jpg" medium="image">'
+            '<media:title type="html">Photo</media:title>'
+            "<media:description>A photo</media:description></media:content></item>"
+        )
+    )
+    # media:title does not replace the item's title; a second description is the content.
+    assert (item.title, item.summary, item.content) == ("Post", "Short", "A photo")
+
+
+def test_media_keywords_and_categories_are_tags() -> None:
+    item = one(
+        rss(
+            "<item><guid>1</guid><media:keywords>a, b,,c</media:keywords>"
+            '<media:category scheme="urn:s">d</media:category><dc:subject>e</dc:subject></item>'
+        )
+    )
+    assert item.tags == ("a", "b", "c", "d", "e")
+
+
+# -- iTunes -----------------------------------------------------------------------------------
+
+
+def test_itunes_elements_of_a_podcast_episode() -> None:
+    item = one(
+        rss(
+            "<item><title>Ep 1</title><guid>1</guid><itunes:summary>Sum</itunes:summary>"
+            "<description>Desc</description><itunes:subtitle>Sub</itunes:subtitle>"
+            "<itunes:author>Host</itunes:author><itunes:keywords>x, y</itunes:keywords>"
+            '<itunes:category text="Arts"><itunes:category text="Books"/></itunes:category>'
+            "<itunes:duration>12:00</itunes:duration><itunes:explicit>no</itunes:explicit></item>"
+        )
+    )
+    # The second summary-like element is feedparser's content.
+    assert (item.summary, item.content, item.author) == ("Sum", "Desc", "Host")
+    assert item.tags == ("x", "y", "Arts", "Books")
+
+
+def test_a_channel_summary_and_description_change_the_first_item() -> None:
+    # At the channel level the description after itunes:summary is a content: feedparser's
+    # "has content" flag stays up until the end of the first item, where a second summary
+    # then replaces the first instead of becoming the content.
+    parsed = read(
+        rss(
+            "<item><guid>1</guid><description>D</description><itunes:summary>S</itunes:summary>"
+            "</item><item><guid>2</guid><description>D</description>"
+            "<itunes:summary>S</itunes:summary></item>",
+            "<title>T</title><itunes:summary>X</itunes:summary><description>Y</description>",
+        )
+    )
+    assert [(i.summary, i.content) for i in parsed.items] == [("S", ""), ("D", "S")]
+
+
+# -- other forms ------------------------------------------------------------------------------
+
+
+def test_an_atom_link_in_an_rss_item() -> None:
+    item = one(rss('<item><guid isPermaLink="false">1</guid><atom:link href="http://x/a"/></item>'))
+    assert item.link == "http://x/a"
+    item = one(
+        rss(
+            '<item><guid isPermaLink="false">1</guid>'
+            '<atom:link rel="standout" href="http://x/s"/><link>http://x/l</link></item>'
+        )
+    )
+    assert item.link == "http://x/l"
+
+
+def test_xhtml_content_loses_its_wrapping_div() -> None:
+    entry = one(
+        atom(
+            '<entry><id>1</id><content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+            '<p class="a">Hello <b>world</b> &amp; more</p></div></content>'
+            '<title type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">A <i>B</i></div></title>'
+            "</entry>"
+        )
+    )
+    assert (entry.title, entry.content) == ("A B", "Hello world & more")
+
+
+def test_markup_inside_an_rss_description_is_read_as_xhtml() -> None:
+    assert one(rss("<item><guid>1</guid><description>Hi <b>there</b></description></item>")) == (
+        one(rss("<item><guid>1</guid><description>Hi &lt;b>there&lt;/b></description></item>"))
+    )
+
+
+def test_an_items_own_image_and_its_title() -> None:
+    item = one(
+        rss(
+            "<item><guid>1</guid><title>T</title><image><url>http://x/i.png</url>"
+            "<title>I</title><link>http://x/</link></image></item>"
+        )
+    )
+    # The image lets the next title in: its detail, which feedparser's readers use, is I's.
+    assert (item.title, item.link) == ("I", "1")
+
+
+def test_an_atom_entry_copied_from_another_feed_keeps_its_own_title() -> None:
+    entry = one(
+        atom(
+            "<entry><id>1</id><title>Post</title><source><id>s</id><title>Blog</title>"
+            '<link href="http://blog/"/><updated>2026-11-01T00:00:00Z</updated>'
+            "<rights>CC</rights></source><link href='http://blog/post'/></entry>"
+        )
+    )
+    assert (entry.title, entry.link) == ("Post", "http://blog/post")
+
+
+def test_podlove_chapters_and_thread_counts() -> None:
+    item = one(
+        rss(
+            '<item><guid>1</guid><title>Ep</title><psc:chapters version="1.2">'
+            '<psc:chapter start="00:00:00" title="Intro"/></psc:chapters></item>'
+        )
+    )
+    assert item.title == "Ep"
+    entry = one(atom("<entry><id>1</id><title>P</title><thr:total>3</thr:total></entry>"))
+    assert entry.title == "P"
+
+
+# -- what stays with feedparser ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # feedparser drops a <div> in text or html and never counts its end: every depth
+        # after it is off by one, for the rest of the document.
+        (rss("<item><guid>1</guid><description><div>a</div></description></item>"), "<div>"),
+        (
+            rss(
+                '<item><guid>1</guid><content:encoded type="application/x-shockwave-flash">'
+                "AAAA</content:encoded></item>"
+            ),
+            "base64",
+        ),
+        (rss("<item><guid>1</guid><item><guid>2</guid></item></item>"), "<item> in an entry"),
+        (
+            atom(
+                '<entry><id>1</id><content type="xhtml"><div xmlns="http://www.w3.org/1999/xhtml">'
+                '<span xmlns:xlink="http://www.w3.org/1999/xlink">a</span></div></content></entry>'
+            ),
+            "XLink",
+        ),
+        (
+            rss('<item><guid>1</guid><x:a>1</x:a><b xmlns="http://example.org/x/">2</b></item>'),
+            "both default and prefixed",
+        ),
+        (rss(f"<item><guid>1</guid>{'<x:a>' * 3000}deep{'</x:a>' * 3000}</item>"), "deeply"),
+    ],
+    ids=[
+        "div-in-description",
+        "base64",
+        "item-in-item",
+        "xlink-below-root",
+        "default-and-prefix",
+        "deep",
+    ],
+)
+def test_what_feedparser_reads_its_own_way_stays_with_it(body: bytes, reason: str) -> None:
+    assert reason in refused(body)
