@@ -416,7 +416,10 @@ def test_two_nodes_keep_a_notifiers_hourly_budget_and_order_and_report_the_queue
 ) -> None:
     """max_per_hour is the notifier's, not each node's: of 8 alerts, 3 go out (the first
     three of the outbox, in its order), whichever node delivers; the other 5 wait, held, none dropped.
-    Each node's metrics show the queue and the dispatch lag."""
+    A notifier that fails every send delays no other. Each node's metrics show the queue
+    and the dispatch lag."""
+    down = Receiver()
+    down.status = 500
     story = Story()
     story.add(0, "Kharkiv before the start")
     feed_server.routes["/news"] = Route(story.body())
@@ -426,6 +429,7 @@ def test_two_nodes_keep_a_notifiers_hourly_budget_and_order_and_report_the_queue
         f"feeds:\n  - {{name: news, url: '{feed_server.url('/news')}', interval: 1s}}\n"
         "rules:\n  - {name: any, keywords: [Kharkiv]}\n"
         f"notifiers:\n  hook: {{url: '{receiver.url}', max_per_hour: 3}}\n"
+        f"  down: {{url: '{down.url}'}}\n"
     )
     ports = [_free_port(), _free_port()]
     nodes = [Daemon(config, tmp_path / f"node{i}.log") for i in range(2)]
@@ -441,7 +445,12 @@ def test_two_nodes_keep_a_notifiers_hourly_budget_and_order_and_report_the_queue
         assert len(receiver.wait_for(3, timeout=30)) == 3
         time.sleep(5)  # both nodes deliver on: nothing beyond the budget may go out
         titles = receiver.titles()
-        outbox = state_sql(postgres_url, "SELECT title, status FROM alerts ORDER BY id")
+        outbox = state_sql(
+            postgres_url, "SELECT title, status FROM alerts WHERE notifier = 'hook' ORDER BY id"
+        )
+        failing = state_sql(
+            postgres_url, "SELECT status, count(*) FROM alerts WHERE notifier = 'down' GROUP BY 1"
+        )
 
         def scrape(port: int) -> str:
             return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
@@ -450,6 +459,9 @@ def test_two_nodes_keep_a_notifiers_hourly_budget_and_order_and_report_the_queue
     finally:
         for daemon in nodes:
             daemon.stop()
+        down.close()
+    assert down.attempts >= 1  # tried, failing, while hook's alerts went out
+    assert failing == [("pending", 8)]  # kept for their retries, none dropped
     # The outbox's order (the feed's: newest first), the first three sent, the rest held.
     assert [status for _, status in outbox] == ["sent"] * 3 + ["pending"] * 5, outbox
     assert titles == [title for title, _ in outbox[:3]], titles
