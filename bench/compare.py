@@ -135,11 +135,11 @@ def watcher_worker(config_path: str, workers: int) -> None:
         wall = time.perf_counter() - started
         after = _usage()
         parsed = sum(o.items for o in outcomes if o.status in ("baseline", "new", "renumbered"))
-        errors = [o.error for o in outcomes if o.status == "error"][:3]
+        errors = [f"feed '{o.feed}': {o.error}" for o in outcomes if o.status == "error"]
         result = {"round": line.strip(), "wall": wall, "cpu": after["cpu"] - before["cpu"]}
         matches = sum(len(o.matched) for o in outcomes)
         result |= {"items": parsed, "matches": matches, "rss_mib": after["rss_mib"]}
-        result |= {"errors": errors}
+        result |= {"errors": errors[:10], "failed": len(errors)}
         print(json.dumps(result | {"database": database.counts()}), flush=True)
 
 
@@ -203,7 +203,11 @@ def reader_worker(db: str, urls_path: str, workers: int) -> None:
                 parsed += value.new + value.modified + getattr(value, "unmodified", 0)
         out = {"round": line.strip(), "wall": wall, "cpu": after["cpu"] - before["cpu"]}
         print(
-            json.dumps(out | {"items": parsed, "rss_mib": after["rss_mib"], "errors": errors[:3]}),
+            json.dumps(
+                out
+                | {"items": parsed, "rss_mib": after["rss_mib"]}
+                | {"errors": errors[:10], "failed": len(errors)}
+            ),
             flush=True,
         )
 
@@ -314,7 +318,7 @@ def test_run(config: Path, items: int) -> dict[str, Any]:
         "rss_mib": max(rss, default=0.0),
         "status": proc.returncode,
         "errors": errors[:3],
-        "failed_feeds": len(errors),
+        "failed": len(errors),
     }
 
 
@@ -351,7 +355,7 @@ def daemon_round(config: Path, state: Path, feeds: int, *, timeout: float) -> di
                 polled, failed = _polled(state)
                 if polled >= feeds:
                     break
-                time.sleep(0.1)
+                time.sleep(0.2)
             wall = time.perf_counter() - started
             _sample(proc.pid, cpu, rss)
             peak = sum(_peak_rss_mib(p) for p in _tree(proc.pid) if p != os.getpid())
@@ -368,7 +372,8 @@ def daemon_round(config: Path, state: Path, feeds: int, *, timeout: float) -> di
         "cpu": sum(cpu.values()),
         "rss_mib": peak,
         "items": 0,
-        "errors": errors + ([f"{failed} feeds failed"] if failed else []),
+        "errors": errors,
+        "failed": failed,
     }
 
 
@@ -397,8 +402,19 @@ def workloads(args: argparse.Namespace) -> dict[str, Workload]:
         return Fleet(args.feeds, args.items)
 
     def tracked(rules: int) -> list[str]:
-        """The first term of each of bench/rules.py's rules: naming one fires that rule."""
-        return make_config(rules, random.Random(rules))[1][0::3] if rules else []
+        """The rules' words that fire exactly one rule when named alone, so that an item
+        naming 18 of them makes about 18 matches (wildcards and shared aliases would make
+        some words fire two or three)."""
+        from watcher.config import parse_config
+        from watcher.models import Item
+        from watcher.rules import RuleSet
+
+        if not rules:
+            return []
+        text, used = make_config(rules, random.Random(rules))
+        ruleset = RuleSet.from_config(parse_config(text))
+        words = sorted(set(used))
+        return [w for w in words if len(ruleset.match(Item(feed="-", id="-", title=w))) == 1]
 
     def dense(rules: int) -> Fleet:
         return Fleet(args.feeds, args.items, tracked=tracked(rules), mentions=args.mentions)
@@ -523,7 +539,8 @@ def _name_feeds(error: str, base: str, fleet: Any) -> str:
         feed = fleet.feeds[int(found.group(1))]
         return str(getattr(feed, "name", f"feed {feed.index}"))
 
-    return re.sub(re.escape(base) + r"/feed/(\d+)", name, error)
+    error = re.sub(re.escape(base) + r"/feed/(\d+)", name, error)
+    return re.sub(r"(?<=')f(\d+)(?=')", name, error)  # watcher's name for it (write_config)
 
 
 DEFAULT = "watcher"  # the default parse_processes; its label names how many workers that is
@@ -565,7 +582,7 @@ def print_rows(results: Result, rules: int, feeds: int, default_label: str) -> N
             f"{label:<30} {_tool(tool, default_label):<16} {r['wall']:>8.2f} {r['cpu']:>8.2f} "
             f"{items_per_s:>9,.0f} {feeds / r['wall']:>8.1f} {r['rss_mib']:>9.0f} "
             + (f"{matches:>9,}" if matches is not None else " " * 9)
-            + (f"  errors: {r['errors']}" if r.get("errors") else "")
+            + (f"  {r['failed']} failed: {r['errors'][:2]}" if r.get("failed") else "")
         )
     for name in MEASURES:
         rd = results.get((AGAINST.get(name, name), "reader"))
@@ -730,6 +747,7 @@ def drive(args: argparse.Namespace) -> None:
             workload = every[name]
             runs: dict[int, list[Result]] = {rules: [] for rules in rule_counts}
             lines: dict[int, str] = {}
+            sizes: dict[int, int] = {}
             for run in range(args.runs):
                 for rules in rule_counts:
                     workdir = Path(tmp) / f"{name}-{run}-{rules}"
@@ -747,6 +765,7 @@ def drive(args: argparse.Namespace) -> None:
                         results |= {k: v for k, v in first.items() if k[1] == "reader"}
                     runs[rules].append(results)
                     lines[rules] = line
+                    sizes[rules] = feeds
                     print(f"\n## {workload.title}, {rules} rules, run {run + 1} of {args.runs}")
                     print(f"# {line}")
                     if workload.notes.get(rules):
@@ -759,6 +778,7 @@ def drive(args: argparse.Namespace) -> None:
                     rules,
                     runs[rules],
                     lines[rules],
+                    sizes[rules],
                     command,
                     machine,
                     default_label,
@@ -771,6 +791,7 @@ def drive(args: argparse.Namespace) -> None:
                 f"\n## memory: `watcher run`, parse_processes 0, {args.memory_feeds:,} feeds x "
                 f"{args.memory_items} items, 1,000 rules: first round {result['wall']:.1f} s, "
                 f"cpu {result['cpu']:.1f} s, peak {result['rss_mib']:.0f} MiB"
+                + (f"; {result['failed']} feeds failed" if result["failed"] else "")
                 + (f"; errors: {result['errors']}" if result["errors"] else "")
             )
             tables += [
@@ -794,6 +815,7 @@ def _markdown(
     rules: int,
     runs: list[Result],
     line: str,
+    feeds: int,
     command: str,
     machine: str,
     default_label: str,
@@ -818,9 +840,15 @@ def _markdown(
         f"cold round: watcher {first.get(('cold', 'watcher:0'), {}).get('items', 0):,}, "
         f"reader {reader_items:,}.",
     ]
-    errors = sorted({f"{t}: {e}" for (_m, t), r in first.items() for e in r.get("errors", [])})
-    if errors:
-        out += ["", "Errors (every round that had any): " + "; ".join(errors[:8]) + "."]
+    for tool, label in (("watcher:0", "watcher"), ("reader", "reader")):
+        cold = first.get(("cold", tool), {})
+        if cold.get("failed"):
+            out += [
+                "",
+                f"{label} could not read {cold['failed']} of the {feeds} feeds: "
+                + "; ".join(cold["errors"])
+                + ".",
+            ]
     out += ["", *markdown_table(first, default_label, reader_version, memory_of=memory_of), ""]
     if len(runs) > 1:
         out += [*range_table(runs, default_label, memory_of=memory_of), ""]
