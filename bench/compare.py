@@ -556,11 +556,12 @@ MEASURES = {
 # What reader's figure is for each measure: a whole process (start, add the feeds, its cold
 # round) beside the whole-process measures of watcher, else the same round.
 AGAINST = {"test-run": "process", "run": "process"}
-MEMORY = {
-    "cold": "peak MiB: the four rounds in one process",
-    "run": "peak MiB: first round of a real `watcher run`",
-    "test-run": "peak MiB: `watcher test-run`",
+MEMORY = {  # the peak (VmHWM) after the changed round is the peak over all four rounds
+    "changed": "peak MiB: the four rounds in one process",
+    "run": "peak MiB: first round of a real `watcher run` (reader: its cold round)",
+    "test-run": "peak MiB: `watcher test-run` (reader: its cold round)",
 }
+MEMORY_AGAINST = {"changed": "changed"}  # else reader's peak after its cold round
 
 
 def _tool(tool: str, default_label: str) -> str:
@@ -593,8 +594,8 @@ def print_rows(results: Result, rules: int, feeds: int, default_label: str) -> N
         ]
         if ratios:
             print(f"{name:<10} reader/watcher: {', '.join(ratios)}")
-    rd = results.get(("cold", "reader"))
     for name in MEMORY:
+        rd = results.get((MEMORY_AGAINST.get(name, "cold"), "reader"))
         for tool in WATCHERS:
             w = results.get((name, tool))
             if rd and w:
@@ -633,24 +634,25 @@ def markdown_table(
             f"| {label} | {_cell(rd)} | {_cell(w0)} | {_cell(wd)} | {_speed(rd, w0)} "
             f"| {_speed(rd, wd)} |"
         )
-    reader_cold = results.get(("cold", "reader"))
 
     def mib(r: dict[str, Any] | None) -> str:
         return f"{r['rss_mib']:.0f}" if r else ""
 
-    def times(r: dict[str, Any] | None) -> str:
-        if not (r and reader_cold):
-            return ""
-        return f"{r['rss_mib'] / reader_cold['rss_mib']:.1f}x reader's"
-
     for name in memory_of:
         w0, wd = results.get((name, "watcher:0")), results.get((name, DEFAULT))
+        rd = results.get((MEMORY_AGAINST.get(name, "cold"), "reader"))
         if w0 or wd:
             lines.append(
-                f"| {MEMORY[name]} | {mib(reader_cold)} | {mib(w0)} | {mib(wd)} | {times(w0)} "
-                f"| {times(wd)} |"
+                f"| {MEMORY[name]} | {mib(rd)} | {mib(w0)} | {mib(wd)} | {_share(w0, rd)} "
+                f"| {_share(wd, rd)} |"
             )
     return lines
+
+
+def _share(watcher: dict[str, Any] | None, reader: dict[str, Any] | None) -> str:
+    if not (watcher and reader and reader["rss_mib"]):
+        return ""
+    return f"{watcher['rss_mib'] / reader['rss_mib']:.1f}x reader's"
 
 
 def _span(values: list[float], digits: int, unit: str = "") -> str:
@@ -689,7 +691,7 @@ def range_table(runs: list[Result], default_label: str, *, memory_of: tuple[str,
         peaks: dict[str, list[float]] = {"reader": [], "watcher:0": [], DEFAULT: []}
         shares: dict[str, list[float]] = {"watcher:0": [], DEFAULT: []}
         for results in runs:
-            rd = results.get(("cold", "reader"))
+            rd = results.get((MEMORY_AGAINST.get(name, "cold"), "reader"))
             if rd:
                 peaks["reader"].append(rd["rss_mib"])
             for tool in WATCHERS:
@@ -732,26 +734,34 @@ def drive(args: argparse.Namespace) -> None:
         raise SystemExit(f"--fleet: no workload named {', '.join(unknown)} (one of {list(every)})")
     default_label = f"{default_parse_processes()} parse workers"
     reader_version = version("reader")
-    machine = (
-        f"{platform.platform()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, "
-        f"python {platform.python_version()}, reader {reader_version}"
-    )
-    command = "python bench/compare.py " + " ".join(sys.argv[1:])
-    print(f"# {command}")
-    print(f"# machine: {machine}; load average {_load()} at the start")
+    report: dict[str, Any] = {
+        "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
+        "machine": (
+            f"{platform.platform()}, {os.cpu_count()} cores, {_memory_gib():.0f} GiB, "
+            f"python {platform.python_version()}, reader {reader_version}"
+        ),
+        "date": time.strftime("%Y-%m-%d"),
+        "default_label": default_label,
+        "reader_version": reader_version,
+        "memory_of": ["changed", "run", "test-run"] if args.daemon else ["changed", "test-run"],
+        "tables": [],
+        "memory": None,
+    }
+    print(f"# {report['command']}")
+    print(f"# machine: {report['machine']}; load average {_load()} at the start")
     print(f"# {args.workers} fetch workers per tool; rules {rule_counts}; runs {args.runs}")
-    memory_of = ("cold", "run", "test-run") if args.daemon else ("cold", "test-run")
-    tables: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in chosen:
             workload = every[name]
-            runs: dict[int, list[Result]] = {rules: [] for rules in rule_counts}
-            lines: dict[int, str] = {}
-            sizes: dict[int, int] = {}
+            tables: dict[int, dict[str, Any]] = {
+                rules: {"title": workload.title, "rules": rules, "runs": [], "loads": []}
+                for rules in rule_counts
+            }
             for run in range(args.runs):
                 for rules in rule_counts:
                     workdir = Path(tmp) / f"{name}-{run}-{rules}"
                     workdir.mkdir()
+                    start_load = _load1()
                     results, line, feeds = measure(
                         workload,
                         rules,
@@ -761,32 +771,22 @@ def drive(args: argparse.Namespace) -> None:
                         tmp=workdir,
                     )
                     if rules != rule_counts[0]:  # reader has no rules: its first figures stand
-                        first = runs[rule_counts[0]][run]
+                        first = _results(tables[rule_counts[0]]["runs"][run])
                         results |= {k: v for k, v in first.items() if k[1] == "reader"}
-                    runs[rules].append(results)
-                    lines[rules] = line
-                    sizes[rules] = feeds
+                    table = tables[rules]
+                    table["runs"].append({f"{m}/{t}": r for (m, t), r in results.items()})
+                    table["loads"].append([start_load, _load1()])
+                    table |= {"line": line, "feeds": feeds, "note": workload.notes.get(rules, "")}
                     print(f"\n## {workload.title}, {rules} rules, run {run + 1} of {args.runs}")
                     print(f"# {line}")
-                    if workload.notes.get(rules):
-                        print(f"# {workload.notes[rules]}")
-                    print(f"# load average {_load()}")
+                    if table["note"]:
+                        print(f"# {table['note']}")
+                    print(f"# load average {start_load} at the start, {_load()} at the end")
                     print_rows(results, rules, feeds, default_label)
-            for rules in rule_counts:
-                tables += _markdown(
-                    workload,
-                    rules,
-                    runs[rules],
-                    lines[rules],
-                    sizes[rules],
-                    command,
-                    machine,
-                    default_label,
-                    reader_version,
-                    memory_of,
-                )
+            report["tables"] += tables.values()
         if args.memory_feeds:
             result = memory_run(args.memory_feeds, args.memory_items, 1000, Path(tmp))
+            report["memory"] = result | {"feeds": args.memory_feeds, "items": args.memory_items}
             print(
                 f"\n## memory: `watcher run`, parse_processes 0, {args.memory_feeds:,} feeds x "
                 f"{args.memory_items} items, 1,000 rules: first round {result['wall']:.1f} s, "
@@ -794,62 +794,78 @@ def drive(args: argparse.Namespace) -> None:
                 + (f"; {result['failed']} feeds failed" if result["failed"] else "")
                 + (f"; errors: {result['errors']}" if result["errors"] else "")
             )
-            tables += [
-                f"#### Memory: {args.memory_feeds:,} feeds",
-                "",
-                f"`{command}`; {machine}",
-                "",
-                "| fleet | `watcher run`, `parse_processes: 0`: first round | cpu | peak RSS |",
-                "| --- | ---: | ---: | ---: |",
-                f"| synthetic, {args.memory_feeds:,} feeds x {args.memory_items} items, 1,000 "
-                f"rules | {result['wall']:.1f} s | {result['cpu']:.1f} s "
-                f"| {result['rss_mib']:.0f} MiB |",
-                "",
-            ]
+    if args.save:
+        Path(args.save).write_text(json.dumps(report, indent=1))
+        print(f"\n# saved to {args.save}; `python bench/compare.py --render {args.save}` prints it")
     if args.markdown:
-        print("\n" + "\n".join(tables))
+        print("\n" + "\n".join(render(report)))
+
+
+def _results(saved: dict[str, dict[str, Any]]) -> Result:
+    return {(key.split("/")[0], key.split("/", 1)[1]): r for key, r in saved.items()}
+
+
+def render(report: dict[str, Any]) -> list[str]:
+    """The markdown tables of a report (what --save wrote, or a run just done)."""
+    out = []
+    memory_of = tuple(report["memory_of"])
+    for table in report["tables"]:
+        out += _markdown(table, report, memory_of)
+    memory = report.get("memory")
+    if memory:
+        out += [
+            f"#### Memory: {memory['feeds']:,} feeds",
+            "",
+            f"`{report['command']}`; {report['date']}; {report['machine']}.",
+            "",
+            "| fleet | `watcher run`, `parse_processes: 0`: first round | cpu | peak RSS |",
+            "| --- | ---: | ---: | ---: |",
+            f"| synthetic, {memory['feeds']:,} feeds x {memory['items']} items, 1,000 rules "
+            f"| {memory['wall']:.1f} s | {memory['cpu']:.1f} s | {memory['rss_mib']:.0f} MiB |",
+            "",
+        ]
+    return out
 
 
 def _markdown(
-    workload: Workload,
-    rules: int,
-    runs: list[Result],
-    line: str,
-    feeds: int,
-    command: str,
-    machine: str,
-    default_label: str,
-    reader_version: str,
-    memory_of: tuple[str, ...],
+    table: dict[str, Any], report: dict[str, Any], memory_of: tuple[str, ...]
 ) -> list[str]:
+    runs = [_results(saved) for saved in table["runs"]]
     first = runs[0]
+    default_label = report["default_label"]
     test_run_ = first.get(("test-run", DEFAULT)) or first.get(("test-run", "watcher:0")) or {}
     items = test_run_.get("items", 0)
     matches = test_run_.get("matches", 0)
     per_item = f" ({matches / items:.2f} per item)" if items else ""
     reader_items = first.get(("cold", "reader"), {}).get("items", 0)
     changed = first.get(("changed", "watcher:0"), {})
+    note = f"{table['note']}. " if table["note"] else ""
     out = [
-        f"#### {workload.title}: {rules:,} rules",
+        f"#### {table['title']}: {table['rules']:,} rules",
         "",
-        f"`{command}`; {machine}.",
+        f"`{report['command']}`; {report['date']}; {report['machine']}; load average "
+        + " and ".join(f"{a:.1f} -> {b:.1f}" for a, b in table["loads"])
+        + " (1 minute, start -> end of each run).",
         "",
-        f"{line}. " + (f"{workload.notes[rules]}. " if workload.notes.get(rules) else ""),
-        f"test-run matched {matches:,} times in {items:,} items{per_item}; the changed "
-        f"round's new items matched {changed.get('matches', 0):,} times. Items read in the "
-        f"cold round: watcher {first.get(('cold', 'watcher:0'), {}).get('items', 0):,}, "
-        f"reader {reader_items:,}.",
+        f"{table['line']}. {note}test-run matched {matches:,} times in {items:,} items"
+        f"{per_item}; the changed round's new items matched {changed.get('matches', 0):,} "
+        f"times. Items read in the cold round: watcher "
+        f"{first.get(('cold', 'watcher:0'), {}).get('items', 0):,}, reader {reader_items:,}.",
     ]
     for tool, label in (("watcher:0", "watcher"), ("reader", "reader")):
         cold = first.get(("cold", tool), {})
         if cold.get("failed"):
             out += [
                 "",
-                f"{label} could not read {cold['failed']} of the {feeds} feeds: "
+                f"{label} could not read {cold['failed']} of the {table['feeds']} feeds: "
                 + "; ".join(cold["errors"])
                 + ".",
             ]
-    out += ["", *markdown_table(first, default_label, reader_version, memory_of=memory_of), ""]
+    out += [
+        "",
+        *markdown_table(first, default_label, report["reader_version"], memory_of=memory_of),
+        "",
+    ]
     if len(runs) > 1:
         out += [*range_table(runs, default_label, memory_of=memory_of), ""]
     return out
@@ -857,6 +873,10 @@ def _markdown(
 
 def _load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def _load1() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def _memory_gib() -> float:
@@ -903,7 +923,13 @@ def main() -> None:
     )
     parser.add_argument("--memory-items", type=int, default=10)
     parser.add_argument("--markdown", action="store_true", help="also print markdown tables")
-    drive(parser.parse_args())
+    parser.add_argument("--save", help="write every figure to this JSON file")
+    parser.add_argument("--render", help="print the markdown tables of a --save file; run nothing")
+    args = parser.parse_args()
+    if args.render:
+        print("\n".join(render(json.loads(Path(args.render).read_text()))))
+        return
+    drive(args)
 
 
 if __name__ == "__main__":
