@@ -198,7 +198,8 @@ def reader_worker(db: str, urls_path: str, workers: int) -> None:
         for result in results:
             value = result.value
             if isinstance(value, Exception):
-                errors.append(f"{value!r} ({value.__cause__!r})"[:200])
+                cause = f" ({value.__cause__!r})" if value.__cause__ else ""
+                errors.append(f"{value!r}{cause}"[:200])
             elif value is not None:  # None: the server said not modified
                 parsed += value.new + value.modified + getattr(value, "unmodified", 0)
         out = {"round": line.strip(), "wall": wall, "cpu": after["cpu"] - before["cpu"]}
@@ -855,10 +856,13 @@ def _markdown(
     for tool, label in (("watcher:0", "watcher"), ("reader", "reader")):
         cold = first.get(("cold", tool), {})
         if cold.get("failed"):
+            shown = len(cold["errors"])
             out += [
                 "",
-                f"{label} could not read {cold['failed']} of the {table['feeds']} feeds: "
-                + "; ".join(cold["errors"])
+                f"{label} could not read {cold['failed']} of the {table['feeds']} feeds"
+                + (f" ({shown} shown)" if cold["failed"] > shown else "")
+                + ": "
+                + "; ".join(e.replace(" (None)", "") for e in cold["errors"])
                 + ".",
             ]
     out += [
