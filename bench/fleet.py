@@ -3,6 +3,9 @@
 Each item carries about 2 KB of HTML with entities, relative links and non-ASCII
 text. The fleet can answer conditional requests with 304 (or ignore them, to measure
 the unchanged-body path), change a fraction of its feeds per round, and add items.
+With ``tracked`` words it is the dense fleet: every item names ``mentions`` of them, so
+that matching, not parsing, is the work (issue 18's "every item names about 18 tracked
+words"). bench/corpus_fleet.py serves real feeds through the same server.
 Used by bench/run; also runnable alone: python bench/fleet.py --feeds 200 (serves
 until interrupted, and prints the base URL).
 """
@@ -49,9 +52,12 @@ WORDS = [
 NAMES = ["Kharkiv", "Kyiv", "Odesa", "Zaporizhzhia", "Dnipro", "Lviv", "Харків", "Київ", "Gèneve"]
 
 
-def _paragraph(rng: random.Random) -> str:
+def _paragraph(rng: random.Random, tracked: list[str] | None = None, mentions: int = 0) -> str:
     words = [rng.choice(WORDS) for _ in range(40)]
     words[rng.randrange(40)] = rng.choice(NAMES)
+    if tracked:  # the dense fleet: whole words among the filler, never glued to a name
+        for _ in range(mentions):
+            words[rng.randrange(40)] = rng.choice(tracked)
     text = " ".join(words)
     return (
         f'<p>{text.capitalize()} &amp; more &#8212; <a href="/story/{rng.randrange(10**6)}">'
@@ -60,10 +66,23 @@ def _paragraph(rng: random.Random) -> str:
 
 
 class Feed:
-    def __init__(self, index: int, items: int, rng: random.Random) -> None:
+    def __init__(
+        self,
+        index: int,
+        items: int,
+        rng: random.Random,
+        tracked: list[str] | None = None,
+        mentions: int = 0,
+    ) -> None:
         self.index = index
         self.atom = index % 2 == 1
+        self.content_type = (
+            "application/atom+xml" if self.atom else "application/rss+xml"
+        ) + "; charset=utf-8"
         self.rng = rng
+        self.tracked = tracked
+        # spread over the six paragraphs: 18 -> 3 a paragraph
+        self.per_paragraph = [mentions // 6 + (k < mentions % 6) for k in range(6)]
         self.counter = 0
         self.items = [self._item() for _ in range(items)]
         self.version = 0
@@ -71,7 +90,9 @@ class Feed:
 
     def _item(self) -> dict[str, str]:
         self.counter += 1
-        html = "".join(_paragraph(self.rng) for _ in range(6))  # about 2 KB
+        html = "".join(  # about 2 KB
+            _paragraph(self.rng, self.tracked, self.per_paragraph[k]) for k in range(6)
+        )
         return {
             "id": f"urn:fleet:{self.index}:{self.counter}",
             "title": f"Story {self.counter} from {self.rng.choice(NAMES)}",
@@ -115,9 +136,17 @@ class Feed:
 
 
 class Fleet:
-    def __init__(self, feeds: int = 200, items: int = 50, *, seed: int = 1) -> None:
+    def __init__(
+        self,
+        feeds: int = 200,
+        items: int = 50,
+        *,
+        seed: int = 1,
+        tracked: list[str] | None = None,
+        mentions: int = 0,
+    ) -> None:
         rng = random.Random(seed)
-        self.feeds = [Feed(i, items, rng) for i in range(feeds)]
+        self.feeds: list[Any] = [Feed(i, items, rng, tracked, mentions) for i in range(feeds)]
         self.rng = rng
         self.conditional = True  # answer If-None-Match with 304
         self.requests = 0
@@ -155,9 +184,8 @@ class Fleet:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                kind = "application/atom+xml" if feed.atom else "application/rss+xml"
                 self.send_response(200)
-                self.send_header("Content-Type", f"{kind}; charset=utf-8")
+                self.send_header("Content-Type", feed.content_type)
                 self.send_header("Content-Length", str(len(feed.body)))
                 if fleet.conditional:
                     self.send_header("ETag", etag)
