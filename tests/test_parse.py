@@ -113,6 +113,11 @@ def test_feedparser_never_sees_a_path(tmp_path: Path) -> None:
         (b"<html><body><p>Moved</p></body></html>", "text/html", "an HTML page"),
         (b"just some text", "text/plain", "not a feed"),
         (b'{"hello": "world"}', "application/json", "not a JSON Feed"),
+        (
+            b'{"version": "https://example.org/version/1", "items": []}',
+            "application/json",
+            "not a JSON Feed",
+        ),
         (b"{broken", "application/json", "invalid JSON"),
     ],
 )
@@ -122,6 +127,19 @@ def test_documents_that_are_not_feeds_are_errors(
     with pytest.raises(ParseError, match=message) as info:
         parse("status-page", result(body, content_type))
     assert "feed 'status-page'" in str(info.value)
+
+
+@pytest.mark.parametrize("scheme", ["https", "http"])
+def test_a_json_feed_version_written_with_http_is_a_json_feed(scheme: str) -> None:
+    """Real feeds write the version with http:// too (netnewswire/pxlnv.json of the corpus)."""
+    doc = {
+        "version": f"{scheme}://jsonfeed.org/version/1",
+        "title": "t",
+        "items": [{"id": "1", "title": "One", "url": "http://example.org/1"}],
+    }
+    parsed = parse("j", result(json.dumps(doc).encode(), "application/feed+json"))
+    assert parsed.version == "json1"
+    assert [item.title for item in parsed.items] == ["One"]
 
 
 def test_entity_declarations_are_refused() -> None:

@@ -28,7 +28,8 @@ from watcher.text import html_to_text, plain_text
 MAX_FIELD_CHARS = 65536
 _DOCTYPE_SUBSET = re.compile(rb"<!DOCTYPE[^\[>]*\[", re.IGNORECASE)
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
-_JSON_FEED_VERSION = "https://jsonfeed.org/version/"
+# Real feeds write the version with http:// too (NetNewsWire reads them).
+_JSON_FEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/(\S*)$")
 
 
 def _cap(text: str) -> str:
@@ -240,7 +241,10 @@ def _parse_json_feed(feed: str, body: bytes) -> ParsedFeed:
         raise ParseError(feed, f"invalid JSON: {exc}") from None
     except RecursionError:
         raise ParseError(feed, "invalid JSON: nested too deeply") from None
-    if not isinstance(doc, dict) or not str(doc.get("version", "")).startswith(_JSON_FEED_VERSION):
+    version = (
+        _JSON_FEED_VERSION.match(str(doc.get("version", ""))) if isinstance(doc, dict) else None
+    )
+    if version is None:
         raise ParseError(feed, "the JSON document is not a JSON Feed (no jsonfeed.org version)")
     raw_items = doc.get("items")
     if not isinstance(raw_items, list):
@@ -249,7 +253,7 @@ def _parse_json_feed(feed: str, body: bytes) -> ParsedFeed:
     return ParsedFeed(
         title=_cap(str(doc.get("title") or "")),
         items=one_per_identity(items),
-        version="json" + str(doc["version"]).removeprefix(_JSON_FEED_VERSION).replace(".", ""),
+        version="json" + version.group(1).replace(".", ""),
     )
 
 
