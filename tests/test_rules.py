@@ -522,3 +522,29 @@ def test_matching_agrees_with_the_explanation(
     assert fired == explained
     event("some rule fired" if fired else "no rule fired")
     assert [m for m in ruleset.match(item)] == [e.match for e in ruleset.explain(item) if e.match]
+
+
+def test_a_regex_rule_keeps_its_matches_while_other_threads_hold_the_gil() -> None:
+    """The regex module's timeout is wall-clock time: with twenty poll threads busy, a
+    pattern that takes microseconds used to time out while it waited for the GIL, and the
+    match was silently lost (test-run printed a different set of matches each run)."""
+    import threading
+
+    rs = rules({"name": "years", "regex": r"\b(19|20)\d\d\b"})
+    text = "lorem ipsum 1999 dolor sit amet " * 300
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    others = [threading.Thread(target=busy) for _ in range(20)]
+    for thread in others:
+        thread.start()
+    try:
+        found = [len(rs.match(Item(feed="f", id=str(n), content=text))) for n in range(40)]
+    finally:
+        stop.set()
+        for thread in others:
+            thread.join()
+    assert found == [1] * 40

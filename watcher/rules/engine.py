@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
@@ -605,12 +606,10 @@ class RuleSet:
             text = scan.texts.get(name, "")
             if not text:
                 continue
-            try:
-                for m in rule.pattern.finditer(text, timeout=REGEX_TIMEOUT):
-                    if m.end() > m.start():
-                        found.append(Hit(m.group(), name, m.start(), m.end()))
-            except TimeoutError:
+            hits = _regex_field(rule.pattern, text, name)
+            if hits is None:
                 return None
+            found += hits
         return found
 
     def _clauses(self, rule: _Rule, scan: _Scan, *, explain: bool) -> tuple[list[Clause], bool]:
@@ -857,6 +856,36 @@ def _automaton(
         )
     automaton.make_automaton()
     return automaton
+
+
+def _regex_field(pattern: regex.Pattern[str], text: str, name: str) -> list[Hit] | None:
+    """The regex's hits in one field, or None when it took :data:`REGEX_TIMEOUT` of this
+    thread's CPU time.
+
+    The regex module's timeout is wall-clock time from the start of the search to its
+    last match, and by default it lets go of the GIL while it matches (and Python code
+    between matches lets go of it too): with twenty poll or test-run threads matching at
+    once, patterns that take microseconds ran out of time while waiting for the GIL, and
+    each such timeout silently lost a match (about one search in ten under load). So the
+    search holds the GIL from start to end (``concurrent=False``, consumed by ``list``
+    without Python code in between), and a timeout counts only when this thread really
+    spent the time; otherwise (the process was descheduled) the search runs again.
+    """
+    spent = 0.0
+    for _ in range(_REGEX_ATTEMPTS):
+        started = time.thread_time()
+        try:
+            found = list(pattern.finditer(text, timeout=REGEX_TIMEOUT, concurrent=False))
+        except TimeoutError:
+            spent += time.thread_time() - started
+            if spent >= REGEX_TIMEOUT:
+                return None
+            continue
+        return [Hit(m.group(), name, m.start(), m.end()) for m in found if m.end() > m.start()]
+    return None
+
+
+_REGEX_ATTEMPTS = 4  # so that a pathological pattern costs at most a few timeouts
 
 
 def _literals(resolved: Resolved) -> tuple[Literal, ...]:
