@@ -288,9 +288,25 @@ class _Scan:
         back = self._translit_maps.get(name)
         if back is None:
             back = self._translit_maps[name] = TranslitMap(
-                self.folded[name], *self._words.get(name, (None, None))
+                self._folded(name), *self._words.get(name, (None, None))
             )
         return back
+
+    def _folded(self, name: str) -> str:
+        """The field's folded text, folded again if :meth:`release` let it go."""
+        folded = self.folded.get(name)
+        if folded is None:
+            folded = self.folded[name] = fold(self.texts[name])
+        return folded
+
+    def release(self) -> None:
+        """Let go of what only deciding needs (folded and transliterated copies of the
+        text, word lists): matches keep their scan until shown, and test-run keeps every
+        match of a run. What showing one needs is folded again on demand."""
+        self.folded = {}
+        self.translit = {}
+        self._words = {}
+        self._word_starts = {}
 
     def has(self, lit: Literal, fields: frozenset[str] | None) -> bool:
         """Whether the literal hit in one of ``fields`` (None: in any field scanned)."""
@@ -331,7 +347,7 @@ class _Scan:
             back = self._translit_map(name)
             start, end = back(start), back(end - 1) + 1
         if name not in self._fold_maps:
-            self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
+            self._fold_maps[name] = OffsetMap(self.texts[name], self._folded(name))
         to_original = self._fold_maps[name]
         return to_original(start), to_original(end - 1) + 1
 
@@ -701,7 +717,8 @@ class RuleSet:
     # -- matching ---------------------------------------------------------------
 
     def match(self, item: Item, *, tags: Iterable[str] = ()) -> list[Match]:
-        """The rules an item satisfies, each with the terms that hit, a score and a snippet."""
+        """The rules an item satisfies. Each match's terms, score and snippet are worked
+        out when first read (see :class:`_LazyMatch`): deciding needs none of them."""
         scan = _Scan(self, item)
         candidates = set(self._always)
         by_literal = self._by_literal
@@ -712,15 +729,19 @@ class RuleSet:
         if not candidates:
             return []
         scope = {item.feed, *tags}
-        matches = []
+        matches: list[Match] = []
+        rules, deciders = self._rules, self._deciders
         for index in sorted(candidates):
-            rule = self._rules[index]
+            rule = rules[index]
             if rule.scope and not (rule.scope & scope):
                 continue
-            if self._deciders[index](scan):
-                found = self._build_match(rule, scan)
-                if found.score >= rule.min_score:
+            if deciders[index](scan):
+                found = _LazyMatch(self, rule, scan)
+                # A score is never negative: a rule without min_score keeps every match.
+                if rule.min_score <= 0 or found.score >= rule.min_score:
                     matches.append(found)
+        if matches:
+            scan.release()
         return matches
 
     def explain(
@@ -741,7 +762,7 @@ class RuleSet:
                     Clause("feeds", in_scope, f"applies to {', '.join(sorted(rule.scope))}")
                 )
                 ok = ok and in_scope
-            found = self._build_match(rule, scan) if ok else None
+            found = _LazyMatch(self, rule, scan) if ok else None
             if found is not None and rule.min_score:
                 enough = found.score >= rule.min_score
                 clauses.append(
@@ -752,7 +773,9 @@ class RuleSet:
             explanations.append(Explanation(rule.name, ok, tuple(clauses), found))
         return explanations
 
-    def _build_match(self, rule: _Rule, scan: _Scan) -> Match:
+    def _found(self, rule: _Rule, scan: _Scan) -> _Found:
+        """The hits of a match in the original text (the longest at each place), its
+        terms, score and the entities it mentions."""
         rank = self._field_rank
         fields = rule.fields
         positive = rule.positive
@@ -779,11 +802,11 @@ class RuleSet:
             for hit in self._regex_hits(rule, scan) or ():
                 located.setdefault((hit.field, hit.start), hit)
         if len(located) == 1:  # the usual case: no sorting, no sets
-            hits = list(located.values())
+            hits = tuple(located.values())
             terms: tuple[str, ...] = (hits[0].term,)
             score = FIELD_WEIGHTS.get(hits[0].field, 1.0)
         else:
-            hits = sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start))
+            hits = tuple(sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start)))
             terms = tuple(dict.fromkeys(h.term for h in hits))
             distinct = {(h.term.casefold(), h.field) for h in hits}
             score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
@@ -796,30 +819,119 @@ class RuleSet:
             if mentioned
             else ()
         )
+        return _Found(terms, hits, score, entities_found)
+
+
+class _Found(NamedTuple):
+    terms: tuple[str, ...]
+    hits: tuple[Hit, ...]
+    score: float
+    entities: tuple[tuple[str, str | None], ...]
+
+
+class _LazyMatch(Match):
+    """A match whose details are worked out when first read, from the item's scan.
+
+    Deciding that a rule fires costs a few closure calls; the details (hits mapped back
+    to the original text, terms, score, entities, a snippet with its marks) cost more
+    than that, and most are never read: test-run shows one snippet per item, an alert
+    one per message, and a daemon's baseline nothing at all. The public attributes are
+    those of :class:`Match`, with the same values; pickling (parse workers) or copying
+    one makes a plain :class:`Match`.
+    """
+
+    _ruleset: RuleSet
+    _rule: _Rule
+    _scan: _Scan
+
+    def __init__(self, ruleset: RuleSet, rule: _Rule, scan: _Scan) -> None:
+        put = object.__setattr__
+        put(self, "rule", rule.name)
+        put(self, "_ruleset", ruleset)
+        put(self, "_rule", rule)
+        put(self, "_scan", scan)
         priority = rule.priority
         if rule.escalate:
+            score = self.score
             priority = next((p for least, p in rule.escalate if score >= least), priority)
-        text = ""
-        marks: tuple[tuple[int, int], ...] = ()
-        if hits:
-            first = hits[0]
-            text, lo, hi = scan.snippet(first)
-            shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
-            marks = tuple(
-                (h.start + shift, h.end + shift)
-                for h in hits
-                if h.field == first.field and h.start >= lo and h.end <= hi
-            )
-        return Match(
-            rule=rule.name,
-            terms=terms,
-            hits=tuple(hits),
-            snippet=text,
-            score=score,
-            entities=entities_found,
-            marks=marks,
-            priority=priority,
+        put(self, "priority", priority)
+
+    def _details(self) -> _Found:
+        found: _Found | None = self.__dict__.get("_found")
+        if found is None:
+            found = self._ruleset._found(self._rule, self._scan)
+            object.__setattr__(self, "_found", found)
+        return found
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return self._details().terms
+
+    @property
+    def hits(self) -> tuple[Hit, ...]:
+        return self._details().hits
+
+    @property
+    def score(self) -> float:
+        return self._details().score
+
+    @property
+    def entities(self) -> tuple[tuple[str, str | None], ...]:
+        return self._details().entities
+
+    def _cut(self) -> tuple[str, tuple[tuple[int, int], ...]]:
+        cut: tuple[str, tuple[tuple[int, int], ...]] | None = self.__dict__.get("_cut_snippet")
+        if cut is None:
+            cut = "", ()
+            hits = self.hits
+            if hits:
+                first = hits[0]
+                text, lo, hi = self._scan.snippet(first)
+                shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
+                marks = tuple(
+                    (h.start + shift, h.end + shift)
+                    for h in hits
+                    if h.field == first.field and h.start >= lo and h.end <= hi
+                )
+                cut = text, marks
+            object.__setattr__(self, "_cut_snippet", cut)
+        return cut
+
+    @property
+    def snippet(self) -> str:
+        return self._cut()[0]
+
+    @property
+    def marks(self) -> tuple[tuple[int, int], ...]:
+        return self._cut()[1]
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.rule,
+            self.terms,
+            self.hits,
+            self.snippet,
+            self.score,
+            self.entities,
+            self.marks,
+            self.priority,
         )
+
+    def __reduce__(self) -> tuple[type[Match], tuple[object, ...]]:
+        """Pickled (from a parse worker) as a plain Match: the scan stays behind."""
+        return Match, self._fields()
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any Match with the same details, a plain one (unpickled) included."""
+        if not isinstance(other, Match):
+            return NotImplemented
+        return self._fields() == tuple(getattr(other, f) for f in _MATCH_FIELDS)
+
+    def __hash__(self) -> int:  # as Match's own (a frozen dataclass): equal, same hash
+        return hash(self._fields())
+
+
+_MATCH_FIELDS = ("rule", "terms", "hits", "snippet", "score", "entities", "marks", "priority")
 
 
 def _automaton(
