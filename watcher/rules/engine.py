@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar, overload
 
 import ahocorasick
 import regex
@@ -164,6 +164,7 @@ class _Scan:
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
         self._located: dict[_Hit, tuple[Hit, int, int]] = {}
         self._snippets: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        self._order: dict[Literal, int] | None = None
         plain, both, via = ruleset._plain, ruleset._both, ruleset._via_latin
         for name, folded in self.folded.items():
             if via is None:  # no entity transliterates
@@ -288,25 +289,24 @@ class _Scan:
         back = self._translit_maps.get(name)
         if back is None:
             back = self._translit_maps[name] = TranslitMap(
-                self._folded(name), *self._words.get(name, (None, None))
+                self.folded[name], *self._words.get(name, (None, None))
             )
         return back
 
-    def _folded(self, name: str) -> str:
-        """The field's folded text, folded again if :meth:`release` let it go."""
-        folded = self.folded.get(name)
-        if folded is None:
-            folded = self.folded[name] = fold(self.texts[name])
-        return folded
-
     def release(self) -> None:
-        """Let go of what only deciding needs (folded and transliterated copies of the
-        text, word lists): matches keep their scan until shown, and test-run keeps every
-        match of a run. What showing one needs is folded again on demand."""
-        self.folded = {}
+        """Let go of what only deciding needs (the transliterated copies of the text and
+        the word lists, several times the text's size): matches keep their scan until
+        shown, and test-run keeps every match of a run."""
         self.translit = {}
         self._words = {}
         self._word_starts = {}
+
+    def hit_order(self) -> dict[Literal, int]:
+        """Each literal that hit, numbered in the order of :attr:`hits`."""
+        order = self._order
+        if order is None:
+            order = self._order = {lit: i for i, lit in enumerate(self.hits)}
+        return order
 
     def has(self, lit: Literal, fields: frozenset[str] | None) -> bool:
         """Whether the literal hit in one of ``fields`` (None: in any field scanned)."""
@@ -347,7 +347,7 @@ class _Scan:
             back = self._translit_map(name)
             start, end = back(start), back(end - 1) + 1
         if name not in self._fold_maps:
-            self._fold_maps[name] = OffsetMap(self.texts[name], self._folded(name))
+            self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
         to_original = self._fold_maps[name]
         return to_original(start), to_original(end - 1) + 1
 
@@ -566,21 +566,25 @@ class RuleSet:
         checks: list[Check] = []
         fields = None if rule.fields >= everywhere else rule.fields
         if rule.exclude:
-            vetoes = rule.exclude
-            checks.append(lambda scan: not any(scan.has(lit, fields) for lit in vetoes))
+            vetoed = _any_hit(rule.exclude, fields)
+            checks.append(lambda scan: not vetoed(scan))
         if rule.keywords:
-            keywords = rule.keywords
-            checks.append(lambda scan: any(scan.has(lit, fields) for lit in keywords))
+            checks.append(_any_hit(rule.keywords, fields))
         if rule.entities:
-            held = [self._leaf_check(e, fields, rule.fields) for e in rule.entities]
-            checks.append(lambda scan: any(check(scan) for check in held))
+            # Entities mentioned once are enough: one test for all of their aliases.
+            simple = [lit for e in rule.entities if e.min_mentions <= 1 for lit in e.literals]
+            held = [_any_hit(tuple(simple), fields)] if simple else []
+            held += [
+                self._leaf_check(e, fields, rule.fields)
+                for e in rule.entities
+                if e.min_mentions > 1
+            ]
+            checks.append(_either(held))
         if rule.query is not None:
             checks.append(self._node_check(rule, rule.query, None, fields))
         if rule.pattern is not None:
             checks.append(lambda scan: bool(self._regex_hits(rule, scan)))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda scan: all(check(scan) for check in checks)
+        return _both(checks)
 
     def _node_check(
         self, rule: _Rule, node: Node, scoped: str | None, fields: frozenset[str] | None
@@ -595,10 +599,8 @@ class RuleSet:
             return lambda scan: not child(scan)
         if isinstance(node, Field):
             return self._node_check(rule, node.child, node.name, fields)
-        children = tuple(self._node_check(rule, c, scoped, fields) for c in node.children)
-        if isinstance(node, And):
-            return lambda scan: all(child(scan) for child in children)
-        return lambda scan: any(child(scan) for child in children)
+        children = [self._node_check(rule, c, scoped, fields) for c in node.children]
+        return _both(children) if isinstance(node, And) else _either(children)
 
     def _leaf_check(
         self, resolved: Resolved, fields: frozenset[str] | None, named: frozenset[str] | None
@@ -606,12 +608,11 @@ class RuleSet:
         """``fields`` None means any field the scan has; ``named`` is the same set spelled out."""
         where = fields if fields is not None else named or frozenset(self.fields)
         if isinstance(resolved, Literal):
-            return lambda scan: scan.has(resolved, fields)
+            return _any_hit((resolved,), fields)
         if isinstance(resolved, _Near):
             return lambda scan: self._near(resolved, scan, where)
         if resolved.min_mentions <= 1:
-            literals = resolved.literals
-            return lambda scan: any(scan.has(lit, fields) for lit in literals)
+            return _any_hit(resolved.literals, fields)
         return lambda scan: self._mentions(resolved, scan, where) >= resolved.min_mentions
 
     def _regex_hits(self, rule: _Rule, scan: _Scan) -> list[Hit] | None:
@@ -781,10 +782,17 @@ class RuleSet:
         positive = rule.positive
         located: dict[tuple[str, int], Hit] = {}
         mentioned: list[_Entity] = []
-        # An item hits a handful of literals; a rule may have hundreds: walk the hits.
-        for lit, found in scan.hits.items():
-            if lit not in positive:
-                continue
+        hits_of = scan.hits
+        # The rule's literals that hit, in the order they first hit (which of two hits
+        # of one place is shown depends on it): a rule may have hundreds of literals and
+        # an item hit dozens, so walk the shorter of the two.
+        if len(positive) < len(hits_of):
+            order = scan.hit_order()
+            present = sorted((lit for lit in positive if lit in hits_of), key=order.__getitem__)
+        else:
+            present = [lit for lit in hits_of if lit in positive]
+        for lit in present:
+            found = hits_of[lit]
             entities = self._entities_of.get(lit)
             if entities:
                 for entity in entities:
@@ -829,6 +837,36 @@ class _Found(NamedTuple):
     entities: tuple[tuple[str, str | None], ...]
 
 
+T = TypeVar("T")
+
+
+class _Detail(Generic[T]):
+    """One detail of a :class:`_LazyMatch`, worked out with its group on first read.
+
+    A descriptor with ``__get__`` only: once ``work_out`` has set the instance's own
+    attribute of the same name, Python finds that first, and the descriptor is never
+    called again (a property would be, on every read).
+    """
+
+    def __init__(self, work_out: Callable[[_LazyMatch], None]) -> None:
+        self.work_out = work_out
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, match: None, owner: type | None = None) -> _Detail[T]: ...
+    @overload
+    def __get__(self, match: _LazyMatch, owner: type | None = None) -> T: ...
+    def __get__(self, match: _LazyMatch | None, owner: type | None = None) -> T | _Detail[T]:
+        if match is None:
+            return self
+        self.work_out(match)
+        value: T = match.__dict__[self.name]
+        return value
+
+
 class _LazyMatch(Match):
     """A match whose details are worked out when first read, from the item's scan.
 
@@ -856,54 +894,35 @@ class _LazyMatch(Match):
             priority = next((p for least, p in rule.escalate if score >= least), priority)
         put(self, "priority", priority)
 
-    def _details(self) -> _Found:
-        found: _Found | None = self.__dict__.get("_found")
-        if found is None:
-            found = self._ruleset._found(self._rule, self._scan)
-            object.__setattr__(self, "_found", found)
-        return found
+    def _work_out(self) -> None:
+        """Terms, hits, score and entities, set as the instance's own attributes: read
+        again, they are plain attributes (see :class:`_Detail`)."""
+        found = self._ruleset._found(self._rule, self._scan)
+        self.__dict__.update(found._asdict())
 
-    @property
-    def terms(self) -> tuple[str, ...]:
-        return self._details().terms
+    def _cut(self) -> None:
+        """The snippet and its marks, set as the instance's own attributes."""
+        snippet = ""
+        marks: tuple[tuple[int, int], ...] = ()
+        hits = self.hits
+        if hits:
+            first = hits[0]
+            text, lo, hi = self._scan.snippet(first)
+            shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
+            snippet = text
+            marks = tuple(
+                (h.start + shift, h.end + shift)
+                for h in hits
+                if h.field == first.field and h.start >= lo and h.end <= hi
+            )
+        self.__dict__.update(snippet=snippet, marks=marks)
 
-    @property
-    def hits(self) -> tuple[Hit, ...]:
-        return self._details().hits
-
-    @property
-    def score(self) -> float:
-        return self._details().score
-
-    @property
-    def entities(self) -> tuple[tuple[str, str | None], ...]:
-        return self._details().entities
-
-    def _cut(self) -> tuple[str, tuple[tuple[int, int], ...]]:
-        cut: tuple[str, tuple[tuple[int, int], ...]] | None = self.__dict__.get("_cut_snippet")
-        if cut is None:
-            cut = "", ()
-            hits = self.hits
-            if hits:
-                first = hits[0]
-                text, lo, hi = self._scan.snippet(first)
-                shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
-                marks = tuple(
-                    (h.start + shift, h.end + shift)
-                    for h in hits
-                    if h.field == first.field and h.start >= lo and h.end <= hi
-                )
-                cut = text, marks
-            object.__setattr__(self, "_cut_snippet", cut)
-        return cut
-
-    @property
-    def snippet(self) -> str:
-        return self._cut()[0]
-
-    @property
-    def marks(self) -> tuple[tuple[int, int], ...]:
-        return self._cut()[1]
+    terms: _Detail[tuple[str, ...]] = _Detail(_work_out)
+    hits: _Detail[tuple[Hit, ...]] = _Detail(_work_out)
+    score: _Detail[float] = _Detail(_work_out)
+    entities: _Detail[tuple[tuple[str, str | None], ...]] = _Detail(_work_out)
+    snippet: _Detail[str] = _Detail(_cut)
+    marks: _Detail[tuple[tuple[int, int], ...]] = _Detail(_cut)
 
     def _fields(self) -> tuple[object, ...]:
         return (
@@ -932,6 +951,38 @@ class _LazyMatch(Match):
 
 
 _MATCH_FIELDS = ("rule", "terms", "hits", "snippet", "score", "entities", "marks", "priority")
+
+
+def _any_hit(literals: tuple[Literal, ...], fields: frozenset[str] | None) -> Check:
+    """Whether any of the literals hit, in one of ``fields`` (None: in any field).
+
+    Deciders run for every candidate rule of every item: where the fields do not
+    matter, the test is one lookup, or one set operation in C, not a call per literal.
+    """
+    if fields is None:
+        if len(literals) == 1:
+            (only,) = literals
+            return lambda scan: only in scan.hits
+        return lambda scan: not scan.hits.keys().isdisjoint(literals)
+    return lambda scan: any(scan.has(lit, fields) for lit in literals)
+
+
+def _both(checks: Sequence[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda scan: first(scan) and second(scan)
+    return lambda scan: all(check(scan) for check in checks)
+
+
+def _either(checks: Sequence[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda scan: first(scan) or second(scan)
+    return lambda scan: any(check(scan) for check in checks)
 
 
 def _automaton(
