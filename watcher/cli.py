@@ -155,7 +155,7 @@ config_option = click.option(
 def cli(log_level: str, log_format: str, debug_notifiers: bool) -> None:
     """watcher: poll feeds, match tracked topics, send alerts."""
     _setup_logging(log_level, log_format)
-    _limit_malloc_arenas()
+    _tune_malloc()
     from watcher.notify import debug_notifiers as set_debug
 
     set_debug(debug_notifiers)
@@ -1103,15 +1103,22 @@ def _print_feeds(
             click.echo(f"    last error: {error}")
 
 
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """At most two glibc malloc arenas, before any thread starts.
+def _tune_malloc(arenas: int = 2, mmap_threshold: int = 64 * 1024) -> None:
+    """At most two glibc malloc arenas, and blocks of 64 KiB or more mapped on their own,
+    set before any thread starts.
 
     glibc gives threads that contend for malloc arenas of their own (up to 8 per core)
     and keeps what they freed: a poll round over 200 feeds with 20 fetch threads peaked
-    35 MiB higher with the default (bench/compare.py). Same effect as MALLOC_ARENA_MAX=2;
-    an explicit MALLOC_ARENA_MAX wins, and other C libraries are left alone.
+    35 MiB higher with the default (bench/compare.py). And glibc raises its threshold for
+    mapping a block on its own each time such a block is freed, so that feed bodies and
+    their decoded text (100 KiB to a few MiB) soon came from the heap, where the holes
+    they left kept the round's peak 22-30 MiB higher (`watcher run` over bench/fleet.py's
+    200 feeds, parse_processes 0: 114-123 MiB, now 90-99; docs/benchmarks.md). A fixed
+    threshold keeps them mapped, and each is given back when freed. Same effect as
+    MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=65536; an explicit setting of either
+    wins, and other C libraries are left alone.
     """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
     import ctypes
 
@@ -1119,8 +1126,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into us
     except (OSError, AttributeError):
         return
-    m_arena_max = -8  # from glibc's malloc.h
-    mallopt(m_arena_max, arenas)
+    m_arena_max, m_mmap_threshold = -8, -3  # from glibc's malloc.h
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(m_arena_max, arenas)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        mallopt(m_mmap_threshold, mmap_threshold)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
