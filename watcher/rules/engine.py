@@ -6,7 +6,9 @@ scanned once, and a hit counts only where it stands as a whole word (a trailing 
 lets the word go on). Entities that transliterate also put their aliases, in Latin
 letters, into a second automaton that scans the transliterated text. Rules are then
 decided from the hits, so a scan costs the same for 10 rules or 10,000: only rules
-that some hit could make true are evaluated at all.
+that some hit could make true are evaluated at all. What a match shows (its hits in
+the original text, terms, score, entities, snippet) is worked out when first read:
+much of it is never shown (a baseline shows nothing, test-run one snippet per item).
 """
 
 from __future__ import annotations
