@@ -104,14 +104,14 @@ def _peak_rss_mib(pid: int) -> float:
 def watcher_worker(config_path: str, workers: int) -> None:
     import logging
 
-    from watcher.cli import _limit_malloc_arenas
+    from watcher.cli import _tune_malloc
     from watcher.config import load_config
     from watcher.fetch import make_fetcher
     from watcher.pipeline import configure_parsing, poll_feed
     from watcher.rules import RuleSet
     from watcher.store import Store
 
-    _limit_malloc_arenas()  # what `watcher run` does at start
+    _tune_malloc()  # what `watcher run` does at start
     logging.disable(logging.WARNING)
     config = load_config(config_path)
     ruleset = RuleSet.from_config(config)

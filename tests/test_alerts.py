@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from watcher.alerts import Style, plan, render, render_digest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from watcher.alerts import (
+    DEFAULT_BODY,
+    DEFAULT_TITLE,
+    FORMATS,
+    Style,
+    plan,
+    render,
+    render_digest,
+)
 from watcher.models import Hit, Item, Match
 
 ITEM = Item(
@@ -201,3 +212,65 @@ def test_digest_groups_by_rule() -> None:
     ]
     _, html_body = render_digest(entries, Style("html"))
     assert '<a href="http://x/a">A</a>' in html_body
+
+
+# -- the default templates without Jinja2 -----------------------------------------------------
+
+TRICKY = st.sampled_from(
+    [
+        *("Kharkiv", "", " ", "a  b\n\tc", "<b>bold</b>", "x & y", '"quoted"', "it's"),
+        *("*stars* _under_ [link](http://x) `code` # - + ! | > ~ .", "{{ 7*7 }}", "{% raw %}"),
+        *("Харків — «цитата»", "\u00a0nbsp", "ends with backslash \\", "&amp; &#39;"),
+    ]
+)
+LINKS = st.sampled_from(
+    ["", "https://news.example.org/a?b=1&c=<2>", "http://x.example/ü é", "javascript:alert(1)"]
+)
+
+
+@st.composite
+def matches(draw: st.DrawFn) -> Match:
+    snippet = draw(TRICKY)
+    marks = draw(
+        st.lists(
+            st.tuples(st.integers(0, len(snippet)), st.integers(0, len(snippet))).map(sorted),
+            max_size=3,
+        )
+    )
+    return Match(
+        rule=draw(TRICKY.filter(bool)),
+        terms=tuple(draw(st.lists(TRICKY, max_size=3))),
+        hits=(),
+        snippet=snippet,
+        score=draw(st.floats(0, 10)),
+        entities=tuple(draw(st.lists(st.tuples(TRICKY, st.one_of(st.none(), TRICKY)), max_size=2))),
+        marks=tuple((a, b) for a, b in marks),
+        priority=draw(st.sampled_from(["low", "normal", "high", "urgent"])),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    title=TRICKY,
+    link=LINKS,
+    feed=TRICKY,
+    published=st.one_of(st.none(), st.just(datetime(2026, 11, 24, 8, 15, tzinfo=UTC))),
+    found=st.lists(matches(), min_size=1, max_size=3),
+    also=st.lists(TRICKY, max_size=2),
+    fmt=st.sampled_from(FORMATS),
+)
+def test_the_default_messages_are_exactly_what_their_jinja2_source_renders(
+    title: str,
+    link: str,
+    feed: str,
+    published: datetime | None,
+    found: list[Match],
+    also: list[str],
+    fmt: str,
+) -> None:
+    """Without a template of its own, a message is written by Python (no Jinja2 to
+    import); given DEFAULT_TITLE and DEFAULT_BODY as its templates, Jinja2 writes it:
+    the two must be the same to the byte, in every format, whatever the feed's text."""
+    item = Item(feed=feed, id="urn:x", title=title, link=link, published=published)
+    jinja = Style(fmt, DEFAULT_TITLE, DEFAULT_BODY[fmt])
+    assert render(item, found, Style(fmt), also) == render(item, found, jinja, also)

@@ -595,6 +595,38 @@ def test_test_run_send_delivers_marked_as_a_test_and_writes_nothing(
     assert invoke("test-run", "-c", str(config), "--feed", "news", "--send").exit_code == 1
 
 
+def test_test_run_reads_a_file_given_by_a_relative_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "c.yaml").write_text(SNAPSHOT_CONFIG)
+    (tmp_path / "saved.xml").write_bytes((FEEDS / "rss20.xml").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    result = invoke("test-run", "-c", "c.yaml", "--file", "saved.xml")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("== saved.xml  saved.xml  (")
+
+
+def test_test_run_leaves_notifier_urls_to_check_and_send(served: tuple[FeedServer, Path]) -> None:
+    """test-run sends nothing without --send, so it does not load apprise to judge a
+    notifier's URL (it still needs a scheme); check, and test-run --send, do."""
+    _, config = served
+    config.write_text(config.read_text().replace("json://127.0.0.1:9", "notaservice://x"))
+    result = invoke("test-run", "-c", str(config), "--feed", "news", "--json")
+    assert result.exit_code == 0, result.output
+    assert {json.loads(line)["rule"] for line in result.stdout.splitlines()} == {
+        "kharkiv",
+        "peace-talks",
+    }
+    for refused in (("check",), ("test-run", "--feed", "news", "--send")):
+        result = invoke(*refused, "-c", str(config))
+        assert result.exit_code == 2
+        assert "notifiers.ops: not a valid apprise URL (scheme 'notaservice')" in result.stderr
+    config.write_text(config.read_text().replace("notaservice://x", "no scheme"))
+    result = invoke("test-run", "-c", str(config), "--feed", "news")
+    assert result.exit_code == 2
+    assert "notifiers.ops: not an apprise URL: it needs a scheme" in result.stderr
+
+
 def test_backtest_shows_what_a_rule_change_adds_and_removes(
     served: tuple[FeedServer, Path], receiver: Receiver
 ) -> None:

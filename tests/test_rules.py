@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from watcher.config import EntityConfig, RuleConfig, parse_config
 from watcher.exceptions import ConfigError, QuerySyntaxError
-from watcher.models import Item
+from watcher.models import Item, Match
 from watcher.rules import RuleSet, parse_query
 from watcher.rules.engine import _Scan
 from watcher.rules.query import to_text
@@ -522,3 +523,75 @@ def test_matching_agrees_with_the_explanation(
     assert fired == explained
     event("some rule fired" if fired else "no rule fired")
     assert [m for m in ruleset.match(item)] == [e.match for e in ruleset.explain(item) if e.match]
+
+
+def test_a_regex_rule_keeps_its_matches_while_other_threads_hold_the_gil() -> None:
+    """The regex module's timeout is wall-clock time: with twenty poll threads busy, a
+    pattern that takes microseconds used to time out while it waited for the GIL, and the
+    match was silently lost (test-run printed a different set of matches each run)."""
+    import threading
+
+    rs = rules({"name": "years", "regex": r"\b(19|20)\d\d\b"})
+    text = "lorem ipsum 1999 dolor sit amet " * 300
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    others = [threading.Thread(target=busy) for _ in range(20)]
+    for thread in others:
+        thread.start()
+    try:
+        found = [len(rs.match(Item(feed="f", id=str(n), content=text))) for n in range(40)]
+    finally:
+        stop.set()
+        for thread in others:
+            thread.join()
+    assert found == [1] * 40
+
+
+MATCH_FIELDS = ("rule", "terms", "hits", "snippet", "score", "entities", "marks", "priority")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    fields=st.lists(
+        st.lists(st.sampled_from(MIXED_WORDS), min_size=1, max_size=10), min_size=2, max_size=2
+    ),
+    terms=st.lists(st.sampled_from(MIXED_TERMS), min_size=1, max_size=4),
+    aliases=st.lists(st.sampled_from(MIXED_TERMS), min_size=1, max_size=3),
+    translit=st.booleans(),
+    order=st.permutations(MATCH_FIELDS),
+)
+def test_a_match_read_late_in_any_order_or_pickled_has_the_same_details(
+    fields: list[list[str]],
+    terms: list[str],
+    aliases: list[str],
+    translit: bool,
+    order: list[str],
+) -> None:
+    """Matches work out their details when first read, from a scan that let go of its
+    folded text (folded again on demand): the details must not depend on when or in
+    which order they are read, and a pickled match (from a parse worker) is a plain
+    Match with the same details."""
+    entities = {"e": EntityConfig(aliases=tuple(aliases), transliterate=translit)}
+    query = " OR ".join(t if t.endswith("*") else f'"{t}"' for t in terms)
+    specs = [
+        {"name": "k", "keywords": terms},
+        {"name": "e", "entities": ["e"], "priority": {"high": 2}},
+        {"name": "q", "query": query, "min_score": 2},
+    ]
+    ruleset = RuleSet([RuleConfig.model_validate(s) for s in specs], entities)
+    item = Item(feed="f", id="1", title=" ".join(fields[0]), content=", ".join(fields[1]))
+    reference = {e.rule: e.match for e in ruleset.explain(item) if e.match is not None}
+    matches = ruleset.match(item)
+    assert [m.rule for m in matches] == list(reference)
+    for m in matches:
+        expected = reference[m.rule]
+        assert expected is not None
+        assert {f: getattr(m, f) for f in order} == {f: getattr(expected, f) for f in order}
+        copy = pickle.loads(pickle.dumps(m))
+        assert type(copy) is Match
+        assert copy == m == copy and hash(copy) == hash(m)
+        assert [getattr(copy, f) for f in MATCH_FIELDS] == [getattr(m, f) for f in MATCH_FIELDS]

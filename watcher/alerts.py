@@ -1,10 +1,13 @@
 """Planning and rendering alerts. Pure: decides and formats, never sends.
 
 One item that matches several rules gives one message per notifier, naming every
-rule that notifier is meant to hear about. Messages are rendered with sandboxed
-Jinja2 templates (the notifier's own, or the defaults here) for plain text, Markdown
-or HTML. Feed text is only ever *data* in a template, escaped for the target format,
-so a feed cannot inject markup, links or template code.
+rule that notifier is meant to hear about. Messages are rendered for plain text,
+Markdown or HTML with a notifier's own sandboxed Jinja2 templates, or with the
+defaults here (written out as Python, which render exactly what their Jinja2 source
+in DEFAULT_TITLE and DEFAULT_BODY renders: tests hold the two together, and Jinja2 is
+imported only for a notifier that has a template of its own). Feed text is only ever
+*data* in a template, escaped for the target format, so a feed cannot inject markup,
+links or template code.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from jinja2 import TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup, escape
 
 from watcher.models import PRIORITIES, Alert, Item, Match, Priority
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +55,21 @@ def _finalize(fmt: str) -> Callable[[Any], Any]:
     return finalize
 
 
-_ENVIRONMENTS = {
-    fmt: ImmutableSandboxedEnvironment(
+@cache
+def _environment(fmt: str | None) -> ImmutableSandboxedEnvironment:
+    """The sandbox that renders a notifier's own templates in ``fmt`` (None: titles, plain).
+
+    Imported here, on first use: Jinja2 costs about 20 ms and 3 MiB to import, which a
+    config without templates of its own never needs (docs/benchmarks.md).
+    """
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    if fmt is None:
+        return ImmutableSandboxedEnvironment(autoescape=False)
+    return ImmutableSandboxedEnvironment(
         autoescape=fmt == "html", finalize=_finalize(fmt), keep_trailing_newline=False
     )
-    for fmt in FORMATS
-}
-_PLAIN = ImmutableSandboxedEnvironment(autoescape=False)
+
 
 DEFAULT_TITLE = (
     "{% if priority in ('high', 'urgent') %}{{ priority|upper }} {% endif %}"
@@ -108,8 +121,10 @@ class Style:
 
 def template_problem(source: str) -> str | None:
     """Why a notifier template does not compile, or None."""
+    from jinja2 import TemplateError
+
     try:
-        _ENVIRONMENTS["text"].from_string(source)
+        _environment("text").from_string(source)
     except TemplateError as exc:
         return str(exc)
     return None
@@ -153,11 +168,7 @@ def context(
     link = safe_link(item.link)
     published = item.published.strftime("%Y-%m-%d %H:%M UTC") if item.published else ""
     first = next((m for m in matches if m.snippet), None)
-    entities = list(
-        dict.fromkeys(
-            f"{entity} ({kind})" if kind else entity for m in matches for entity, kind in m.entities
-        )
-    )
+    entities = _entities(matches)
     return {
         "item": {
             "title": item.title or link or item.id,
@@ -187,7 +198,11 @@ def context(
 
 
 def _title(source: str, ctx: Mapping[str, Any]) -> str:
-    title = " ".join(_PLAIN.from_string(source).render(ctx).split())
+    return _clip(_environment(None).from_string(source).render(ctx))
+
+
+def _clip(title: str) -> str:
+    title = " ".join(title.split())
     return title if len(title) <= MAX_TITLE else title[: MAX_TITLE - 1] + "…"
 
 
@@ -200,19 +215,122 @@ def render(
     falls back to the default, so the alert still goes out; the error is logged.
     """
     style = style or Style()
+    if not style.title and not style.body:  # an empty template is no template
+        return _default_title(item, matches), _default_body(item, matches, style.format, also)
+    from jinja2 import TemplateError
+
     ctx = context(item, matches, style.format, also)
-    env = _ENVIRONMENTS[style.format]
-    try:
-        title = _title(style.title or DEFAULT_TITLE, ctx)
-    except TemplateError as exc:
-        log.error("title template failed, using the default: %s", exc)
-        title = _title(DEFAULT_TITLE, ctx)
-    try:
-        body = env.from_string(style.body or DEFAULT_BODY[style.format]).render(ctx)
-    except TemplateError as exc:
-        log.error("body template failed, using the default: %s", exc)
-        body = env.from_string(DEFAULT_BODY[style.format]).render(ctx)
-    return title, body.strip()
+    title = body = None
+    if style.title:
+        try:
+            title = _title(style.title, ctx)
+        except TemplateError as exc:
+            log.error("title template failed, using the default: %s", exc)
+    if style.body:
+        try:
+            body = _environment(style.format).from_string(style.body).render(ctx).strip()
+        except TemplateError as exc:
+            log.error("body template failed, using the default: %s", exc)
+    if title is None:
+        title = _default_title(item, matches)
+    if body is None:
+        body = _default_body(item, matches, style.format, also)
+    return title, body
+
+
+# -- the default templates, written out -------------------------------------------------------
+#
+# What DEFAULT_TITLE and DEFAULT_BODY render, without Jinja2: each value is escaped as the
+# format's finalize (above) escapes it, a list joined first and then escaped, as Jinja2's
+# join filter does with plain strings. tests/test_alerts.py renders both ways and compares.
+
+
+def _default_title(item: Item, matches: Sequence[Match]) -> str:
+    priority = highest(m.priority for m in matches)
+    level = f"{priority.upper()} " if priority in ("high", "urgent") else ""
+    rules = ", ".join(m.rule for m in matches)
+    return _clip(f"{level}[{rules}] {item.title or safe_link(item.link) or item.id}")
+
+
+def _default_body(item: Item, matches: Sequence[Match], fmt: str, also: Sequence[str]) -> str:
+    link = safe_link(item.link)
+    title = item.title or link or item.id
+    published = item.published.strftime("%Y-%m-%d %H:%M UTC") if item.published else ""
+    entities = _entities(matches)
+    first = next((m for m in matches if m.snippet), None)
+    snippet = _marked(first, fmt) if first is not None else ""
+    out = _finalize(fmt)
+
+    def joined(values: Iterable[str]) -> Any:
+        return out(", ".join(values))
+
+    if fmt == "text":
+        parts = [f"{title}\n"]
+        if link:
+            parts.append(f"{link}\n")
+        parts.append(f"Feed: {item.feed}\n")
+        if also:
+            parts.append(f"Also in: {', '.join(also)}\n")
+        if published:
+            parts.append(f"Published: {published}\n")
+        parts.append("Matched: ")
+        parts.append(
+            "; ".join(f"{m.rule}: {', '.join(m.terms)}" if m.terms else m.rule for m in matches)
+        )
+        if entities:
+            parts.append(f"\nEntities: {', '.join(entities)}")
+        if snippet:
+            parts.append(f"\n\n{snippet}")
+    elif fmt == "markdown":
+        if link:
+            link_md = quote(link, safe=":/?&=%#+,;@~!$'*")
+            parts = [f"**[{out(title)}]({out(link_md)})**\n"]
+        else:
+            parts = [f"**{out(title)}**\n"]
+        parts.append(out(item.feed))
+        if also:
+            parts.append(f" (also in {joined(also)})")
+        if published:
+            parts.append(f" · {out(published)}")
+        parts.append("\n")
+        parts.append(
+            "; ".join(
+                f"*{out(m.rule)}*: {joined(m.terms)}" if m.terms else f"*{out(m.rule)}*"
+                for m in matches
+            )
+        )
+        if entities:
+            parts.append(f"\n{joined(entities)}")
+        if snippet:
+            parts.append(f"\n\n{snippet}")
+    else:
+        head = f'<a href="{out(link)}">{out(title)}</a>' if link else out(title)
+        parts = [f"<p><b>{head}</b><br>", out(item.feed)]
+        if also:
+            parts.append(f" (also in {joined(also)})")
+        if published:
+            parts.append(f" · {out(published)}")
+        parts.append("<br>")
+        parts.append(
+            "; ".join(
+                f"<i>{out(m.rule)}</i>: {joined(m.terms)}" if m.terms else f"<i>{out(m.rule)}</i>"
+                for m in matches
+            )
+        )
+        if entities:
+            parts.append(f"<br>{joined(entities)}")
+        parts.append("</p>")
+        if snippet:
+            parts.append(f"<p>{snippet}</p>")
+    return "".join(map(str, parts)).strip()
+
+
+def _entities(matches: Sequence[Match]) -> list[str]:
+    return list(
+        dict.fromkeys(
+            f"{entity} ({kind})" if kind else entity for m in matches for entity, kind in m.entities
+        )
+    )
 
 
 def payload(item: Item, matches: Sequence[Match], also: Sequence[str] = ()) -> dict[str, Any]:

@@ -32,17 +32,16 @@ from watcher.config import (
     parse_duration,
 )
 from watcher.exceptions import ConfigError, FeedError, StoreError
-from watcher.fetch import Fetcher, make_fetcher
 from watcher.models import FetchResult, Item, Match, NotModified
-from watcher.parse import parse
-from watcher.pipeline import backtest as backtest_items
-from watcher.pipeline import configure_parsing, fetch_feed, match_items
 from watcher.rules import RuleSet
 from watcher.text import html_to_text
-from watcher.workers import PARSERS
 
-if TYPE_CHECKING:  # imported where used: SQLAlchemy costs test-run, check and match 0.1 s
+if TYPE_CHECKING:
+    # Imported where used: SQLAlchemy costs test-run, check and match 0.1 s; httpx,
+    # the parser and the pipeline are for commands that fetch (docs/benchmarks.md,
+    # "What each import costs").
     from watcher.cluster import QueueStats
+    from watcher.fetch import Fetcher
     from watcher.store import AlertRecord, DaemonRecord, FeedStatus, Store
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
@@ -94,10 +93,11 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)  # watcher says what it migrated
 
 
-def _load(path: Path | None) -> Config:
-    """The config, or every error printed and exit status 2."""
+def _load(path: Path | None, *, notifier_urls: bool = True) -> Config:
+    """The config, or every error printed and exit status 2. ``notifier_urls=False``:
+    for a command that sends nothing, apprise is not loaded to check notifier URLs."""
     try:
-        return load_config(path or default_config_path())
+        return load_config(path or default_config_path(), notifier_urls=notifier_urls)
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
@@ -155,7 +155,7 @@ config_option = click.option(
 def cli(log_level: str, log_format: str, debug_notifiers: bool) -> None:
     """watcher: poll feeds, match tracked topics, send alerts."""
     _setup_logging(log_level, log_format)
-    _limit_malloc_arenas()
+    _tune_malloc()
     from watcher.notify import debug_notifiers as set_debug
 
     set_debug(debug_notifiers)
@@ -271,6 +271,9 @@ def _try_feed(
     ruleset: Callable[[], RuleSet],
     rules: set[str],
 ) -> _FeedReport:
+    from watcher.pipeline import fetch_feed
+    from watcher.workers import PARSERS
+
     try:
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
@@ -282,13 +285,18 @@ def _try_feed(
 
 
 def _try_file(path: Path, ruleset: Callable[[], RuleSet], rules: set[str]) -> _FeedReport:
+    from watcher.parse import parse
+    from watcher.pipeline import match_items
+
     feed = FeedConfig(name=path.name, url="http://localhost/")
     kind = "application/feed+json" if path.suffix.lower() == ".json" else "application/xml"
     try:
         body = path.read_bytes()
         parsed = parse(
             feed.name,
-            FetchResult(url=path.as_uri(), status=200, body=body, headers={"content-type": kind}),
+            FetchResult(
+                url=path.absolute().as_uri(), status=200, body=body, headers={"content-type": kind}
+            ),
         )
     except OSError as exc:
         return _FeedReport(feed, error=f"{path}: {exc.strerror}", source=str(path))
@@ -313,26 +321,32 @@ def _report(
     return _FeedReport(feed, items=items, matches=matched, source=source)
 
 
-def _print_human(report: _FeedReport) -> None:
+def _human_lines(report: _FeedReport) -> list[str]:
     head = click.style(f"== {report.feed.name}", bold=True)
     if report.error:
-        click.echo(f"{head}  {report.source}")
-        click.echo(click.style("   failed (see stderr)", fg="red"))
-        return
+        return [f"{head}  {report.source}", click.style("   failed (see stderr)", fg="red")]
     counts = f"({_plural(report.items, 'item')}, {len(report.matches)} matching)"
-    click.echo(f"{head}  {report.source}  {counts}")
+    lines = [f"{head}  {report.source}  {counts}"]
     for item, matches in report.matches:
-        click.echo(f"  * {click.style(item.title or item.link or item.id, bold=True)}")
+        lines.append(f"  * {click.style(item.title or item.link or item.id, bold=True)}")
         if item.link:
-            click.echo(f"    {item.link}")
+            lines.append(f"    {item.link}")
         if item.published is not None:
-            click.echo(f"    published {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
+            lines.append(f"    published {item.published.strftime('%Y-%m-%d %H:%M UTC')}")
         for m in matches:
             level = f" [{m.priority}]" if m.priority != "normal" else ""
-            click.echo(f"    rule {click.style(m.rule, fg='green')}{level}: {', '.join(m.terms)}")
+            lines.append(f"    rule {click.style(m.rule, fg='green')}{level}: {', '.join(m.terms)}")
         first = next((m for m in matches if m.snippet), None)
         if first is not None:
-            click.echo(f"    {first.marked_snippet()}")
+            lines.append(f"    {first.marked_snippet()}")
+    return lines
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
+
+
+def _json_lines(report: _FeedReport) -> list[str]:
+    return [_JSON.encode(match_json(item, m)) for item, matches in report.matches for m in matches]
 
 
 @cli.command("test-run")
@@ -369,7 +383,11 @@ def test_run(
 
     Example: watcher test-run -c config.yaml --feed kyiv-news --rule kharkiv
     """
-    config = _load(config_path)
+    from watcher.fetch import make_fetcher
+    from watcher.pipeline import configure_parsing
+    from watcher.workers import PARSERS
+
+    config = _load(config_path, notifier_urls=send)
     _known("feed", feed_names, [f.name for f in config.feeds])
     _known("rule", rule_names, [r.name for r in config.rules])
     _known("notifier", notifier_names, list(config.notifiers))
@@ -413,12 +431,10 @@ def test_run(
         if report.error:
             failed = True
             click.echo(click.style(f"error: {report.error}", fg="red"), err=True)
-        if as_json:
-            for item, matches in report.matches:
-                for m in matches:
-                    click.echo(json.dumps(match_json(item, m), ensure_ascii=False))
-        else:
-            _print_human(report)
+        # One write per feed: a write (and a flush) per line cost more than the matching.
+        lines = _json_lines(report) if as_json else _human_lines(report)
+        if lines:
+            click.echo("\n".join(lines))
     if send and not _send_test(config, ruleset(), reports, notifier_names):
         failed = True
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
@@ -500,6 +516,8 @@ def backtest(
         click.echo("nothing to replay yet (no state database)")
         return
     start = datetime.now(UTC) - timedelta(seconds=since)
+    from watcher.pipeline import backtest as backtest_items
+
     try:
         report = backtest_items(store, config, since=start, rules=rule_names)
     finally:
@@ -648,7 +666,7 @@ def match(
 
     Example: watcher match -c config.yaml --rule kharkiv "Shelling in Kharkov overnight"
     """
-    config = _load(config_path)
+    config = _load(config_path, notifier_urls=False)
     known = {rule.name for rule in config.rules}
     unknown = [name for name in rule_names if name not in known]
     if unknown:
@@ -1085,15 +1103,22 @@ def _print_feeds(
             click.echo(f"    last error: {error}")
 
 
-def _limit_malloc_arenas(arenas: int = 2) -> None:
-    """At most two glibc malloc arenas, before any thread starts.
+def _tune_malloc(arenas: int = 2, mmap_threshold: int = 64 * 1024) -> None:
+    """At most two glibc malloc arenas, and blocks of 64 KiB or more mapped on their own,
+    set before any thread starts.
 
     glibc gives threads that contend for malloc arenas of their own (up to 8 per core)
     and keeps what they freed: a poll round over 200 feeds with 20 fetch threads peaked
-    35 MiB higher with the default (bench/compare.py). Same effect as MALLOC_ARENA_MAX=2;
-    an explicit MALLOC_ARENA_MAX wins, and other C libraries are left alone.
+    35 MiB higher with the default (bench/compare.py). And glibc raises its threshold for
+    mapping a block on its own each time such a block is freed, so that feed bodies and
+    their decoded text (100 KiB to a few MiB) soon came from the heap, where the holes
+    they left kept the round's peak 22-30 MiB higher (`watcher run` over bench/fleet.py's
+    200 feeds, parse_processes 0: 114-123 MiB, now 90-99; docs/benchmarks.md). A fixed
+    threshold keeps them mapped, and each is given back when freed. Same effect as
+    MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=65536; an explicit setting of either
+    wins, and other C libraries are left alone.
     """
-    if "MALLOC_ARENA_MAX" in os.environ or not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux"):
         return
     import ctypes
 
@@ -1101,8 +1126,11 @@ def _limit_malloc_arenas(arenas: int = 2) -> None:
         mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into us
     except (OSError, AttributeError):
         return
-    m_arena_max = -8  # from glibc's malloc.h
-    mallopt(m_arena_max, arenas)
+    m_arena_max, m_mmap_threshold = -8, -3  # from glibc's malloc.h
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        mallopt(m_arena_max, arenas)
+    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
+        mallopt(m_mmap_threshold, mmap_threshold)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -32,7 +32,6 @@ from watcher._version import __version__
 from watcher.config import POSTGRES_INSTALL, Config, FeedConfig, load_config
 from watcher.exceptions import ConfigError, StoreError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
-from watcher.metrics import Metrics
 from watcher.models import FeedState
 from watcher.notify import Notifier, build_notifiers
 from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
@@ -44,6 +43,7 @@ from watcher.workers import PARSERS
 
 if TYPE_CHECKING:
     from watcher.cluster import Cluster, DispatchPlan
+    from watcher.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,11 @@ class Daemon:
         self.stop_timeout = stop_timeout
         self.systemd = systemd or Systemd()
         self.metrics_port = metrics_port
-        self.metrics = Metrics() if metrics_port is not None else None
+        self.metrics: Metrics | None = None
+        if metrics_port is not None:  # prometheus-client (12 MiB) only when asked for
+            from watcher.metrics import Metrics
+
+            self.metrics = Metrics()
         # One daemon per SQLite state: the lock first, so a second daemon leaves at once
         # (StateLocked says who holds it) without opening, let alone migrating, anything.
         # A PostgreSQL state has no file to lock: several daemons share it by leases.

@@ -19,19 +19,20 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
-
-import apprise
-
-try:
-    from apprise.conversion.format import convert_between
-except ImportError:  # apprise 1.x
-    from apprise.conversion import convert_between
 
 from watcher.alerts import Style
 from watcher.config import NotifierConfig
 from watcher.exceptions import NotifyError
 from watcher.models import Priority
+
+if TYPE_CHECKING:
+    # Imported where used: apprise costs about 0.2 s and 17 MiB to import and as much
+    # again to load its plugins, which test-run, match and a daemon without notifiers
+    # never need (docs/benchmarks.md, "What each import costs").
+    import apprise
 
 log = logging.getLogger(__name__)
 
@@ -66,16 +67,21 @@ def _quiet_apprise() -> Iterator[None]:
 
 
 def _instantiate(url: str) -> apprise.NotifyBase | None:
+    import apprise
+
     with _quiet_apprise():
         return apprise.Apprise.instantiate(url)
 
 
-def validate_url(url: str) -> str | None:
-    """None when apprise accepts the URL, else a message that does not repeat it."""
+def validate_url(url: str, *, ask_apprise: bool = True) -> str | None:
+    """None when apprise accepts the URL, else a message that does not repeat it.
+
+    Without ``ask_apprise``, only whether it has a scheme: apprise is not imported.
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if not scheme:
         return "not an apprise URL: it needs a scheme such as json://, mailto:// or ntfy://"
-    if _instantiate(url) is None:
+    if ask_apprise and _instantiate(url) is None:
         return f"not a valid apprise URL (scheme {scheme!r}): check the scheme and its parts"
     return None
 
@@ -89,18 +95,32 @@ class DeliveryResult:
 # Sends run here so that a hung one can be abandoned: apprise has no overall timeout.
 # A send that never returns keeps its worker until apprise's own socket timeouts fire.
 _SENDERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="watcher-send")
-_BODY_FORMATS = {
-    "text": apprise.NotifyFormat.TEXT,
-    "markdown": apprise.NotifyFormat.MARKDOWN,
-    "html": apprise.NotifyFormat.HTML,
-}
-# Chat services colour a message by its type (Slack, Discord, Teams...): priority shows.
-_NOTIFY_TYPES = {
-    "low": apprise.NotifyType.INFO,
-    "normal": apprise.NotifyType.INFO,
-    "high": apprise.NotifyType.WARNING,
-    "urgent": apprise.NotifyType.FAILURE,
-}
+
+
+@cache
+def _body_format(fmt: str) -> Any:
+    import apprise
+
+    return {
+        "text": apprise.NotifyFormat.TEXT,
+        "markdown": apprise.NotifyFormat.MARKDOWN,
+        "html": apprise.NotifyFormat.HTML,
+    }[fmt]
+
+
+@cache
+def _notify_type(priority: Priority) -> Any:
+    """Chat services colour a message by its type (Slack, Discord, Teams...): priority shows."""
+    import apprise
+
+    return {
+        "low": apprise.NotifyType.INFO,
+        "normal": apprise.NotifyType.INFO,
+        "high": apprise.NotifyType.WARNING,
+        "urgent": apprise.NotifyType.FAILURE,
+    }[priority]
+
+
 _URL_PIECES = re.compile(r"[/:@?&=,+]+")
 
 
@@ -315,6 +335,8 @@ class Notifier:
         self.settings = settings
         self.style = Style(settings.format, settings.title, settings.body)
         self._plugin = plugin
+        import apprise
+
         self._apprise = apprise.Apprise()
         self._apprise.add(plugin)
         self._secrets = _secrets(plugin, settings.url)
@@ -354,7 +376,7 @@ class Notifier:
         limit = int(plugin.body_maxlen or 0)
         if limit <= 0 or not body:
             return [(title, body)]
-        source = _BODY_FORMATS[self.style.format]
+        source = _body_format(self.style.format)
         resolve = getattr(plugin, "resolve_format", None)  # apprise 2: per-send format
         target = resolve(source) if resolve is not None else plugin.notify_format
         on_top = plugin.title_maxlen <= 0  # no title field: apprise writes it atop the body
@@ -444,14 +466,16 @@ class Notifier:
         return DeliveryResult(True)
 
     def _send(self, title: str, body: str, priority: Priority) -> DeliveryResult:
+        import apprise
+
         with apprise.LogCapture(level=logging.WARNING) as captured:  # type: ignore[no-untyped-call]
             try:
                 ok = bool(
                     self._apprise.notify(
                         title=title,
                         body=body,
-                        body_format=_BODY_FORMATS[self.style.format],
-                        notify_type=_NOTIFY_TYPES[priority],
+                        body_format=_body_format(self.style.format),
+                        notify_type=_notify_type(priority),
                     )
                 )
             except Exception as exc:  # a plugin bug must not kill the delivery loop
@@ -472,11 +496,17 @@ def _shortened(title: str, room: int) -> str:
 
 def _convert(source: object, target: object, text: str) -> str:
     """``text`` converted as apprise converts a body between formats."""
+    try:
+        from apprise.conversion.format import convert_between
+    except ImportError:  # apprise 1.x
+        from apprise.conversion import convert_between
     return str(convert_between(source, target, text))  # type: ignore[no-untyped-call]
 
 
 def _title_on_top(title: str, body: str, fmt: object, tag: str) -> str:
     """The body as apprise sends it to a service without a title field."""
+    import apprise
+
     if fmt == apprise.NotifyFormat.HTML:
         return f"<{tag}>{title}</{tag}><br />\r\n{body}"
     if fmt == apprise.NotifyFormat.MARKDOWN:

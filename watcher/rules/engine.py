@@ -6,7 +6,9 @@ scanned once, and a hit counts only where it stands as a whole word (a trailing 
 lets the word go on). Entities that transliterate also put their aliases, in Latin
 letters, into a second automaton that scans the transliterated text. Rules are then
 decided from the hits, so a scan costs the same for 10 rules or 10,000: only rules
-that some hit could make true are evaluated at all.
+that some hit could make true are evaluated at all. What a match shows (its hits in
+the original text, terms, score, entities, snippet) is worked out when first read:
+much of it is never shown (a baseline shows nothing, test-run one snippet per item).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar, overload
 
 import ahocorasick
 import regex
@@ -163,6 +166,7 @@ class _Scan:
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
         self._located: dict[_Hit, tuple[Hit, int, int]] = {}
         self._snippets: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        self._order: dict[Literal, int] | None = None
         plain, both, via = ruleset._plain, ruleset._both, ruleset._via_latin
         for name, folded in self.folded.items():
             if via is None:  # no entity transliterates
@@ -290,6 +294,21 @@ class _Scan:
                 self.folded[name], *self._words.get(name, (None, None))
             )
         return back
+
+    def release(self) -> None:
+        """Let go of what only deciding needs (the transliterated copies of the text and
+        the word lists, several times the text's size): matches keep their scan until
+        shown, and test-run keeps every match of a run."""
+        self.translit = {}
+        self._words = {}
+        self._word_starts = {}
+
+    def hit_order(self) -> dict[Literal, int]:
+        """Each literal that hit, numbered in the order of :attr:`hits`."""
+        order = self._order
+        if order is None:
+            order = self._order = {lit: i for i, lit in enumerate(self.hits)}
+        return order
 
     def has(self, lit: Literal, fields: frozenset[str] | None) -> bool:
         """Whether the literal hit in one of ``fields`` (None: in any field scanned)."""
@@ -549,21 +568,25 @@ class RuleSet:
         checks: list[Check] = []
         fields = None if rule.fields >= everywhere else rule.fields
         if rule.exclude:
-            vetoes = rule.exclude
-            checks.append(lambda scan: not any(scan.has(lit, fields) for lit in vetoes))
+            vetoed = _any_hit(rule.exclude, fields)
+            checks.append(lambda scan: not vetoed(scan))
         if rule.keywords:
-            keywords = rule.keywords
-            checks.append(lambda scan: any(scan.has(lit, fields) for lit in keywords))
+            checks.append(_any_hit(rule.keywords, fields))
         if rule.entities:
-            held = [self._leaf_check(e, fields, rule.fields) for e in rule.entities]
-            checks.append(lambda scan: any(check(scan) for check in held))
+            # Entities mentioned once are enough: one test for all of their aliases.
+            simple = [lit for e in rule.entities if e.min_mentions <= 1 for lit in e.literals]
+            held = [_any_hit(tuple(simple), fields)] if simple else []
+            held += [
+                self._leaf_check(e, fields, rule.fields)
+                for e in rule.entities
+                if e.min_mentions > 1
+            ]
+            checks.append(_either(held))
         if rule.query is not None:
             checks.append(self._node_check(rule, rule.query, None, fields))
         if rule.pattern is not None:
             checks.append(lambda scan: bool(self._regex_hits(rule, scan)))
-        if len(checks) == 1:
-            return checks[0]
-        return lambda scan: all(check(scan) for check in checks)
+        return _both(checks)
 
     def _node_check(
         self, rule: _Rule, node: Node, scoped: str | None, fields: frozenset[str] | None
@@ -578,10 +601,8 @@ class RuleSet:
             return lambda scan: not child(scan)
         if isinstance(node, Field):
             return self._node_check(rule, node.child, node.name, fields)
-        children = tuple(self._node_check(rule, c, scoped, fields) for c in node.children)
-        if isinstance(node, And):
-            return lambda scan: all(child(scan) for child in children)
-        return lambda scan: any(child(scan) for child in children)
+        children = [self._node_check(rule, c, scoped, fields) for c in node.children]
+        return _both(children) if isinstance(node, And) else _either(children)
 
     def _leaf_check(
         self, resolved: Resolved, fields: frozenset[str] | None, named: frozenset[str] | None
@@ -589,12 +610,11 @@ class RuleSet:
         """``fields`` None means any field the scan has; ``named`` is the same set spelled out."""
         where = fields if fields is not None else named or frozenset(self.fields)
         if isinstance(resolved, Literal):
-            return lambda scan: scan.has(resolved, fields)
+            return _any_hit((resolved,), fields)
         if isinstance(resolved, _Near):
             return lambda scan: self._near(resolved, scan, where)
         if resolved.min_mentions <= 1:
-            literals = resolved.literals
-            return lambda scan: any(scan.has(lit, fields) for lit in literals)
+            return _any_hit(resolved.literals, fields)
         return lambda scan: self._mentions(resolved, scan, where) >= resolved.min_mentions
 
     def _regex_hits(self, rule: _Rule, scan: _Scan) -> list[Hit] | None:
@@ -605,12 +625,10 @@ class RuleSet:
             text = scan.texts.get(name, "")
             if not text:
                 continue
-            try:
-                for m in rule.pattern.finditer(text, timeout=REGEX_TIMEOUT):
-                    if m.end() > m.start():
-                        found.append(Hit(m.group(), name, m.start(), m.end()))
-            except TimeoutError:
+            hits = _regex_field(rule.pattern, text, name)
+            if hits is None:
                 return None
+            found += hits
         return found
 
     def _clauses(self, rule: _Rule, scan: _Scan, *, explain: bool) -> tuple[list[Clause], bool]:
@@ -702,7 +720,8 @@ class RuleSet:
     # -- matching ---------------------------------------------------------------
 
     def match(self, item: Item, *, tags: Iterable[str] = ()) -> list[Match]:
-        """The rules an item satisfies, each with the terms that hit, a score and a snippet."""
+        """The rules an item satisfies. Each match's terms, score and snippet are worked
+        out when first read (see :class:`_LazyMatch`): deciding needs none of them."""
         scan = _Scan(self, item)
         candidates = set(self._always)
         by_literal = self._by_literal
@@ -713,15 +732,19 @@ class RuleSet:
         if not candidates:
             return []
         scope = {item.feed, *tags}
-        matches = []
+        matches: list[Match] = []
+        rules, deciders = self._rules, self._deciders
         for index in sorted(candidates):
-            rule = self._rules[index]
+            rule = rules[index]
             if rule.scope and not (rule.scope & scope):
                 continue
-            if self._deciders[index](scan):
-                found = self._build_match(rule, scan)
-                if found.score >= rule.min_score:
+            if deciders[index](scan):
+                found = _LazyMatch(self, rule, scan)
+                # A score is never negative: a rule without min_score keeps every match.
+                if rule.min_score <= 0 or found.score >= rule.min_score:
                     matches.append(found)
+        if matches:
+            scan.release()
         return matches
 
     def explain(
@@ -742,7 +765,7 @@ class RuleSet:
                     Clause("feeds", in_scope, f"applies to {', '.join(sorted(rule.scope))}")
                 )
                 ok = ok and in_scope
-            found = self._build_match(rule, scan) if ok else None
+            found = _LazyMatch(self, rule, scan) if ok else None
             if found is not None and rule.min_score:
                 enough = found.score >= rule.min_score
                 clauses.append(
@@ -753,16 +776,25 @@ class RuleSet:
             explanations.append(Explanation(rule.name, ok, tuple(clauses), found))
         return explanations
 
-    def _build_match(self, rule: _Rule, scan: _Scan) -> Match:
+    def _found(self, rule: _Rule, scan: _Scan) -> _Found:
+        """The hits of a match in the original text (the longest at each place), its
+        terms, score and the entities it mentions."""
         rank = self._field_rank
         fields = rule.fields
         positive = rule.positive
         located: dict[tuple[str, int], Hit] = {}
         mentioned: list[_Entity] = []
-        # An item hits a handful of literals; a rule may have hundreds: walk the hits.
-        for lit, found in scan.hits.items():
-            if lit not in positive:
-                continue
+        hits_of = scan.hits
+        # The rule's literals that hit, in the order they first hit (which of two hits
+        # of one place is shown depends on it): a rule may have hundreds of literals and
+        # an item hit dozens, so walk the shorter of the two.
+        if len(positive) < len(hits_of):
+            order = scan.hit_order()
+            present = sorted((lit for lit in positive if lit in hits_of), key=order.__getitem__)
+        else:
+            present = [lit for lit in hits_of if lit in positive]
+        for lit in present:
+            found = hits_of[lit]
             entities = self._entities_of.get(lit)
             if entities:
                 for entity in entities:
@@ -780,11 +812,11 @@ class RuleSet:
             for hit in self._regex_hits(rule, scan) or ():
                 located.setdefault((hit.field, hit.start), hit)
         if len(located) == 1:  # the usual case: no sorting, no sets
-            hits = list(located.values())
+            hits = tuple(located.values())
             terms: tuple[str, ...] = (hits[0].term,)
             score = FIELD_WEIGHTS.get(hits[0].field, 1.0)
         else:
-            hits = sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start))
+            hits = tuple(sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start)))
             terms = tuple(dict.fromkeys(h.term for h in hits))
             distinct = {(h.term.casefold(), h.field) for h in hits}
             score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
@@ -797,30 +829,162 @@ class RuleSet:
             if mentioned
             else ()
         )
+        return _Found(terms, hits, score, entities_found)
+
+
+class _Found(NamedTuple):
+    terms: tuple[str, ...]
+    hits: tuple[Hit, ...]
+    score: float
+    entities: tuple[tuple[str, str | None], ...]
+
+
+T = TypeVar("T")
+
+
+class _Detail(Generic[T]):
+    """One detail of a :class:`_LazyMatch`, worked out with its group on first read.
+
+    A descriptor with ``__get__`` only: once ``work_out`` has set the instance's own
+    attribute of the same name, Python finds that first, and the descriptor is never
+    called again (a property would be, on every read).
+    """
+
+    def __init__(self, work_out: Callable[[_LazyMatch], None]) -> None:
+        self.work_out = work_out
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, match: None, owner: type | None = None) -> _Detail[T]: ...
+    @overload
+    def __get__(self, match: _LazyMatch, owner: type | None = None) -> T: ...
+    def __get__(self, match: _LazyMatch | None, owner: type | None = None) -> T | _Detail[T]:
+        if match is None:
+            return self
+        self.work_out(match)
+        value: T = match.__dict__[self.name]
+        return value
+
+
+class _LazyMatch(Match):
+    """A match whose details are worked out when first read, from the item's scan.
+
+    Deciding that a rule fires costs a few closure calls; the details (hits mapped back
+    to the original text, terms, score, entities, a snippet with its marks) cost more
+    than that, and most are never read: test-run shows one snippet per item, an alert
+    one per message, and a daemon's baseline nothing at all. The public attributes are
+    those of :class:`Match`, with the same values; pickling (parse workers) or copying
+    one makes a plain :class:`Match`.
+    """
+
+    _ruleset: RuleSet
+    _rule: _Rule
+    _scan: _Scan
+
+    def __init__(self, ruleset: RuleSet, rule: _Rule, scan: _Scan) -> None:
+        put = object.__setattr__
+        put(self, "rule", rule.name)
+        put(self, "_ruleset", ruleset)
+        put(self, "_rule", rule)
+        put(self, "_scan", scan)
         priority = rule.priority
         if rule.escalate:
+            score = self.score
             priority = next((p for least, p in rule.escalate if score >= least), priority)
-        text = ""
+        put(self, "priority", priority)
+
+    def _work_out(self) -> None:
+        """Terms, hits, score and entities, set as the instance's own attributes: read
+        again, they are plain attributes (see :class:`_Detail`)."""
+        found = self._ruleset._found(self._rule, self._scan)
+        self.__dict__.update(found._asdict())
+
+    def _cut(self) -> None:
+        """The snippet and its marks, set as the instance's own attributes."""
+        snippet = ""
         marks: tuple[tuple[int, int], ...] = ()
+        hits = self.hits
         if hits:
             first = hits[0]
-            text, lo, hi = scan.snippet(first)
+            text, lo, hi = self._scan.snippet(first)
             shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
+            snippet = text
             marks = tuple(
                 (h.start + shift, h.end + shift)
                 for h in hits
                 if h.field == first.field and h.start >= lo and h.end <= hi
             )
-        return Match(
-            rule=rule.name,
-            terms=terms,
-            hits=tuple(hits),
-            snippet=text,
-            score=score,
-            entities=entities_found,
-            marks=marks,
-            priority=priority,
+        self.__dict__.update(snippet=snippet, marks=marks)
+
+    terms: _Detail[tuple[str, ...]] = _Detail(_work_out)
+    hits: _Detail[tuple[Hit, ...]] = _Detail(_work_out)
+    score: _Detail[float] = _Detail(_work_out)
+    entities: _Detail[tuple[tuple[str, str | None], ...]] = _Detail(_work_out)
+    snippet: _Detail[str] = _Detail(_cut)
+    marks: _Detail[tuple[tuple[int, int], ...]] = _Detail(_cut)
+
+    def _fields(self) -> tuple[object, ...]:
+        return (
+            self.rule,
+            self.terms,
+            self.hits,
+            self.snippet,
+            self.score,
+            self.entities,
+            self.marks,
+            self.priority,
         )
+
+    def __reduce__(self) -> tuple[type[Match], tuple[object, ...]]:
+        """Pickled (from a parse worker) as a plain Match: the scan stays behind."""
+        return Match, self._fields()
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any Match with the same details, a plain one (unpickled) included."""
+        if not isinstance(other, Match):
+            return NotImplemented
+        return self._fields() == tuple(getattr(other, f) for f in _MATCH_FIELDS)
+
+    def __hash__(self) -> int:  # as Match's own (a frozen dataclass): equal, same hash
+        return hash(self._fields())
+
+
+_MATCH_FIELDS = ("rule", "terms", "hits", "snippet", "score", "entities", "marks", "priority")
+
+
+def _any_hit(literals: tuple[Literal, ...], fields: frozenset[str] | None) -> Check:
+    """Whether any of the literals hit, in one of ``fields`` (None: in any field).
+
+    Deciders run for every candidate rule of every item: where the fields do not
+    matter, the test is one lookup, or one set operation in C, not a call per literal.
+    """
+    if fields is None:
+        if len(literals) == 1:
+            (only,) = literals
+            return lambda scan: only in scan.hits
+        return lambda scan: not scan.hits.keys().isdisjoint(literals)
+    return lambda scan: any(scan.has(lit, fields) for lit in literals)
+
+
+def _both(checks: Sequence[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda scan: first(scan) and second(scan)
+    return lambda scan: all(check(scan) for check in checks)
+
+
+def _either(checks: Sequence[Check]) -> Check:
+    if len(checks) == 1:
+        return checks[0]
+    if len(checks) == 2:
+        first, second = checks
+        return lambda scan: first(scan) or second(scan)
+    return lambda scan: any(check(scan) for check in checks)
 
 
 def _automaton(
@@ -857,6 +1021,36 @@ def _automaton(
         )
     automaton.make_automaton()
     return automaton
+
+
+def _regex_field(pattern: regex.Pattern[str], text: str, name: str) -> list[Hit] | None:
+    """The regex's hits in one field, or None when it took :data:`REGEX_TIMEOUT` of this
+    thread's CPU time.
+
+    The regex module's timeout is wall-clock time from the start of the search to its
+    last match, and by default it lets go of the GIL while it matches (and Python code
+    between matches lets go of it too): with twenty poll or test-run threads matching at
+    once, patterns that take microseconds ran out of time while waiting for the GIL, and
+    each such timeout silently lost a match (about one search in ten under load). So the
+    search holds the GIL from start to end (``concurrent=False``, consumed by ``list``
+    without Python code in between), and a timeout counts only when this thread really
+    spent the time; otherwise (the process was descheduled) the search runs again.
+    """
+    spent = 0.0
+    for _ in range(_REGEX_ATTEMPTS):
+        started = time.thread_time()
+        try:
+            found = list(pattern.finditer(text, timeout=REGEX_TIMEOUT, concurrent=False))
+        except TimeoutError:
+            spent += time.thread_time() - started
+            if spent >= REGEX_TIMEOUT:
+                return None
+            continue
+        return [Hit(m.group(), name, m.start(), m.end()) for m in found if m.end() > m.start()]
+    return None
+
+
+_REGEX_ATTEMPTS = 4  # so that a pathological pattern costs at most a few timeouts
 
 
 def _literals(resolved: Resolved) -> tuple[Literal, ...]:
