@@ -435,6 +435,8 @@ def test_run(
         lines = _json_lines(report) if as_json else _human_lines(report)
         if lines:
             click.echo("\n".join(lines))
+        if not send:  # shown: its items, and what their matches were worked out from, go
+            report.matches = []
     if send and not _send_test(config, ruleset(), reports, notifier_names):
         failed = True
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)

@@ -291,17 +291,30 @@ class _Scan:
         back = self._translit_maps.get(name)
         if back is None:
             back = self._translit_maps[name] = TranslitMap(
-                self.folded[name], *self._words.get(name, (None, None))
+                self._folded(name), *self._words.get(name, (None, None))
             )
         return back
 
     def release(self) -> None:
-        """Let go of what only deciding needs (the transliterated copies of the text and
-        the word lists, several times the text's size): matches keep their scan until
-        shown, and test-run keeps every match of a run."""
+        """Keep only the hits (and the item's own text): matches keep their scan until
+        they are shown, and test-run keeps every match of a run until it prints them.
+        The folded and transliterated copies, word lists and offset maps can be several
+        times the text's size (a list of ints per character or word: on 416 real feeds,
+        test-run peaked at 715 MiB with them, against 245 before matches were lazy);
+        whatever showing a match needs is made again, for that item only."""
+        self.folded = {}
         self.translit = {}
         self._words = {}
         self._word_starts = {}
+        self._fold_maps = {}
+        self._translit_maps = {}
+
+    def _folded(self, name: str) -> str:
+        """The field's folded text, folded again after :meth:`release`."""
+        folded = self.folded.get(name)
+        if folded is None:
+            folded = self.folded[name] = fold(self.texts[name])
+        return folded
 
     def hit_order(self) -> dict[Literal, int]:
         """Each literal that hit, numbered in the order of :attr:`hits`."""
@@ -349,7 +362,7 @@ class _Scan:
             back = self._translit_map(name)
             start, end = back(start), back(end - 1) + 1
         if name not in self._fold_maps:
-            self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
+            self._fold_maps[name] = OffsetMap(self.texts[name], self._folded(name))
         to_original = self._fold_maps[name]
         return to_original(start), to_original(end - 1) + 1
 
@@ -393,18 +406,21 @@ class RuleSet:
         self._field_rank = {name: i for i, name in enumerate(self.fields)}
         plain: dict[str, list[Literal]] = {}
         latin: dict[str, list[Literal]] = {}
-        self._by_literal: dict[Literal, list[int]] = {}
-        self._always: list[int] = []
+        by_literal: dict[Literal, list[int]] = {}
+        self._always: tuple[int, ...] = ()
         for index, rule in enumerate(self._rules):
             if not rule.needs_hit:
-                self._always.append(index)
+                self._always += (index,)
             for lit in rule.positive:
-                self._by_literal.setdefault(lit, []).append(index)
+                by_literal.setdefault(lit, []).append(index)
             for lit in self._literals_of(rule):
+                by_literal.setdefault(lit, [])  # every literal the scan can find is a key
                 table = latin if lit.translit else plain
                 group = table.setdefault(lit.key, [])
                 if lit not in group:
                     group.append(lit)
+        # The rules each literal's hit can make true (none for an exclude, say).
+        self._by_literal = {lit: tuple(indices) for lit, indices in by_literal.items()}
         self._plain = _automaton(plain, {})
         self._both = _automaton(plain, latin) if latin else self._plain
         # For non-ASCII text when entities transliterate: every plain key under its
@@ -723,12 +739,7 @@ class RuleSet:
         """The rules an item satisfies. Each match's terms, score and snippet are worked
         out when first read (see :class:`_LazyMatch`): deciding needs none of them."""
         scan = _Scan(self, item)
-        candidates = set(self._always)
-        by_literal = self._by_literal
-        for lit in scan.hits:
-            indices = by_literal.get(lit)
-            if indices:
-                candidates.update(indices)
+        candidates = set(self._always).union(*map(self._by_literal.__getitem__, scan.hits))
         if not candidates:
             return []
         scope = {item.feed, *tags}
@@ -739,7 +750,7 @@ class RuleSet:
             if rule.scope and not (rule.scope & scope):
                 continue
             if deciders[index](scan):
-                found = _LazyMatch(self, rule, scan)
+                found = _LazyMatch.of(self, rule, scan)
                 # A score is never negative: a rule without min_score keeps every match.
                 if rule.min_score <= 0 or found.score >= rule.min_score:
                     matches.append(found)
@@ -765,7 +776,7 @@ class RuleSet:
                     Clause("feeds", in_scope, f"applies to {', '.join(sorted(rule.scope))}")
                 )
                 ok = ok and in_scope
-            found = _LazyMatch(self, rule, scan) if ok else None
+            found = _LazyMatch.of(self, rule, scan) if ok else None
             if found is not None and rule.min_score:
                 enough = found.score >= rule.min_score
                 clauses.append(
@@ -884,17 +895,22 @@ class _LazyMatch(Match):
     _rule: _Rule
     _scan: _Scan
 
-    def __init__(self, ruleset: RuleSet, rule: _Rule, scan: _Scan) -> None:
-        put = object.__setattr__
-        put(self, "rule", rule.name)
-        put(self, "_ruleset", ruleset)
-        put(self, "_rule", rule)
-        put(self, "_scan", scan)
-        priority = rule.priority
+    @staticmethod
+    def of(ruleset: RuleSet, rule: _Rule, scan: _Scan) -> _LazyMatch:
+        """The match of ``rule`` in ``scan``. Not ``__init__``: set in one dict update,
+        without a frozen dataclass's ``__setattr__``, it costs half as much, and matching
+        builds one for every rule that fires."""
+        match = _new(_LazyMatch)
+        state = match.__dict__
+        state.update(rule=rule.name, _ruleset=ruleset, _rule=rule, _scan=scan)
         if rule.escalate:
-            score = self.score
-            priority = next((p for least, p in rule.escalate if score >= least), priority)
-        put(self, "priority", priority)
+            score = match.score
+            state["priority"] = next(
+                (p for least, p in rule.escalate if score >= least), rule.priority
+            )
+        else:
+            state["priority"] = rule.priority
+        return match
 
     def _work_out(self) -> None:
         """Terms, hits, score and entities, set as the instance's own attributes: read
@@ -952,6 +968,7 @@ class _LazyMatch(Match):
         return hash(self._fields())
 
 
+_new = object.__new__
 _MATCH_FIELDS = ("rule", "terms", "hits", "snippet", "score", "entities", "marks", "priority")
 
 
