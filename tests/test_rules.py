@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from watcher.config import EntityConfig, RuleConfig, parse_config
 from watcher.exceptions import ConfigError, QuerySyntaxError
 from watcher.models import Item, Match
-from watcher.rules import RuleSet, parse_query
+from watcher.rules import RuleSet, parse_query, settle
 from watcher.rules.engine import _Scan
 from watcher.rules.query import to_text
 from watcher.text import fold, fold_with_map, html_to_text, transliterate
@@ -595,3 +595,27 @@ def test_a_match_read_late_in_any_order_or_pickled_has_the_same_details(
         assert type(copy) is Match
         assert copy == m == copy and hash(copy) == hash(m)
         assert [getattr(copy, f) for f in MATCH_FIELDS] == [getattr(m, f) for f in MATCH_FIELDS]
+
+
+def test_settled_matches_keep_their_details_and_let_the_items_scan_go() -> None:
+    """test-run keeps every match until it prints, backtest every match of its window: a
+    scan can be several times its item's size, so settled matches no longer hold it."""
+    import gc
+    import weakref
+
+    rs = RuleSet(
+        [
+            RuleConfig(name="k", entities=("kharkiv",)),
+            RuleConfig(name="q", query="kharkiv AND talks"),
+        ],
+        {"kharkiv": EntityConfig(aliases=("Kharkiv", "Харків"), transliterate=True)},
+    )
+    item = Item(feed="f", id="1", title="Talks in Харків", content="Kharkiv — talks again.")
+    matches = rs.match(item)
+    expected = [pickle.loads(pickle.dumps(m)) for m in rs.match(item)]
+    scan = weakref.ref(matches[0]._scan)  # type: ignore[attr-defined]
+    settle(matches)
+    gc.collect()
+    assert scan() is None
+    assert matches == expected
+    assert [m.marked_snippet() for m in matches] == ["Talks in «Харків»", "«Talks» in Харків"]

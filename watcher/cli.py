@@ -33,7 +33,7 @@ from watcher.config import (
 )
 from watcher.exceptions import ConfigError, FeedError, StoreError
 from watcher.models import FetchResult, Item, Match, NotModified
-from watcher.rules import RuleSet
+from watcher.rules import RuleSet, settle
 from watcher.text import html_to_text
 
 if TYPE_CHECKING:
@@ -317,6 +317,7 @@ def _report(
     for item, matches in found:
         kept = [m for m in matches if not rules or m.rule in rules]
         if kept:
+            settle(kept)  # kept until printed: worked out now, without their items' scans
             matched.append((item, kept))
     return _FeedReport(feed, items=items, matches=matched, source=source)
 
@@ -1105,20 +1106,21 @@ def _print_feeds(
             click.echo(f"    last error: {error}")
 
 
-def _tune_malloc(arenas: int = 2, mmap_threshold: int = 64 * 1024) -> None:
-    """At most two glibc malloc arenas, and blocks of 64 KiB or more mapped on their own,
-    set before any thread starts.
+def _tune_malloc(arenas: int = 2, mmap_threshold: int = 128 * 1024) -> None:
+    """At most two glibc malloc arenas, and blocks of 128 KiB or more always mapped on
+    their own, set before any thread starts.
 
     glibc gives threads that contend for malloc arenas of their own (up to 8 per core)
     and keeps what they freed: a poll round over 200 feeds with 20 fetch threads peaked
-    35 MiB higher with the default (bench/compare.py). And glibc raises its threshold for
-    mapping a block on its own each time such a block is freed, so that feed bodies and
-    their decoded text (100 KiB to a few MiB) soon came from the heap, where the holes
-    they left kept the round's peak 22-30 MiB higher (`watcher run` over bench/fleet.py's
-    200 feeds, parse_processes 0: 114-123 MiB, now 90-99; docs/benchmarks.md). A fixed
-    threshold keeps them mapped, and each is given back when freed. Same effect as
-    MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=65536; an explicit setting of either
-    wins, and other C libraries are left alone.
+    35 MiB higher with the default (bench/compare.py). And glibc starts mapping blocks of
+    128 KiB or more on their own, but raises that threshold each time such a block is
+    freed: feed bodies and their decoded text soon came from the heap, where the holes
+    they left held the round's peak 22-30 MiB higher (`watcher run` over bench/fleet.py's
+    200 feeds, parse_processes 0: 114-123 MiB, 90-99 with the threshold held; see
+    docs/benchmarks.md). Held at 128 KiB, each such block is given back when freed, for
+    a few percent more system time (64 KiB saved no more memory and cost more). Same
+    effect as MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072; an explicit setting
+    of either wins, and other C libraries are left alone.
     """
     if not sys.platform.startswith("linux"):
         return

@@ -28,7 +28,7 @@ from watcher.models import (
     NotModified,
     PendingAlert,
 )
-from watcher.rules import RuleSet
+from watcher.rules import RuleSet, settle
 from watcher.stories import Recent
 from watcher.workers import PARSERS, default_parse_processes
 
@@ -535,6 +535,7 @@ def backtest(
             for m in ruleset.match(item, tags=tags.get(item.feed, ()))
             if not wanted or m.rule in wanted
         }
+        settle(matches.values())  # kept in the report: without the item's scan
         actual = {r for r in alerted.get((item.feed, item.id), set()) if not wanted or r in wanted}
         would += len(matches)
         was += len(actual)

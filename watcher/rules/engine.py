@@ -291,30 +291,18 @@ class _Scan:
         back = self._translit_maps.get(name)
         if back is None:
             back = self._translit_maps[name] = TranslitMap(
-                self._folded(name), *self._words.get(name, (None, None))
+                self.folded[name], *self._words.get(name, (None, None))
             )
         return back
 
     def release(self) -> None:
-        """Keep only the hits (and the item's own text): matches keep their scan until
-        they are shown, and test-run keeps every match of a run until it prints them.
-        The folded and transliterated copies, word lists and offset maps can be several
-        times the text's size (a list of ints per character or word: on 416 real feeds,
-        test-run peaked at 715 MiB with them, against 245 before matches were lazy);
-        whatever showing a match needs is made again, for that item only."""
-        self.folded = {}
+        """Let go of what only deciding needs: the transliterated copies of the text and
+        its word lists. What showing a match needs (the folded text, offset maps) stays
+        until the item's last match has worked out its details (see :func:`settle`):
+        made again, it cost more than the rest of the details."""
         self.translit = {}
         self._words = {}
         self._word_starts = {}
-        self._fold_maps = {}
-        self._translit_maps = {}
-
-    def _folded(self, name: str) -> str:
-        """The field's folded text, folded again after :meth:`release`."""
-        folded = self.folded.get(name)
-        if folded is None:
-            folded = self.folded[name] = fold(self.texts[name])
-        return folded
 
     def hit_order(self) -> dict[Literal, int]:
         """Each literal that hit, numbered in the order of :attr:`hits`."""
@@ -362,7 +350,7 @@ class _Scan:
             back = self._translit_map(name)
             start, end = back(start), back(end - 1) + 1
         if name not in self._fold_maps:
-            self._fold_maps[name] = OffsetMap(self.texts[name], self._folded(name))
+            self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
         to_original = self._fold_maps[name]
         return to_original(start), to_original(end - 1) + 1
 
@@ -581,57 +569,55 @@ class RuleSet:
         """The rule as one function of a scan, for matching: the same verdict as
         :meth:`_clauses`, without its bookkeeping (tests hold the two to agreement).
         """
-        checks: list[Check] = []
+        tests: list[_Test] = []
         fields = None if rule.fields >= everywhere else rule.fields
         if rule.exclude:
-            vetoed = _any_hit(rule.exclude, fields)
-            checks.append(lambda scan: not vetoed(scan))
+            tests.append(_not(_some(rule.exclude, fields)))
         if rule.keywords:
-            checks.append(_any_hit(rule.keywords, fields))
+            tests.append(_some(rule.keywords, fields))
         if rule.entities:
             # Entities mentioned once are enough: one test for all of their aliases.
-            simple = [lit for e in rule.entities if e.min_mentions <= 1 for lit in e.literals]
-            held = [_any_hit(tuple(simple), fields)] if simple else []
+            simple = tuple(lit for e in rule.entities if e.min_mentions <= 1 for lit in e.literals)
+            held = [_some(simple, fields)] if simple else []
             held += [
-                self._leaf_check(e, fields, rule.fields)
-                for e in rule.entities
-                if e.min_mentions > 1
+                self._leaf_test(e, fields, rule.fields) for e in rule.entities if e.min_mentions > 1
             ]
-            checks.append(_either(held))
+            tests.append(_or(held))
         if rule.query is not None:
-            checks.append(self._node_check(rule, rule.query, None, fields))
-        if rule.pattern is not None:
-            checks.append(lambda scan: bool(self._regex_hits(rule, scan)))
-        return _both(checks)
+            tests.append(self._node_test(rule, rule.query, None, fields))
+        if rule.pattern is not None:  # last: the dearest test runs only when the rest hold
+            tests.append(_Test(checks=(lambda scan: bool(self._regex_hits(rule, scan)),)))
+        return _compiled(_and(tests))
 
-    def _node_check(
+    def _node_test(
         self, rule: _Rule, node: Node, scoped: str | None, fields: frozenset[str] | None
-    ) -> Check:
-        """A query (sub)tree compiled to nested closures: no tree walk per item."""
+    ) -> _Test:
+        """A query (sub)tree as one test: no tree walk per item."""
         if isinstance(node, Term | EntityRef):
             if scoped is not None:
-                return self._leaf_check(rule.leaves[node], frozenset((scoped,)), None)
-            return self._leaf_check(rule.leaves[node], fields, rule.fields)
+                return self._leaf_test(rule.leaves[node], frozenset((scoped,)), None)
+            return self._leaf_test(rule.leaves[node], fields, rule.fields)
         if isinstance(node, Not):
-            child = self._node_check(rule, node.child, scoped, fields)
-            return lambda scan: not child(scan)
+            return _not(self._node_test(rule, node.child, scoped, fields))
         if isinstance(node, Field):
-            return self._node_check(rule, node.child, node.name, fields)
-        children = [self._node_check(rule, c, scoped, fields) for c in node.children]
-        return _both(children) if isinstance(node, And) else _either(children)
+            return self._node_test(rule, node.child, node.name, fields)
+        children = [self._node_test(rule, c, scoped, fields) for c in node.children]
+        return _and(children) if isinstance(node, And) else _or(children)
 
-    def _leaf_check(
+    def _leaf_test(
         self, resolved: Resolved, fields: frozenset[str] | None, named: frozenset[str] | None
-    ) -> Check:
+    ) -> _Test:
         """``fields`` None means any field the scan has; ``named`` is the same set spelled out."""
         where = fields if fields is not None else named or frozenset(self.fields)
         if isinstance(resolved, Literal):
-            return _any_hit((resolved,), fields)
+            return _some((resolved,), fields)
         if isinstance(resolved, _Near):
-            return lambda scan: self._near(resolved, scan, where)
+            return _Test(checks=(lambda scan: self._near(resolved, scan, where),))
         if resolved.min_mentions <= 1:
-            return _any_hit(resolved.literals, fields)
-        return lambda scan: self._mentions(resolved, scan, where) >= resolved.min_mentions
+            return _some(resolved.literals, fields)
+        return _Test(
+            checks=(lambda scan: self._mentions(resolved, scan, where) >= resolved.min_mentions,)
+        )
 
     def _regex_hits(self, rule: _Rule, scan: _Scan) -> list[Hit] | None:
         """Hits of the rule's regex; None when it timed out somewhere."""
@@ -897,12 +883,15 @@ class _LazyMatch(Match):
 
     @staticmethod
     def of(ruleset: RuleSet, rule: _Rule, scan: _Scan) -> _LazyMatch:
-        """The match of ``rule`` in ``scan``. Not ``__init__``: set in one dict update,
-        without a frozen dataclass's ``__setattr__``, it costs half as much, and matching
-        builds one for every rule that fires."""
+        """The match of ``rule`` in ``scan``. Not ``__init__``: its attributes set in its
+        dict, without a frozen dataclass's ``__setattr__``, it costs half as much, and
+        matching builds one for every rule that fires."""
         match = _new(_LazyMatch)
         state = match.__dict__
-        state.update(rule=rule.name, _ruleset=ruleset, _rule=rule, _scan=scan)
+        state["rule"] = rule.name
+        state["_ruleset"] = ruleset
+        state["_rule"] = rule
+        state["_scan"] = scan
         if rule.escalate:
             score = match.score
             state["priority"] = next(
@@ -915,17 +904,27 @@ class _LazyMatch(Match):
     def _work_out(self) -> None:
         """Terms, hits, score and entities, set as the instance's own attributes: read
         again, they are plain attributes (see :class:`_Detail`)."""
-        found = self._ruleset._found(self._rule, self._scan)
-        self.__dict__.update(found._asdict())
+        state = self.__dict__
+        ruleset, rule, scan = state.get("_ruleset"), state.get("_rule"), state.get("_scan")
+        if ruleset is None or rule is None or scan is None:
+            return  # settled meanwhile, by another thread: all is there
+        state.update(ruleset._found(rule, scan)._asdict())
 
     def _cut(self) -> None:
-        """The snippet and its marks, set as the instance's own attributes."""
+        """The snippet and its marks, set as the instance's own attributes; with them
+        every detail is worked out, and the match lets go of the item's scan (which can
+        be several times the item's size: offset maps are a list of ints per character
+        or word)."""
+        state = self.__dict__
+        scan = state.get("_scan")
+        if scan is None:  # settled meanwhile, by another thread: all is there
+            return
         snippet = ""
         marks: tuple[tuple[int, int], ...] = ()
         hits = self.hits
         if hits:
             first = hits[0]
-            text, lo, hi = self._scan.snippet(first)
+            text, lo, hi = scan.snippet(first)
             shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
             snippet = text
             marks = tuple(
@@ -933,7 +932,14 @@ class _LazyMatch(Match):
                 for h in hits
                 if h.field == first.field and h.start >= lo and h.end <= hi
             )
-        self.__dict__.update(snippet=snippet, marks=marks)
+        state.update(snippet=snippet, marks=marks)
+        for name in ("_scan", "_ruleset", "_rule"):
+            state.pop(name, None)
+
+    def settle(self) -> None:
+        """Work out every detail now (see :func:`settle`)."""
+        if "snippet" not in self.__dict__:
+            self._cut()
 
     terms: _Detail[tuple[str, ...]] = _Detail(_work_out)
     hits: _Detail[tuple[Hit, ...]] = _Detail(_work_out)
@@ -968,40 +974,113 @@ class _LazyMatch(Match):
         return hash(self._fields())
 
 
+def settle(matches: Iterable[Match]) -> None:
+    """Work out every detail of these matches now, so that they no longer hold their
+    items' scans: for matches that are kept a while (test-run's, until it prints them;
+    backtest's report). On 416 real feeds, test-run peaked at 715 MiB when every matched
+    item's scan was kept to the end, 196 MiB when each feed's matches settle at once."""
+    for match in matches:
+        if isinstance(match, _LazyMatch):
+            match.settle()
+
+
 _new = object.__new__
 _MATCH_FIELDS = ("rule", "terms", "hits", "snippet", "score", "entities", "marks", "priority")
 
 
-def _any_hit(literals: tuple[Literal, ...], fields: frozenset[str] | None) -> Check:
-    """Whether any of the literals hit, in one of ``fields`` (None: in any field).
+class _Test(NamedTuple):
+    """A rule, or a part of one, as one conjunction, so that it compiles to few calls:
+    each tuple of ``some`` has a literal that hit (anywhere), no literal of ``none`` hit,
+    and each of ``checks`` holds (tests where fields matter, proximity, mention counts,
+    regexes). Deciders run for every candidate rule of every item: most rules become
+    one function making one or two set operations in C."""
 
-    Deciders run for every candidate rule of every item: where the fields do not
-    matter, the test is one lookup, or one set operation in C, not a call per literal.
-    """
+    some: tuple[tuple[Literal, ...], ...] = ()
+    none: tuple[Literal, ...] = ()
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def alternatives(self) -> tuple[Literal, ...] | None:
+        """The literals when the test is only "one of these hit", else None."""
+        if len(self.some) == 1 and not self.none and not self.checks:
+            return self.some[0]
+        return None
+
+
+def _some(literals: tuple[Literal, ...], fields: frozenset[str] | None) -> _Test:
+    """One of the literals hit, in one of ``fields`` (None: in any field)."""
     if fields is None:
-        if len(literals) == 1:
-            (only,) = literals
-            return lambda scan: only in scan.hits
-        return lambda scan: not scan.hits.keys().isdisjoint(literals)
-    return lambda scan: any(scan.has(lit, fields) for lit in literals)
+        return _Test(some=(literals,))
+    return _Test(checks=(lambda scan: any(scan.has(lit, fields) for lit in literals),))
 
 
-def _both(checks: Sequence[Check]) -> Check:
-    if len(checks) == 1:
+def _and(tests: Sequence[_Test]) -> _Test:
+    return _Test(
+        some=tuple(group for test in tests for group in test.some),
+        none=tuple(dict.fromkeys(lit for test in tests for lit in test.none)),
+        checks=tuple(check for test in tests for check in test.checks),
+    )
+
+
+def _or(tests: Sequence[_Test]) -> _Test:
+    """Alternatives of literals merge into one; anything else becomes a function."""
+    merged: dict[Literal, None] = {}
+    others: list[Check] = []
+    for test in tests:
+        alternatives = test.alternatives
+        if alternatives is not None:
+            merged.update(dict.fromkeys(alternatives))
+        else:
+            others.append(_compiled(test))
+    if not others:
+        return _Test(some=(tuple(merged),))
+    if merged:
+        others.insert(0, _compiled(_Test(some=(tuple(merged),))))
+    if len(others) == 1:
+        return _Test(checks=(others[0],))
+    checks = tuple(others)
+    return _Test(checks=(lambda scan: any(check(scan) for check in checks),))
+
+
+def _not(test: _Test) -> _Test:
+    alternatives = test.alternatives
+    if alternatives is not None:  # not (one of these hit) = none of these hit
+        return _Test(none=alternatives)
+    if test.none and not test.some and not test.checks:  # not (none hit) = one hit
+        return _Test(some=(test.none,))
+    check = _compiled(test)
+    return _Test(checks=(lambda scan: not check(scan),))
+
+
+def _compiled(test: _Test) -> Check:
+    """The test as one function: the literal tests first (a lookup or a set operation
+    in C each), then the checks in order."""
+    some, none, checks = test
+    if not checks:
+        if not some:
+            return lambda scan: scan.hits.keys().isdisjoint(none)
+        if len(some) == 1:
+            (group,) = some
+            if not none:
+                if len(group) == 1:
+                    (only,) = group
+                    return lambda scan: only in scan.hits
+                return lambda scan: not scan.hits.keys().isdisjoint(group)
+            return lambda scan: (
+                not (hit := scan.hits.keys()).isdisjoint(group) and hit.isdisjoint(none)
+            )
+    if not some and not none and len(checks) == 1:
         return checks[0]
-    if len(checks) == 2:
-        first, second = checks
-        return lambda scan: first(scan) and second(scan)
-    return lambda scan: all(check(scan) for check in checks)
 
+    def holds(scan: _Scan) -> bool:
+        hit = scan.hits.keys()
+        return (
+            hit.isdisjoint(none)
+            and not any(hit.isdisjoint(group) for group in some)
+            and all(check(scan) for check in checks)
+        )
 
-def _either(checks: Sequence[Check]) -> Check:
-    if len(checks) == 1:
-        return checks[0]
-    if len(checks) == 2:
-        first, second = checks
-        return lambda scan: first(scan) or second(scan)
-    return lambda scan: any(check(scan) for check in checks)
+    return holds
 
 
 def _automaton(
@@ -1123,4 +1202,4 @@ def _near_miss(literals: Iterable[Literal], scan: _Scan, fields: Iterable[str]) 
     return best[1] if best[0] >= 0.6 else "nothing similar in the text"
 
 
-__all__ = ["DEFAULT_FIELDS", "Clause", "Explanation", "RuleSet"]
+__all__ = ["DEFAULT_FIELDS", "Clause", "Explanation", "RuleSet", "settle"]
