@@ -11,6 +11,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from watcher.text import (
+    OffsetMap,
     TranslitMap,
     _fold_char,
     _parser_text,
@@ -138,6 +139,49 @@ def test_fold_with_map_agrees_with_fold_and_points_back(text: str) -> None:
     assert len(index) == len(folded)
     assert index == sorted(index)
     assert all(0 <= i < len(text) for i in index)
+
+
+# Characters that fold to none or to several (soft hyphen, zero-width space, ß, ligatures,
+# the ellipsis, combining marks), spaces of several kinds, and plain letters around them.
+_ODD_TEXT = st.text(
+    alphabet=st.sampled_from(list("ab Z\u00ad\u200bßﬁ…\u0301é\u00a0\t\n’—ХаЁ")),
+    max_size=60,
+)
+
+
+@given(_ODD_TEXT)
+def test_offset_map_agrees_with_the_per_character_map(text: str) -> None:
+    # OffsetMap finds breakpoints with regexes; fold_with_map walks every character.
+    folded, index = fold_with_map(text)
+    back = OffsetMap(text, folded)
+    assert [back(i) for i in range(len(folded))] == index
+
+
+def test_offset_map_agrees_on_real_feed_text() -> None:
+    import corpus
+
+    from watcher.exceptions import FeedError
+    from watcher.models import FetchResult
+    from watcher.parse import parse
+
+    checked = 0
+    for feed in corpus.selected():
+        kind = "application/feed+json" if feed.format.startswith("json") else "application/xml"
+        result = FetchResult(
+            url="http://localhost/", status=200, body=feed.data, headers={"content-type": kind}
+        )
+        try:
+            items = parse(feed.name, result).items
+        except FeedError:  # a feed watcher refuses has no text to map
+            continue
+        for item in items:
+            for text in (item.title, item.summary, item.content):
+                if text:
+                    folded, index = fold_with_map(text)
+                    back = OffsetMap(text, folded)
+                    assert [back(i) for i in range(len(folded))] == index, feed.name
+                    checked += 1
+    assert checked > 1000
 
 
 def test_snippet_cuts_at_word_edges_with_ellipses() -> None:

@@ -293,32 +293,59 @@ class OffsetMap:
     """Maps offsets of ``fold(text)`` back to offsets of ``text``.
 
     Usually every character folds to exactly one character and only whitespace runs
-    (collapsed to one space) shift offsets, so a list of runs is enough; otherwise
-    (ß, ligatures, combining marks...) the full per-character map is built.
+    (collapsed to one space) shift offsets, so a list of runs is enough. Characters that
+    fold to none or to several (soft hyphens, ß, ligatures, "…") add a breakpoint each,
+    found by one regex pass: a map per character, built in a Python loop, cost more than
+    the rest of test-run on real feeds (news articles are long, and one "…" in them was
+    enough). :func:`fold_with_map` is the reference it is tested against.
     """
 
     def __init__(self, text: str, folded: str | None = None) -> None:
-        self._index: list[int] | None = None
         self._starts: list[int] = []  # folded offset just after each collapsed run
         self._shifts: list[int] = []  # characters dropped up to and including that run
+        # Where the odd characters are: from each translated offset in ``_pieces`` on, the
+        # source offset is ``_sources`` at that index plus the distance.
+        self._pieces: list[int] = []
+        self._sources: list[int] = []
         specials = () if text.isascii() else _distinct_non_ascii(text)
-        if any(len(_FOLD[ord(c)]) != 1 for c in specials):
-            self._index = fold_with_map(text)[1]
-            return
-        if len(fold(text) if folded is None else folded) == len(text):
-            return  # one character for one, and no whitespace run collapsed: identity
-        spaced = text if text.isascii() else text.translate(_FOLD)
+        odd = [c for c in specials if len(_FOLD[ord(c)]) != 1]
+        if odd:
+            spaced = text.translate(_FOLD)
+            self._map_odd(text, odd)
+            runs = _SPACE_RUN  # what _with_map collapses: spaces of the translated text
+        else:
+            if len(fold(text) if folded is None else folded) == len(text):
+                return  # one character for one, and no whitespace run collapsed: identity
+            spaced = text if text.isascii() else text.translate(_FOLD)
+            runs = _WHITESPACE_RUN
         dropped = 0
-        for m in _WHITESPACE_RUN.finditer(spaced):
+        for m in runs.finditer(spaced):
             dropped += m.end() - m.start() - 1
             self._starts.append(m.end() - dropped)
             self._shifts.append(dropped)
 
+    def _map_odd(self, text: str, odd: Iterable[str]) -> None:
+        pieces, sources = self._pieces, self._sources
+        pieces.append(0)
+        sources.append(0)
+        shift = 0  # translated offset minus source offset, so far
+        for m in re.finditer(f"[{_character_class(odd)}]", text):
+            pos = m.start()
+            width = len(_FOLD[ord(m.group())])
+            for k in range(width):  # every piece of an expansion points at its source
+                pieces.append(pos + shift + k)
+                sources.append(pos)
+            shift += width - 1
+            pieces.append(pos + 1 + shift)  # the next character, one for one again
+            sources.append(pos + 1)
+
     def __call__(self, offset: int) -> int:
-        if self._index is not None:
-            return self._index[offset]
         i = bisect.bisect_right(self._starts, offset)
-        return offset + (self._shifts[i - 1] if i else 0)
+        offset += self._shifts[i - 1] if i else 0
+        if not self._pieces:
+            return offset
+        j = bisect.bisect_right(self._pieces, offset) - 1
+        return self._sources[j] + offset - self._pieces[j]
 
 
 def fold_with_map(text: str) -> tuple[str, list[int]]:
