@@ -418,6 +418,8 @@ def test_run(
     ruleset = _lazy_ruleset(config)  # here only for what is matched here (small documents)
     rules = set(rule_names)
     workers = max(1, min(config.fetch.max_connections, len(feeds) + len(files)))
+    failed = False
+    reports: list[_FeedReport] = []
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_try_feed, f, config, fetcher, ruleset, rules) for f in feeds]
         futures += [pool.submit(_try_file, p, ruleset, rules) for p in files]
@@ -425,22 +427,30 @@ def test_run(
             with click.progressbar(length=len(futures), label="fetching", file=sys.stderr) as bar:
                 for _ in as_completed(futures):
                     bar.update(1)
-        reports = [future.result() for future in futures]
+        # In the config's order, each feed as soon as it and those before it are done: what
+        # is printed goes, so a run holds only the matches not yet printed (on a fleet where
+        # every item matches many rules, keeping all until the end tripled the peak).
+        for future in futures:
+            report = future.result()
+            failed = _show(report, as_json) or failed
+            if not send:  # shown: its items, and what their matches were worked out from, go
+                report.matches = []
+            reports.append(report)
     PARSERS.shutdown(wait=True)  # gone before the interpreter exits: see Parsers.shutdown
-    failed = False
-    for report in reports:
-        if report.error:
-            failed = True
-            click.echo(click.style(f"error: {report.error}", fg="red"), err=True)
-        # One write per feed: a write (and a flush) per line cost more than the matching.
-        lines = _json_lines(report) if as_json else _human_lines(report)
-        if lines:
-            click.echo("\n".join(lines))
-        if not send:  # shown: its items, and what their matches were worked out from, go
-            report.matches = []
     if send and not _send_test(config, ruleset(), reports, notifier_names):
         failed = True
     raise SystemExit(EXIT_FEED_FAILED if failed else EXIT_OK)
+
+
+def _show(report: _FeedReport, as_json: bool) -> bool:
+    """Print one feed's matches (its error on stderr); True if it failed."""
+    if report.error:
+        click.echo(click.style(f"error: {report.error}", fg="red"), err=True)
+    # One write per feed: a write (and a flush) per line cost more than the matching.
+    lines = _json_lines(report) if as_json else _human_lines(report)
+    if lines:
+        click.echo("\n".join(lines))
+    return bool(report.error)
 
 
 def _lazy_ruleset(config: Config) -> Callable[[], RuleSet]:
