@@ -747,3 +747,30 @@ def test_form_tokens_and_hosts() -> None:
     assert "evil.example:8080" not in hosts
     everywhere = allowed_hosts("0.0.0.0", 80, [])
     assert "localhost:80" in everywhere and "0.0.0.0:80" not in everywhere
+
+
+def test_only_a_daemon_with_a_console_imports_the_web_stack(tmp_path: Path) -> None:
+    code = (
+        "import pathlib, sys\n"
+        "from watcher.config import parse_config\n"
+        "from watcher.daemon import Daemon\n"
+        "config = parse_config(sys.argv[1], file='c.yaml', base=pathlib.Path(sys.argv[2]))\n"
+        "daemon = Daemon(config)\n"
+        "if config.web is not None:\n"
+        "    daemon._start_web()\n"
+        "    daemon.web.stop()\n"
+        "print(*(m for m in ('starlette', 'uvicorn', 'multipart') if m in sys.modules))\n"
+        "daemon.store.close()\n"
+    )
+
+    def imported(config: str) -> set[str]:
+        out = subprocess.run(
+            [sys.executable, "-c", code, f"state: w.db\n{config}", str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return set(out.stdout.split())
+
+    assert imported("") == set()
+    assert imported(f"web: {{listen: '127.0.0.1:{free_port()}'}}") >= {"starlette", "uvicorn"}
