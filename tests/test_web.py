@@ -187,6 +187,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         news.add(2, "Shelling in Kharkov overnight", "Residents of Kharkov sheltered overnight.")
         news.add(3, HOSTILE, "A hostile title about Kharkiv.")
         feeds.routes["/news"] = Route(news.body(), etag='"n2"')
+        assert len(receiver.wait_for(2)) == 2, daemon.log_text()
         wire.add(12, "Ceasefire talks resume", "Envoys met to discuss a truce.")
         # The same story as news's item 2 (its link): it joins that story, alerts nothing.
         wire.items.insert(
