@@ -262,10 +262,17 @@ def shot(driver: Any, name: str) -> None:
     driver.set_window_size(1280, 1000)
 
 
-def text_of(driver: Any) -> str:
+def text_of(driver: Any, tag: str = "body") -> str:
+    """The text a user sees; read again when a navigation replaced the page meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return str(driver.find_element(By.TAG_NAME, "body").text)
+    for _ in range(50):
+        try:
+            return str(driver.find_element(By.TAG_NAME, tag).text)
+        except StaleElementReferenceException:
+            continue
+    return str(driver.find_element(By.TAG_NAME, tag).text)
 
 
 def no_dialog(driver: Any) -> bool:
@@ -563,7 +570,7 @@ def test_a_session_of_clicks_leaves_the_state_byte_identical(
             browser.find_element(By.LINK_TEXT, name).click()
             there = f"/feeds/{name}"
             assert wait_until(lambda there=there: browser.current_url.endswith(there), 10)
-            assert name in browser.find_element(By.TAG_NAME, "h1").text
+            assert wait_until(lambda there=name: there in text_of(browser, "h1"), 10)
         browser.get(base + "/alerts")
         for link in [
             a.get_attribute("href")

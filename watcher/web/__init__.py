@@ -76,6 +76,7 @@ def _server(store: Store, config: Callable[[], Config], where: Plan) -> Any:
         host=where.host,
         port=where.port,
         log_level="warning",
+        log_config=None,  # watcher's logging as configured (uvicorn's loggers propagate)
         access_log=False,
         server_header=False,
         proxy_headers=False,
