@@ -31,7 +31,7 @@ from watcher.config import (
     parse_config,
     parse_duration,
 )
-from watcher.exceptions import ConfigError, FeedError, StoreError
+from watcher.exceptions import ConfigError, FeedError, StoreError, WebError
 from watcher.models import FetchResult, Item, Match, NotModified
 from watcher.rules import RuleSet, settle
 from watcher.text import html_to_text
@@ -197,10 +197,66 @@ def run(config_path: Path | None, metrics_port: int | None) -> None:
             config, config_path=config_path or default_config_path(), metrics_port=metrics_port
         )
         code = daemon.run()
-    except StoreError as exc:  # at start: a state that cannot be opened, locked or written
+    except (StoreError, WebError) as exc:  # at start: a state that cannot be opened,
+        # locked or written; a console that cannot listen
         click.echo(f"error: {exc}", err=True)
         raise SystemExit(EXIT_FEED_FAILED) from None
     raise SystemExit(code)
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=None,
+    help="Where to listen (default: web.listen in the config, else 127.0.0.1:8080). "
+    "Any address but loopback needs web.auth.",
+)
+@click.option(
+    "--hash-password",
+    "hash_password",
+    is_flag=True,
+    help="Read a password (twice) and print its hash for web.auth.users; serve nothing.",
+)
+def web(config_path: Path | None, listen: str | None, hash_password: bool) -> None:
+    """Serve the web console over the state: feeds, alerts and why, a rule tester.
+
+    Read-only on the state; works beside a running daemon (here or on another machine
+    sharing a PostgreSQL state). Stop with Ctrl-C.
+
+    Example: watcher web -c /etc/watcher/config.yaml --listen 127.0.0.1:8080
+    """
+    if hash_password:
+        from watcher.web.security import hash_password as make_hash
+
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+        click.echo(make_hash(password))
+        return
+    from watcher import web as console
+
+    config = _load(config_path, notifier_urls=False)
+    try:
+        where = console.plan(config, listen)
+    except WebError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_USAGE) from None
+    store = _open_existing(config)
+    if store is None:
+        click.echo(
+            f"error: no state at {config.state_name} yet: start `watcher run` once, "
+            "or run `watcher migrate`",
+            err=True,
+        )
+        raise SystemExit(EXIT_FEED_FAILED)
+    click.echo(f"web console on {where.url} (read-only; Ctrl-C stops it)", err=True)
+    try:
+        console.serve(store, config, where)
+    except WebError as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(EXIT_FEED_FAILED) from None
+    finally:
+        store.close()
 
 
 @cli.command()

@@ -282,6 +282,22 @@ class FeedHealthSettings(_Model):
     churn_min_items: int | None = Field(default=None, ge=1)
 
 
+class WebAuth(_Model):
+    """Who may open the console: a bearer token, or users with scrypt password hashes."""
+
+    token: Annotated[str, Field(min_length=16)] | None = None
+    users: dict[NonEmpty, NonEmpty] = Field(default_factory=dict)  # name -> hash
+
+
+class WebSettings(_Model):
+    """The web console (watcher/web): ``watcher run`` serves it too when this is set."""
+
+    listen: NonEmpty = "127.0.0.1:8080"
+    # Host names it answers to besides its address (a reverse proxy's), against DNS rebinding.
+    names: tuple[NonEmpty, ...] = ()
+    auth: WebAuth | None = None  # required to listen on anything but loopback
+
+
 def _processes(value: object) -> int | Literal["auto"]:
     if value == "auto":
         return "auto"
@@ -365,6 +381,7 @@ class Config(_Model):
     feed_health: FeedHealthSettings = Field(default_factory=FeedHealthSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    web: WebSettings | None = None
     retention: Duration = 30 * 86400.0  # how long items' text is kept for `watcher backtest`
     # An item whose date is older than this when first seen is recorded and never alerts.
     max_item_age: Duration | None = None
@@ -812,6 +829,8 @@ def _cross_check(data: dict[str, Any], located: _Located, *, notifier_urls: bool
         if target not in notifiers:
             located.issue(("feed_health", "notify", j), f"unknown notifier {target!r}")
 
+    _check_web(_named(data.get("web")), located)
+
     from watcher.alerts import template_problem
     from watcher.notify import validate_url  # apprise is imported only to ask it
 
@@ -830,6 +849,36 @@ def _cross_check(data: dict[str, Any], located: _Located, *, notifier_urls: bool
             source = _named(notifier).get(key)
             if isinstance(source, str) and (problem := template_problem(source)):
                 located.issue(("notifiers", name, key), f"invalid template: {problem}")
+
+
+def _check_web(web: dict[Any, Any], located: _Located) -> None:
+    """The console's address, and that it is not served beyond loopback without auth."""
+    from watcher.web.security import hash_problem, is_loopback, parse_listen
+
+    auth = _named(web.get("auth"))
+    if "auth" in web and not (auth.get("token") or _named(auth.get("users"))):
+        located.issue(("web", "auth"), "give a token, or users with password hashes")
+    for name, stored in _named(auth.get("users")).items():
+        if isinstance(stored, str) and (problem := hash_problem(stored)):
+            located.issue(("web", "auth", "users", name), problem)
+    listen = web.get("listen")
+    if not isinstance(listen, str):
+        return
+    try:
+        host, _ = parse_listen(listen)
+    except ValueError as exc:
+        located.issue(("web", "listen"), str(exc))
+        return
+    if not is_loopback(host) and "auth" not in web:
+        located.issue(("web", "auth"), public_without_auth(listen))
+
+
+def public_without_auth(listen: str) -> str:
+    return (
+        f"required: the console listens on {listen}, beyond this machine; set web.auth "
+        "(a token, or users with password hashes), or listen on 127.0.0.1 and reach it "
+        "through an SSH tunnel or a reverse proxy"
+    )
 
 
 def _resolve_state(config: Config, base: Path) -> Config:

@@ -44,6 +44,7 @@ from watcher.workers import PARSERS
 if TYPE_CHECKING:
     from watcher.cluster import Cluster, DispatchPlan
     from watcher.metrics import Metrics
+    from watcher.web import Background
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,13 @@ class Daemon:
             self.lock.acquire()
         self.node = f"{socket.gethostname()}:{os.getpid()}"
         self.store = open_store(config)
+        # web: in the config: the console, checked now (a public address without auth
+        # refuses to start), served from its own read-only connection once running.
+        self.web: Background | None = None
+        if config.web is not None:
+            from watcher import web
+
+            self._web_plan = web.plan(config)
         # PostgreSQL: a lock that says, for as long as this process lives, that it does;
         # the other daemons free its claims at once when it is gone (see _release_dead).
         self.store.hold_node(self.node)
@@ -747,6 +755,8 @@ class Daemon:
         else:
             self._release_dead()
             self._next_liveness = time.monotonic() + LIVENESS
+        if self.config.web is not None:  # first: a port in use stops the start here
+            self._start_web()
         states = self._schedule()
         self._log_destinations(states)  # before the start, while first polls are still ahead
         self._record_start()  # (a cluster's dispatcher reads which feeds this node knows)
@@ -793,8 +803,24 @@ class Daemon:
         finally:
             if server is not None:
                 server.shutdown()
+            if self.web is not None:
+                self.web.stop()
             self._shutdown()
         return 0
+
+    def _start_web(self) -> None:
+        """Serve the console (``web:``) from a thread, on a read-only store of its own, so
+        that it can never write the state whatever a page does."""
+        from watcher.web import Background
+
+        reader = open_store(self.config, readonly=True)
+        try:
+            self.web = Background(reader, lambda: self.config, self._web_plan)
+            self.web.start()
+        except BaseException:
+            self.web = None
+            reader.close()
+            raise
 
     def _cluster_chores(self, now: float) -> None:
         """A node's share of keeping the cluster sound, from the main thread."""

@@ -25,7 +25,8 @@ it is the ``__cause__``::
     ├── StoreError               the state database cannot be opened, migrated or written
     │   ├── StateLocked          another daemon holds the SQLite state's lock
     │   └── LeaseLost            a claim expired and another process took it over
-    └── NotifyError              a notifier cannot be built or reached
+    ├── NotifyError              a notifier cannot be built or reached
+    └── WebError                 the web console cannot be served (address, package, port)
 """
 
 from __future__ import annotations
@@ -213,3 +214,8 @@ class LeaseLost(StoreError):
 
 class NotifyError(WatcherError):
     """A notifier cannot be built or reached."""
+
+
+class WebError(WatcherError):
+    """The web console cannot be served: an address it may not listen on (beyond loopback
+    without ``web.auth``), a missing package, a port in use."""

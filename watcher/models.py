@@ -211,6 +211,21 @@ class SeenItem:
     joined: bool = False  # ``story`` was found, not started here
 
 
+@dataclass(frozen=True)
+class PollRecord:
+    """One poll as its feed's history keeps it (the web console's feed page).
+
+    ``outcome``: new, baseline, renumbered, not-modified, unchanged or error.
+    """
+
+    outcome: str
+    duration: float  # seconds, from the fetch to the commit
+    status: int | None = None  # the HTTP status, when a response came
+    items: int | None = None  # items in the document (None: not parsed)
+    new_items: int | None = None
+    error: str | None = None
+
+
 PollKind = Literal["quiet", "success", "failure"]
 
 
@@ -242,3 +257,4 @@ class PollDecision:
     moved_to: str | None = None  # a permanent redirect to remember
     disabled_url: str | None = None  # after a 410: the URL that is gone
     health_notice: Any = KEEP  # "failing", None (cleared), or KEEP
+    history: PollRecord | None = None  # kept in the feed's recent polls (None: not kept)

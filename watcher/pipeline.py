@@ -7,17 +7,18 @@ recorded and logged here, never raised to the scheduler.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from watcher import backoff, decide, delivery
 from watcher.alerts import render_digest
 from watcher.config import Config, FeedConfig
-from watcher.exceptions import FeedError, FetchAborted, StoreError
+from watcher.exceptions import FeedError, FetchAborted, HTTPStatusError, StoreError
 from watcher.fetch import Fetcher
 from watcher.identity import classify, item_keys
 from watcher.models import (
@@ -27,6 +28,7 @@ from watcher.models import (
     Match,
     NotModified,
     PendingAlert,
+    PollRecord,
 )
 from watcher.rules import RuleSet, settle
 from watcher.stories import Recent
@@ -142,6 +144,7 @@ def _poll(
 ) -> PollOutcome:
     state = store.feed_state(feed.name)
     started = now()
+    clock = time.monotonic()
     if state.disabled_for(feed.url):
         log.debug("poll skipped feed=%s status=disabled", feed.name)
         return PollOutcome(feed.name, "disabled", error=state.disabled_reason or "")
@@ -163,7 +166,10 @@ def _poll(
             state.baselined and result.body_hash == state.body_hash
         ):
             status = "not-modified" if isinstance(result, NotModified) else "unchanged"
-            store.commit_poll(decide.unchanged(feed, state, config, result, now(), node))
+            code = 304 if isinstance(result, NotModified) else result.status
+            decided = decide.unchanged(feed, state, config, result, now(), node)
+            took = time.monotonic() - clock
+            store.commit_poll(replace(decided, history=PollRecord(status, took, code)))
             _log_move(feed, state, result.moved_to)
             log.debug("poll feed=%s status=%s", feed.name, status)
             return PollOutcome(feed.name, status)
@@ -172,6 +178,10 @@ def _poll(
         return PollOutcome(feed.name, "aborted")
     except FeedError as exc:
         decision = decide.failure(feed, state, config, exc, now(), node)
+        answered = exc.status if isinstance(exc, HTTPStatusError) else None
+        took = time.monotonic() - clock
+        history = PollRecord("error", took, answered, error=exc.reason)
+        decision = replace(decision, history=history)
         store.commit_poll(decision)
         retry_at = decision.next_poll_at
         log.warning(
@@ -216,7 +226,10 @@ def _poll(
         at=at,
         node=node,
     )
-    queued = store.commit_poll(outcome.decision)
+    history = PollRecord(
+        outcome.status, time.monotonic() - clock, result.status, len(document.items), outcome.new
+    )
+    queued = store.commit_poll(replace(outcome.decision, history=history))
     _log_move(feed, state, result.moved_to)
     for alert in outcome.decision.alerts:
         log.info(

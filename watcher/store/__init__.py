@@ -14,8 +14,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
@@ -52,15 +52,18 @@ from watcher.models import (
     Item,
     PendingAlert,
     PollDecision,
+    PollRecord,
     Priority,
 )
 from watcher.store import upgrade
 from watcher.store.engine import NodeLocks, postgres_engine
 from watcher.store.schema import (
+    POLL_HISTORY,
     alerts,
     daemons,
     feeds,
     items,
+    polls,
     story_alerts,
     story_keys,
     story_sources,
@@ -95,6 +98,9 @@ class FeedStatus:
     disabled_reason: str | None
     moved_to: str | None
     items: int
+    etag: str | None = None
+    last_modified: str | None = None
+    last_error_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,16 @@ class AlertRecord:
     priority: Priority = "normal"
     link: str = ""
     sources: tuple[str, ...] = ()  # every feed that carried the alert's story
+    item_id: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)  # what a digest lists
+
+
+@dataclass(frozen=True)
+class PollEntry:
+    """One poll of a feed's recent history (see Store.recent_polls)."""
+
+    at: datetime
+    poll: PollRecord
 
 
 @dataclass(frozen=True)
@@ -209,6 +225,26 @@ def _wal(cursor: sqlite3.Cursor) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
 
 
+def _feed_status(r: Any, count: int) -> FeedStatus:
+    return FeedStatus(
+        name=r.name,
+        url=r.url,
+        baselined=bool(r.baselined),
+        last_poll_at=r.last_poll_at,
+        last_success_at=r.last_success_at,
+        last_error=r.last_error,
+        failures=r.failures,
+        failing_since=r.failing_since,
+        next_poll_at=r.next_poll_at,
+        disabled_reason=r.disabled_reason,
+        moved_to=r.moved_to if r.moved_from == r.url else None,
+        items=count,
+        etag=r.etag,
+        last_modified=r.last_modified,
+        last_error_at=r.last_error_at,
+    )
+
+
 def _feed_state(row: Any) -> FeedState:
     return FeedState(
         etag=row.etag,
@@ -248,14 +284,46 @@ def _lease_lost(feed: str) -> LeaseLost:
     )
 
 
+def _keep_poll(conn: Connection, feed: str, at: datetime, poll: PollRecord) -> None:
+    """Add a poll to its feed's history, and forget the feed's polls beyond the newest
+    POLL_HISTORY: the history stays small however long watcher runs."""
+    conn.execute(
+        polls.insert().values(
+            feed=feed,
+            at=at,
+            outcome=poll.outcome,
+            status=poll.status,
+            duration=poll.duration,
+            items=poll.items,
+            new_items=poll.new_items,
+            error=poll.error,
+        )
+    )
+    oldest_kept = (
+        select(polls.c.id)
+        .where(polls.c.feed == feed)
+        .order_by(polls.c.id.desc())
+        .offset(POLL_HISTORY - 1)
+        .limit(1)
+        .scalar_subquery()
+    )
+    conn.execute(delete(polls).where(polls.c.feed == feed, polls.c.id < oldest_kept))
+
+
 @dataclass
 class _QuietWrite:
     """One poll's quiet update, waiting to be committed with others (Store._quiet_success)."""
 
+    history: PollRecord | None
     params: dict[str, Any]
     done: bool = False
     updated: bool = False
     error: BaseException | None = None
+
+    def keep(self, conn: Connection) -> None:
+        """The poll's history row, in the transaction of its update (if that updated)."""
+        if self.updated and self.history is not None:
+            _keep_poll(conn, self.params["b_name"], self.params["b_now"], self.history)
 
 
 class Store:
@@ -429,6 +497,8 @@ class Store:
             ).first()
             if written is None:
                 raise _lease_lost(record.feed)
+            if record.history is not None:
+                _keep_poll(conn, record.feed, now, record.history)
             stories = self._mark_seen(conn, record, now)
             return self._queue(conn, [*record.alerts, *record.notices], now, stories)
 
@@ -458,6 +528,7 @@ class Store:
         """Record a success that changed nothing but the feed row, in a group commit;
         False when the feed has no row yet."""
         mine = _QuietWrite(
+            record.history,
             {
                 "b_name": record.feed,
                 "b_url": record.url,
@@ -467,7 +538,7 @@ class Store:
                 "b_last_modified": record.last_modified,
                 "b_unclaimed": record.node is None,
                 "b_node": record.node,
-            }
+            },
         )
         with self._quiet_queue_lock:
             self._quiet_queue.append(mine)
@@ -483,6 +554,7 @@ class Store:
                     with self.engine.begin() as conn:
                         for write in batch:
                             write.updated = bool(conn.execute(self._QUIET, write.params).rowcount)
+                            write.keep(conn)
                 except BaseException as exc:
                     for write in batch:
                         write.error = exc
@@ -495,6 +567,7 @@ class Store:
             # the error raised here is this thread's own.
             with self.engine.begin() as conn:
                 mine.updated = bool(conn.execute(self._QUIET, mine.params).rowcount)
+                mine.keep(conn)
         if not mine.updated and record.node is not None:
             raise _lease_lost(record.feed)
         return mine.updated
@@ -899,23 +972,44 @@ class Store:
             .order_by(feeds.c.name)
         )
         with self.engine.connect() as conn:
+            return [_feed_status(r, r.n) for r in conn.execute(query)]
+
+    def feed_status(self, name: str) -> FeedStatus | None:
+        """One feed as :meth:`feed_statuses` gives it; None when the state has no such feed."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(feeds).where(feeds.c.name == name)).first()
+            if row is None:
+                return None
+            count = conn.execute(
+                select(func.count()).select_from(items).where(items.c.feed == name)
+            ).scalar_one()
+        return _feed_status(row, count)
+
+    def recent_polls(self, feed: str, *, limit: int = POLL_HISTORY) -> list[PollEntry]:
+        """The feed's latest polls, newest first (the state keeps the last POLL_HISTORY)."""
+        query = select(polls).where(polls.c.feed == feed).order_by(polls.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
             return [
-                FeedStatus(
-                    name=r.name,
-                    url=r.url,
-                    baselined=bool(r.baselined),
-                    last_poll_at=r.last_poll_at,
-                    last_success_at=r.last_success_at,
-                    last_error=r.last_error,
-                    failures=r.failures,
-                    failing_since=r.failing_since,
-                    next_poll_at=r.next_poll_at,
-                    disabled_reason=r.disabled_reason,
-                    moved_to=r.moved_to if r.moved_from == r.url else None,
-                    items=r.n,
+                PollEntry(
+                    r.at,
+                    PollRecord(r.outcome, r.duration, r.status, r.items, r.new_items, r.error),
                 )
                 for r in conn.execute(query)
             ]
+
+    def last_poll_at(self, names: Sequence[str] | None = None) -> datetime | None:
+        """When the latest poll of these feeds (default: any) finished, failed ones too."""
+        found: list[datetime] = []
+        with self.engine.connect() as conn:
+            if names is None:
+                value = conn.execute(select(func.max(feeds.c.last_poll_at))).scalar()
+                return value if isinstance(value, datetime) else None
+            for chunk in _chunks(list(names)):
+                query = select(func.max(feeds.c.last_poll_at)).where(feeds.c.name.in_(chunk))
+                value = conn.execute(query).scalar()
+                if value is not None:
+                    found.append(value)
+        return max(found, default=None)
 
     # -- items ------------------------------------------------------------------
 
@@ -1416,13 +1510,36 @@ class Store:
             return list(conn.execute(query).scalars())
 
     def list_alerts(
-        self, *, status: str | None = None, since: datetime | None = None, limit: int = 1000
+        self,
+        *,
+        status: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+        rule: str | None = None,
+        feed: str | None = None,
+        notifier: str | None = None,
+        before: int | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[AlertRecord]:
+        """The latest alerts, newest first; each filter narrows them (``rule``: alerts
+        that name it; ``before``: ids below it, the next page)."""
         query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
         if status is not None:
             query = query.where(alerts.c.status == status)
         if since is not None:
             query = query.where(alerts.c.created_at >= since)
+        if rule is not None:  # rules is a JSON list: the name as JSON writes it, quotes and all
+            pattern = json.dumps(rule).replace("\\", "\\\\")
+            pattern = pattern.replace("%", "\\%").replace("_", "\\_")
+            query = query.where(alerts.c.rules.like(f"%{pattern}%", escape="\\"))
+        if feed is not None:
+            query = query.where(alerts.c.feed == feed)
+        if notifier is not None:
+            query = query.where(alerts.c.notifier == notifier)
+        if before is not None:
+            query = query.where(alerts.c.id < before)
+        if ids is not None:
+            query = query.where(alerts.c.id.in_(list(ids)))
         rows, sources = self._alert_rows(query)
         return [
             AlertRecord(
@@ -1440,9 +1557,64 @@ class Store:
                 priority=PRIORITIES[r.priority],
                 link=r.link,
                 sources=sources.get(r.story, (r.feed,)) if r.story is not None else (r.feed,),
+                item_id=r.item_id,
+                payload=json.loads(r.payload or "{}"),
             )
             for r in rows
         ]
+
+    def alert_counts_by_notifier(self) -> dict[str, dict[str, int]]:
+        """notifier -> status -> how many alerts."""
+        query = select(alerts.c.notifier, alerts.c.status, func.count()).group_by(
+            alerts.c.notifier, alerts.c.status
+        )
+        found: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for notifier, status, count in conn.execute(query):
+                found.setdefault(notifier, {})[status] = count
+        return found
+
+    def matches_per_day(self, since: datetime) -> dict[str, dict[date, int]]:
+        """rule -> day (UTC) -> items alerted for it since ``since``: an item counts once
+        however many notifiers heard of it; a flood summary counts each item it listed."""
+        query = select(
+            alerts.c.feed, alerts.c.item_id, alerts.c.rules, alerts.c.payload, alerts.c.created_at
+        ).where(alerts.c.created_at >= since)
+        seen: dict[tuple[str, str, str], date] = {}
+        with self.engine.connect() as conn:
+            for feed, item_id, rules, payload, created in conn.execute(query):
+                if item_id.startswith("flood:"):
+                    listed = json.loads(payload or "{}").get("items", {})
+                    pairs = [(i, r) for i, names in listed.items() for r in names]
+                else:
+                    pairs = [(item_id, r) for r in json.loads(rules)]
+                for listed_id, rule in pairs:
+                    seen.setdefault((rule, feed, listed_id), created.date())
+        counts: dict[str, dict[date, int]] = {}
+        for (rule, _, _), day in seen.items():
+            per_day = counts.setdefault(rule, {})
+            per_day[day] = per_day.get(day, 0) + 1
+        return counts
+
+    def stored_item(self, feed: str, item_id: str) -> Item | None:
+        """An item with its text, while the text is kept (``retention``); else None."""
+        query = select(items).where(items.c.feed == feed, items.c.item_id == item_id)
+        with self.engine.connect() as conn:
+            r = conn.execute(query).first()
+        if r is None or r.text is None:
+            return None
+        text = json.loads(r.text)
+        return Item(
+            feed=r.feed,
+            id=r.item_id,
+            title=r.title,
+            link=r.link,
+            summary=text.get("summary", ""),
+            content=text.get("content", ""),
+            published=r.published,
+            author=text.get("author", ""),
+            tags=tuple(text.get("tags", ())),
+        )
 
     def alert_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
@@ -1474,6 +1646,7 @@ __all__ = [
     "DaemonRecord",
     "FeedStatus",
     "PollDecision",
+    "PollEntry",
     "Store",
     "open_store",
     "state_exists",

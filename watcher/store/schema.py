@@ -17,6 +17,7 @@ from sqlalchemy import (
     Connection,
     DateTime,
     Dialect,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -200,6 +201,25 @@ daemons = Table(
     Column("config_digest", String(64)),
     Column("feeds", Text),
 )
+
+# Revision 0003: each feed's recent polls, for the web console's feed page (the last
+# POLL_HISTORY of each feed are kept: the store prunes older ones as it writes a new one).
+polls = Table(
+    "polls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("feed", String(200), nullable=False),
+    Column("at", UTCDateTime, nullable=False),  # when it finished
+    Column("outcome", String(16), nullable=False),  # PollRecord.outcome
+    Column("status", Integer),  # the HTTP status, when a response came
+    Column("duration", Float, nullable=False),  # seconds, fetch to commit
+    Column("items", Integer),  # in the document (NULL: not parsed, a 304 or the same body)
+    Column("new_items", Integer),
+    Column("error", Text),
+)
+Index("ix_polls_feed", polls.c.feed, polls.c.id)
+POLL_HISTORY = 50
+
 
 Migration = Callable[[Connection], None]
 
