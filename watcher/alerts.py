@@ -117,6 +117,8 @@ class Style:
     format: str = "text"
     title: str | None = None
     body: str | None = None
+    spike_title: str | None = None
+    spike_body: str | None = None
 
 
 def template_problem(source: str) -> str | None:
@@ -380,7 +382,20 @@ def _esc(text: str, fmt: str, *, heading: bool = False) -> str:
 
 
 def _digest_line(entry: Mapping[str, Any], fmt: str) -> str:
-    sources = entry.get("sources")
+    """One alert of a digest; an alert that lists items itself (a flood summary, a spike)
+    lists them here too, so that folding it into a digest drops nothing."""
+    line = _digest_entry(entry, fmt)
+    listed = entry.get("entries")
+    if not isinstance(listed, list) or not listed:
+        return line
+    joiner = "<br>\n" if fmt == "html" else "\n"
+    return joiner.join(
+        [line, *("  " + _digest_entry(e, fmt) for e in listed if isinstance(e, Mapping))]
+    )
+
+
+def _digest_entry(entry: Mapping[str, Any], fmt: str) -> str:
+    sources = entry.get("sources") or entry.get("feeds")
     title, link, feed = (
         str(entry.get("title", "")),
         str(entry.get("link", "")),
@@ -506,6 +521,10 @@ def _flood_summary(
             "priority": priority,
             # every item it lists, with its rules: what backtest counts as alerted
             "items": {item.id: [m.rule for m in matches] for item, matches in found},
+            # and as a digest lists them, should the summary itself be held for one
+            "entries": [
+                {"title": e["title"], "link": e["link"], "feed": e["feed"]} for e in entries
+            ],
         },
         priority=priority,
     )
@@ -544,3 +563,180 @@ def match_json(item: Item, match: Match) -> Mapping[str, object]:
         "priority": match.priority,
         "entities": [entity for entity, _ in match.entities],
     }
+
+
+# -- spike alerts ---------------------------------------------------------------------------
+
+
+def _amount(value: float) -> str:
+    """A usual count as people write it: 2, 2.5, 0.3."""
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def _period(seconds: float) -> str:
+    """A window as the config says it: 10m, 1h, 1h30m, 24h."""
+    hours, rest = divmod(int(seconds), 3600)
+    return (f"{hours}h" if hours else "") + (f"{rest // 60}m" if rest else "")
+
+
+@dataclass(frozen=True)
+class Spike:
+    """What a spike alert tells: who, how many against how many usually, from which
+    feeds, and the top stories (each a mapping of title, link, feed, feeds)."""
+
+    kind: str  # rule or entity
+    name: str
+    count: int
+    usual: float
+    window: float  # seconds
+    factor: float
+    min: int
+    feeds: Sequence[str]
+    stories: Sequence[Mapping[str, Any]]
+    started: str  # when the episode was raised, as shown
+    priority: Priority = "normal"
+
+
+def spike_context(spike: Spike) -> dict[str, Any]:
+    """What a notifier's ``spike_title`` and ``spike_body`` templates see (README, "Spikes
+    and trends"). Strings are plain data: the environment escapes them."""
+    return {
+        "spike": {
+            "kind": spike.kind,
+            "name": spike.name,
+            "count": spike.count,
+            "usual": _amount(spike.usual),
+            "window": _period(spike.window),
+            "factor": _amount(spike.factor),
+            "min": spike.min,
+            "feeds": list(spike.feeds),
+            "started": spike.started,
+            "stories": [
+                {
+                    "title": str(s.get("title", "")),
+                    "link": safe_link(str(s.get("link", ""))),
+                    "feed": str(s.get("feed", "")),
+                    "feeds": [str(f) for f in s.get("feeds", ())],
+                }
+                for s in spike.stories
+            ],
+        },
+        "priority": spike.priority,
+    }
+
+
+def render_spike(spike: Spike, style: Style | None = None) -> tuple[str, str]:
+    """Title and body of a spike alert, in the notifier's format: its ``spike_title`` and
+    ``spike_body`` templates if it has them (a failing one falls back to the default, as
+    item templates do), else the defaults. Item templates do not apply: they speak of one
+    item, a spike of many."""
+    style = style or Style()
+    ctx = spike_context(spike)
+    title = body = None
+    if style.spike_title or style.spike_body:
+        from jinja2 import TemplateError
+
+        if style.spike_title:
+            try:
+                title = _title(style.spike_title, ctx)
+            except TemplateError as exc:
+                log.error("spike title template failed, using the default: %s", exc)
+        if style.spike_body:
+            try:
+                body = _environment(style.format).from_string(style.spike_body).render(ctx).strip()
+            except TemplateError as exc:
+                log.error("spike body template failed, using the default: %s", exc)
+    if title is None:
+        level = f"{spike.priority.upper()} " if spike.priority in ("high", "urgent") else ""
+        info = ctx["spike"]
+        title = _clip(
+            f"{level}[spike] {spike.name}: {spike.count} stories in {info['window']} "
+            f"(usually {info['usual']})"
+        )
+    if body is None:
+        body = _default_spike_body(ctx["spike"], style.format)
+    return title, body
+
+
+def _default_spike_body(info: Mapping[str, Any], fmt: str) -> str:
+    out = _finalize(fmt)
+    feeds = info["feeds"]
+    head = (
+        f"{info['count']} stories in the last {info['window']} "
+        f"(usually {info['usual']} at this time of day), from {len(feeds)} "
+        f"feed{'' if len(feeds) == 1 else 's'}"
+    )
+    who = f"{info['name']} ({info['kind']})"
+    lines: list[str] = []
+    if fmt == "text":
+        lines = [f"{who}: {head}.", f"Feeds: {', '.join(feeds)}", "Top stories:"]
+        for story in info["stories"]:
+            lines.append(f"• {story['title']} ({', '.join(story['feeds'])})")
+            if story["link"]:
+                lines.append(f"  {story['link']}")
+        return "\n".join(lines)
+    if fmt == "markdown":
+        lines = [f"**{out(who)}**: {out(head)}", f"Feeds: {out(', '.join(feeds))}", ""]
+        for story in info["stories"]:
+            shown = (
+                f"[{out(story['title'])}]({out(quote(story['link'], safe=':/?&=%#+,;@~!$*'))})"
+                if story["link"]
+                else out(story["title"])
+            )
+            lines.append(f"• {shown} ({out(', '.join(story['feeds']))})")
+        return "\n".join(map(str, lines))
+    parts = [f"<p><b>{out(who)}</b>: {out(head)}<br>Feeds: {out(', '.join(feeds))}</p>", "<ul>"]
+    for story in info["stories"]:
+        shown = (
+            f'<a href="{out(story["link"])}">{out(story["title"])}</a>'
+            if story["link"]
+            else out(story["title"])
+        )
+        parts.append(f"<li>{shown} ({out(', '.join(story['feeds']))})</li>")
+    parts.append("</ul>")
+    return "\n".join(map(str, parts))
+
+
+def spike_alerts(
+    spike: Spike,
+    key: str,
+    *,
+    notifiers: Sequence[str],
+    styles: Mapping[str, Style] | None = None,
+    label: str = "",
+) -> list[Alert]:
+    """A spike's alert for each notifier, through the same outbox as item alerts (so
+    priorities, quiet hours, digests and max_per_hour apply); ``key`` makes the episode's
+    alert unique per notifier in the outbox."""
+    styles = styles or {}
+    tag = label or f"spike: {spike.name}"
+    found: list[Alert] = []
+    for target in notifiers:
+        title, body = render_spike(spike, styles.get(target, Style()))
+        info = spike_context(spike)["spike"]
+        found.append(
+            Alert(
+                feed=SPIKE_FEED,
+                item_id=key,
+                notifier=target,
+                rules=(spike.name,) if spike.kind == "rule" else (),
+                title=title,
+                body=body,
+                payload={
+                    "title": f"{spike.name}: {spike.count} stories in {info['window']} "
+                    f"(usually {info['usual']})",
+                    "link": "",
+                    "feed": SPIKE_FEED,
+                    "sources": list(spike.feeds),
+                    "rules": [tag],
+                    "terms": [],
+                    "priority": spike.priority,
+                    "entries": list(info["stories"]),
+                },
+                priority=spike.priority,
+            )
+        )
+    return found
+
+
+SPIKE_FEED = "(spike)"  # the feed column of a spike alert: it reports many feeds

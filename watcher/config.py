@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone
 from importlib.util import find_spec
 from itertools import pairwise
@@ -128,12 +129,50 @@ class FeedConfig(_Model):
         return url
 
 
+BUCKET = 600.0  # seconds: mention counts are kept per 10-minute bucket (watcher/stories.py)
+
+
+def _spike_window(value: object) -> float:
+    seconds = parse_duration(value)
+    if seconds % BUCKET or seconds > 86400:
+        raise ValueError(
+            "a spike window is counted in whole 10-minute buckets, up to a day: "
+            "use 10m, 30m, 1h, 6h, 24h..."
+        )
+    return seconds
+
+
+class SpikeConfig(_Model):
+    """Alert when a rule or an entity is in far more new stories than usual (README,
+    "Spikes and trends"): at least ``min`` stories in the last ``window``, and at least
+    ``factor`` times the usual count of that window at that time of day."""
+
+    window: Annotated[float, BeforeValidator(_spike_window)] = 3600.0
+    factor: float = Field(default=4.0, ge=1.0)
+    min: int = Field(default=8, ge=1)
+    # The spike alert's own level (default: the rule's level when it has one, else normal).
+    priority: Priority | None = None
+
+
+@dataclass(frozen=True)
+class SpikeWatch:
+    """A rule or an entity whose spikes are watched, with where its alerts go."""
+
+    kind: Literal["rule", "entity"]
+    name: str
+    spike: SpikeConfig
+    notify: tuple[str, ...]  # empty: every notifier
+    priority: Priority
+
+
 class EntityConfig(_Model):
     aliases: tuple[NonEmpty, ...] = Field(min_length=1)  # a trailing * matches inflected forms
     type: NonEmpty | None = None  # person, place, organisation, ...: shown in alerts
     transliterate: bool = False  # a Cyrillic or Greek mention matches a Latin alias, and back
     min_mentions: int = Field(default=1, ge=1)  # a passing mention below this does not count
     case_sensitive: tuple[NonEmpty, ...] = ()  # these aliases match only in this exact case
+    spike: SpikeConfig | None = None  # alert when it is in far more stories than usual
+    notify: tuple[NonEmpty, ...] = ()  # notifiers for its spike alerts; default: all
 
 
 def _priority(value: object) -> Priority | dict[Priority, float]:
@@ -174,6 +213,7 @@ class RuleConfig(_Model):
     # low | normal | high | urgent, or by score: {high: 6, urgent: 10} (below all: normal)
     priority: Annotated[Priority | dict[Priority, float], PlainValidator(_priority)] = "normal"
     collapse_stories: bool | None = None  # default: the top-level setting
+    spike: SpikeConfig | None = None  # alert when it matches far more stories than usual
     enabled: bool = True  # false: kept and validated, never matched (muted)
 
 
@@ -244,6 +284,8 @@ class NotifierConfig(_Model):
     format: Literal["text", "markdown", "html"] = "text"
     title: str | None = None  # Jinja2 template; default: [rules] item title
     body: str | None = None  # Jinja2 template; default: see alerts.py
+    spike_title: str | None = None  # Jinja2 template for spike alerts; default: alerts.py
+    spike_body: str | None = None  # Jinja2 template for spike alerts; default: alerts.py
     digest: Duration | None = None  # batch alerts into one message per window
     max_per_hour: int | None = Field(default=None, ge=1)  # beyond this, fold into a digest
     quiet_hours: Annotated[QuietHours, BeforeValidator(parse_quiet_hours)] | None = None
@@ -509,6 +551,28 @@ class Config(_Model):
             return feed.allow_private_networks
         return self.allow_private_networks
 
+    @property
+    def spike_watches(self) -> tuple[SpikeWatch, ...]:
+        """Every active rule and every entity with a ``spike:`` setting."""
+        found = [
+            SpikeWatch(
+                "rule",
+                rule.name,
+                rule.spike,
+                rule.notify,
+                rule.spike.priority
+                or (rule.priority if isinstance(rule.priority, str) else "normal"),
+            )
+            for rule in self.active_rules
+            if rule.spike is not None
+        ]
+        found += [
+            SpikeWatch("entity", name, e.spike, e.notify, e.spike.priority or "normal")
+            for name, e in self.entities.items()
+            if e.spike is not None
+        ]
+        return tuple(found)
+
     def feed(self, name: str) -> FeedConfig:
         for feed in self.feeds:
             if feed.name == name:
@@ -772,6 +836,9 @@ def _cross_check(data: dict[str, Any], located: _Located, *, notifier_urls: bool
                 located.issue(
                     ("entities", name, "case_sensitive", j), f"{alias!r} is not one of the aliases"
                 )
+        for j, target in _texts(entity.get("notify")):
+            if target not in notifiers:
+                located.issue(("entities", name, "notify", j), f"unknown notifier {target!r}")
 
     rule_names: set[str] = set()
     for i, rule in enumerate(_listed(data.get("rules"))):
@@ -845,7 +912,7 @@ def _cross_check(data: dict[str, Any], located: _Located, *, notifier_urls: bool
                     else ("notifiers", name)
                 )
                 located.issue(where, problem)
-        for key in ("title", "body"):
+        for key in ("title", "body", "spike_title", "spike_body"):
             source = _named(notifier).get(key)
             if isinstance(source, str) and (problem := template_problem(source)):
                 located.issue(("notifiers", name, key), f"invalid template: {problem}")

@@ -197,6 +197,7 @@ def stories(
     want: Mapping[str, Wanted],
     recent: Recent,
     since: datetime,
+    entities: Mapping[str, Sequence[str]] | None = None,
 ) -> Stories:
     """Which story each new item belongs to: a copy of one another feed started (within
     ``story_window``) joins it, unless a rule it matched says ``collapse_stories: false``;
@@ -204,7 +205,8 @@ def stories(
     seen: dict[str, SeenItem] = {}
     plans: dict[str, StoryPlan] = {}
     taken: set[str] = set()
-    for item, _ in found:
+    entities = entities or {}
+    for item, matches in found:
         w = want[item.id]
         story = join(feed.name, w.keys, w.headline, recent, since=since) if w.allowed else None
         if story in taken:
@@ -219,8 +221,15 @@ def stories(
             story=story,
             story_keys=w.keys if w.allowed else (),
             joined=joined,
+            mentions=mentions(matches, entities.get(item.id, ())),
         )
     return Stories(seen, plans, recent)
+
+
+def mentions(matches: Sequence[Match], entities: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """What a new item counts for: each rule it matched, each entity it mentions."""
+    rules = dict.fromkeys(("rule", m.rule) for m in matches)
+    return (*rules, *(("entity", e) for e in entities))
 
 
 def seen_item(

@@ -209,6 +209,9 @@ class SeenItem:
     story: str | None = None
     story_keys: tuple[str, ...] = ()  # exact keys other feeds' copies join it by
     joined: bool = False  # ``story`` was found, not started here
+    # What the item mentions, for the mention counts: ("rule", name) for each rule it
+    # matched and ("entity", id) for each entity it names. Only new items are counted.
+    mentions: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -333,7 +333,13 @@ class Notifier:
             raise NotifyError(f"notifier {name!r}: not a valid apprise URL")
         self.name = name
         self.settings = settings
-        self.style = Style(settings.format, settings.title, settings.body)
+        self.style = Style(
+            settings.format,
+            settings.title,
+            settings.body,
+            settings.spike_title,
+            settings.spike_body,
+        )
         self._plugin = plugin
         import apprise
 

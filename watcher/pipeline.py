@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from watcher import backoff, decide, delivery
-from watcher.alerts import render_digest
-from watcher.config import Config, FeedConfig
+from watcher.alerts import Spike, Style, render_digest, spike_alerts
+from watcher.config import Config, FeedConfig, SpikeWatch
 from watcher.exceptions import FeedError, FetchAborted, HTTPStatusError, StoreError
 from watcher.fetch import Fetcher
 from watcher.identity import classify, item_keys
@@ -31,7 +31,17 @@ from watcher.models import (
     PollRecord,
 )
 from watcher.rules import RuleSet, settle
-from watcher.stories import Recent
+from watcher.stories import (
+    BASELINE_DAYS,
+    DAY,
+    Episode,
+    Recent,
+    SpikeSetting,
+    bucket_of,
+    read_counts,
+    spike_step,
+    window_buckets,
+)
 from watcher.workers import PARSERS, default_parse_processes
 
 if TYPE_CHECKING:  # test-run and check need neither SQLAlchemy nor apprise: not imported
@@ -73,6 +83,7 @@ class PollOutcome:
     next_poll_at: datetime | None = None
     error_kind: str = ""  # timeout, connect, http, rate_limited, size, parse, gone, other
     matched: tuple[str, ...] = ()  # the rule of every match among the new items
+    mentioned: frozenset[tuple[str, str]] = frozenset()  # (kind, name) the new items counted for
 
 
 def match_items(
@@ -80,6 +91,21 @@ def match_items(
 ) -> list[tuple[Item, list[Match]]]:
     """Every item with the rules it matches (items that match nothing included)."""
     return [(item, ruleset.match(item, tags=tags)) for item in items]
+
+
+def match_new(
+    items: Sequence[Item], ruleset: RuleSet, *, tags: Sequence[str] = ()
+) -> tuple[list[tuple[Item, list[Match]]], dict[str, tuple[str, ...]]]:
+    """:func:`match_items`, and item id -> the entities each item mentions (those that
+    mention one only), for the mention counts."""
+    found: list[tuple[Item, list[Match]]] = []
+    entities: dict[str, tuple[str, ...]] = {}
+    for item in items:
+        matches, mentioned = ruleset.match_mentions(item, tags=tags)
+        found.append((item, matches))
+        if mentioned:
+            entities[item.id] = mentioned
+    return found, entities
 
 
 def fetch_feed(
@@ -199,7 +225,7 @@ def _poll(
     keys = {item.id: item_keys(item) for item in document.items}
     judged = classify(document.items, store.known(feed.name, keys), keys)
     new, old = decide.new_and_old(config, feed, judged, at)
-    found = match_items(new, ruleset, tags=feed.tags) if state.baselined else []
+    found, entities = match_new(new, ruleset, tags=feed.tags) if state.baselined else ([], {})
     want = decide.wanted(config, judged, found)
     since = at - timedelta(seconds=config.story_window)
     recent = (
@@ -209,7 +235,7 @@ def _poll(
         if want
         else Recent()
     )
-    story = decide.stories(feed, judged, found, want, recent, since)
+    story = decide.stories(feed, judged, found, want, recent, since, entities)
     outcome = decide.parsed(
         feed,
         state,
@@ -249,7 +275,13 @@ def _poll(
         len(outcome.decision.alerts),
     )
     return PollOutcome(
-        feed.name, outcome.status, len(document.items), outcome.new, queued, matched=outcome.matched
+        feed.name,
+        outcome.status,
+        len(document.items),
+        outcome.new,
+        queued,
+        matched=outcome.matched,
+        mentioned=frozenset(m for seen in outcome.decision.seen for m in seen.mentions),
     )
 
 
@@ -500,6 +532,115 @@ class _Delivery:
             until.isoformat(timespec="seconds"),
         )
         return DeliveryOutcome(deferred=len(group))
+
+
+@dataclass(frozen=True)
+class SpikeOutcome:
+    """What one look at the spikes did."""
+
+    opened: tuple[Episode, ...] = ()  # raised now, by this process (it queued the alerts)
+    closed: tuple[Episode, ...] = ()
+    alerts: int = 0  # alerts queued
+
+
+def setting_of(watch: SpikeWatch) -> SpikeSetting:
+    spike = watch.spike
+    return SpikeSetting(timedelta(seconds=spike.window), spike.factor, spike.min)
+
+
+def evaluate_spikes(store: Store, config: Config, *, now: datetime) -> SpikeOutcome:
+    """Look at every rule and entity with a ``spike:`` setting once, at ``now``: raise an
+    episode (and its alerts, through the outbox) where the last window is a spike and none
+    is open, and close the open ones that stayed below their bar for a whole window.
+
+    Any number of processes may look at once (a cluster's nodes all do): the store opens
+    an episode ON CONFLICT DO NOTHING on its (kind, name, seq) key, and only the process
+    whose row went in queues its alerts, in the same transaction.
+    """
+    watches = config.spike_watches
+    if not watches:
+        return SpikeOutcome()
+    longest = max(timedelta(seconds=w.spike.window) for w in watches)
+    since = bucket_of(now) - BASELINE_DAYS * DAY - longest
+    counts, starts, latest = store.spike_inputs([(w.kind, w.name) for w in watches], since)
+    styles = {
+        name: Style(n.format, n.title, n.body, n.spike_title, n.spike_body)
+        for name, n in config.active_notifiers.items()
+    }
+    opened: list[Episode] = []
+    closed: list[Episode] = []
+    queued = 0
+    for watch in watches:
+        key = (watch.kind, watch.name)
+        setting = setting_of(watch)
+        reading = read_counts(counts.get(key, {}), starts.get(key), now, setting)
+        last = latest.get(key)
+        step = spike_step(last, reading, setting, now)
+        if step == "high" and last is not None:
+            store.spike_still_high(last, now, reading.count)
+        elif step == "close" and last is not None:
+            if store.close_spike(last, now):
+                closed.append(last)
+                log.info(
+                    "spike over kind=%s name=%s started=%s peak=%d",
+                    watch.kind,
+                    watch.name,
+                    last.started_at.isoformat(timespec="seconds"),
+                    last.peak,
+                )
+        elif step == "open":
+            first, end = window_buckets(now, setting.window)
+            feeds, headlines, _ = store.spike_details(watch.kind, watch.name, first, end)
+            seq = last.seq + 1 if last is not None else 1
+            episode = Episode(
+                watch.kind,
+                watch.name,
+                seq,
+                started_at=now,
+                last_high_at=now,
+                stories=reading.count,
+                usual=reading.usual,
+                peak=reading.count,
+                window=setting.window.total_seconds(),
+                feeds=tuple(feeds),
+                headlines=tuple(headlines),
+            )
+            spike = Spike(
+                watch.kind,
+                watch.name,
+                reading.count,
+                reading.usual,
+                setting.window.total_seconds(),
+                setting.factor,
+                setting.min,
+                feeds,
+                headlines,
+                now.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                watch.priority,
+            )
+            targets = [n for n in watch.notify or config.active_notifiers if n in styles]
+            alerts = spike_alerts(
+                spike,
+                f"spike:{watch.kind}:{watch.name}:{seq}:{first.isoformat()}",
+                notifiers=targets,
+                styles=styles,
+            )
+            done = store.open_spike(episode, alerts, now)
+            if done is None:
+                continue  # another process raised it first, and queued its alerts
+            opened.append(episode)
+            queued += done
+            log.warning(
+                "spike kind=%s name=%s stories=%d usual=%.1f window=%s feeds=%d alerts=%d",
+                watch.kind,
+                watch.name,
+                reading.count,
+                reading.usual,
+                setting.window,
+                len(feeds),
+                done,
+            )
+    return SpikeOutcome(tuple(opened), tuple(closed), queued)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,9 @@ suffix), when an item from one feed joins a story another feed started (the same
 key, or a near-identical headline, within ``story_window``), and when the alert the story
 already got covers a new copy. Pure: the store reads the recent stories and applies
 what is decided here, with its unique constraints settling two polls that race.
+
+Also owns what counting stories tells: how many new stories mention a rule or an
+entity per 10-minute bucket, the usual count of a window, and when a window is a spike.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from statistics import median
+from typing import Any, Literal
 
 from rapidfuzz import fuzz
 
@@ -228,3 +233,182 @@ def covered(
         return False
     done, level = alerted
     return set(rules) <= set(done) and PRIORITIES.index(priority) <= PRIORITIES.index(level)
+
+
+# -- mention counts and spikes ----------------------------------------------------------------
+#
+# Every new story that matches a rule or mentions an entity is counted once for it, in the
+# 10-minute bucket of the poll that first brought it (the store keeps the counts). A spike
+# is a window of those counts far above the same window at the same time of day on the
+# previous days. Everything below is pure: the store reads the counts, these functions
+# decide, and the store's unique keys make the decision to open an episode happen once.
+
+BUCKET = timedelta(minutes=10)  # the granularity of the counts (config.BUCKET, in seconds)
+DAY = timedelta(days=1)
+BASELINE_DAYS = 7  # the previous days whose same window makes the usual count
+MIN_DAYS = 3  # fewer observed days than this: a new rule (see usual_count)
+FLOOR = 1.0  # the usual count is never below one story per window
+
+
+def bucket_of(at: datetime) -> datetime:
+    """The start of the 10-minute bucket ``at`` falls in (UTC-aware in, UTC-aware out)."""
+    at = at.astimezone(UTC)
+    return at.replace(minute=at.minute - at.minute % 10, second=0, microsecond=0)
+
+
+def window_buckets(now: datetime, window: timedelta) -> tuple[datetime, datetime]:
+    """The first and the last bucket of the window that ends with ``now``'s bucket: the
+    current bucket (still filling) and those before it, ``window`` in all."""
+    last = bucket_of(now)
+    return last - window + BUCKET, last
+
+
+def window_count(counts: Mapping[datetime, int], first: datetime, last: datetime) -> int:
+    """The stories counted in the buckets from ``first`` to ``last``, both included."""
+    return sum(n for bucket, n in counts.items() if first <= bucket <= last)
+
+
+def usual_count(days: Sequence[int | None], *, recent: float | None = None) -> float:
+    """The usual count of a window: the median of the same window at the same time of day
+    on each previous day (``days``, None for a day before the rule's counts began).
+
+    The median, so one busy day (an earlier spike) does not raise the bar and one quiet
+    day does not lower it; the same time of day, so a topic that is busy every morning is
+    compared with mornings. Never below :data:`FLOOR`: a rule that is usually silent must
+    still reach ``factor`` stories (and ``min``) to spike. With fewer than
+    :data:`MIN_DAYS` days observed (a new rule), the median of those days is not trusted
+    alone: ``recent``, the rule's average count per window since its counts began, is a
+    bar too, whichever is higher.
+    """
+    observed = sorted(n for n in days if n is not None)
+    if len(observed) >= MIN_DAYS:
+        return max(FLOOR, median(observed))
+    bars = [FLOOR, *([median(observed)] if observed else []), *([recent] if recent else [])]
+    return max(bars)
+
+
+@dataclass(frozen=True)
+class SpikeSetting:
+    """A ``spike:`` setting, as the pure functions need it (config.SpikeConfig)."""
+
+    window: timedelta
+    factor: float
+    min: int
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One look at a rule's or an entity's counts at ``now``."""
+
+    count: int  # stories in the current window
+    usual: float  # usual_count of that window
+    days: int  # how many previous days were observed
+
+    def high(self, setting: SpikeSetting) -> bool:
+        return self.count >= setting.min and self.count >= setting.factor * self.usual
+
+
+def read_counts(
+    counts: Mapping[datetime, int],
+    history_start: datetime | None,
+    now: datetime,
+    setting: SpikeSetting,
+) -> Reading:
+    """The current window's count and its usual count, from the bucket counts (at least
+    those of the last 7 days and a window) and the first bucket ever counted for it."""
+    first, last = window_buckets(now, setting.window)
+    count = window_count(counts, first, last)
+    days: list[int | None] = []
+    for d in range(1, BASELINE_DAYS + 1):
+        start, end = first - d * DAY, last - d * DAY
+        observed = history_start is not None and history_start <= start
+        days.append(window_count(counts, start, end) if observed else None)
+    recent = None
+    if history_start is not None and first - history_start >= setting.window:
+        before = sum(n for bucket, n in counts.items() if history_start <= bucket < first)
+        # Over at most the last 7 days: the counts read go no further back.
+        span = min(first - history_start, BASELINE_DAYS * DAY)
+        recent = before * (setting.window / span)
+    return Reading(count, usual_count(days, recent=recent), sum(d is not None for d in days))
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A spike episode as recorded: open while ``ended_at`` is None."""
+
+    kind: str  # rule or entity
+    name: str
+    seq: int  # 1, 2, ... per rule or entity: the key that makes opening one happen once
+    started_at: datetime
+    last_high_at: datetime
+    stories: int  # the count that raised it
+    usual: float
+    peak: int
+    window: float  # seconds
+    ended_at: datetime | None = None
+    feeds: tuple[str, ...] = ()
+    headlines: tuple[Mapping[str, Any], ...] = ()  # title, link, feed, feeds
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
+
+
+SpikeStep = Literal["open", "high", "close"]
+
+
+def spike_step(
+    latest: Episode | None, reading: Reading, setting: SpikeSetting, now: datetime
+) -> SpikeStep | None:
+    """What one look changes: open an episode (alert once), note that the open one is still
+    high, or close it once the count has stayed below the bar for a whole window (so a
+    count that hovers around the bar is one episode, not one alert per crossing)."""
+    high = reading.high(setting)
+    if latest is None or not latest.open:
+        return "open" if high else None
+    if high:
+        return "high"
+    if now - latest.last_high_at >= setting.window:
+        return "close"
+    return None
+
+
+def replay_spikes(
+    counts: Mapping[datetime, int],
+    history_start: datetime | None,
+    setting: SpikeSetting,
+    *,
+    start: datetime,
+    end: datetime,
+    kind: str = "rule",
+    name: str = "",
+) -> list[Episode]:
+    """The episodes a setting would have raised between ``start`` and ``end``, looking
+    once per bucket as the daemon looks (each minute: the counts change per bucket)."""
+    episodes: list[Episode] = []
+    at = bucket_of(start) + BUCKET - timedelta(seconds=1)  # each bucket's last look
+    while at <= end:
+        reading = read_counts(counts, history_start, at, setting)
+        latest = episodes[-1] if episodes else None
+        step = spike_step(latest, reading, setting, at)
+        if step == "open":
+            seq = latest.seq + 1 if latest else 1
+            episodes.append(
+                Episode(
+                    kind,
+                    name,
+                    seq,
+                    at,
+                    at,
+                    reading.count,
+                    reading.usual,
+                    reading.count,
+                    setting.window.total_seconds(),
+                )
+            )
+        elif step == "high" and latest is not None:
+            episodes[-1] = replace(latest, last_high_at=at, peak=max(latest.peak, reading.count))
+        elif step == "close" and latest is not None:
+            episodes[-1] = replace(latest, ended_at=at)
+        at += BUCKET
+    return episodes

@@ -384,7 +384,9 @@ class RuleSet:
             for lit in entity.literals:
                 self._entities_of.setdefault(lit, []).append(entity)
         self._rules = tuple(self._compile(rule) for rule in rules)
-        fields: set[str] = set()
+        # Every entity is counted where it is mentioned (watcher/stories.py, mention
+        # counts), whether or not a rule names it: its aliases are keys of the scan too.
+        fields: set[str] = set(DEFAULT_FIELDS) if self._entities else set()
         for rule in self._rules:
             fields.update(rule.fields)
             if rule.query is not None:
@@ -405,6 +407,12 @@ class RuleSet:
                 by_literal.setdefault(lit, [])  # every literal the scan can find is a key
                 table = latin if lit.translit else plain
                 group = table.setdefault(lit.key, [])
+                if lit not in group:
+                    group.append(lit)
+        for entity in self._entities.values():
+            for lit in entity.literals:
+                by_literal.setdefault(lit, [])
+                group = (latin if lit.translit else plain).setdefault(lit.key, [])
                 if lit not in group:
                     group.append(lit)
         # The rules each literal's hit can make true (none for an exclude, say).
@@ -724,7 +732,30 @@ class RuleSet:
     def match(self, item: Item, *, tags: Iterable[str] = ()) -> list[Match]:
         """The rules an item satisfies. Each match's terms, score and snippet are worked
         out when first read (see :class:`_LazyMatch`): deciding needs none of them."""
+        return self._match(_Scan(self, item), item, tags)
+
+    def match_mentions(
+        self, item: Item, *, tags: Iterable[str] = ()
+    ) -> tuple[list[Match], tuple[str, ...]]:
+        """:meth:`match`, and the entities the item mentions (in the title, summary or
+        content, at least ``min_mentions`` times), whether a rule names them or not: what
+        the mention counts of a poll count. Read from the same scan."""
         scan = _Scan(self, item)
+        mentioned: tuple[str, ...] = ()
+        if self._entities_of and scan.hits:
+            found: dict[str, _Entity] = {}
+            for lit, hits in scan.hits.items():
+                for entity in self._entities_of.get(lit, ()):
+                    if entity.id not in found and any(h.field in DEFAULT_FIELDS for h in hits):
+                        found[entity.id] = entity
+            mentioned = tuple(
+                e.id
+                for e in found.values()
+                if e.min_mentions <= 1 or self._mentions(e, scan, DEFAULT_FIELDS) >= e.min_mentions
+            )
+        return self._match(scan, item, tags), mentioned
+
+    def _match(self, scan: _Scan, item: Item, tags: Iterable[str]) -> list[Match]:
         candidates = set(self._always).union(*map(self._by_literal.__getitem__, scan.hits))
         if not candidates:
             return []

@@ -63,12 +63,16 @@ from watcher.store.schema import (
     daemons,
     feeds,
     items,
+    mention_counts,
+    mention_feeds,
+    mention_stories,
     polls,
+    spike_episodes,
     story_alerts,
     story_keys,
     story_sources,
 )
-from watcher.stories import Recent, StoryKey, covered, shape
+from watcher.stories import BUCKET, Episode, Recent, StoryKey, bucket_of, covered, shape
 
 if TYPE_CHECKING:
     from watcher.config import Config
@@ -131,6 +135,28 @@ class PollEntry:
 
     at: datetime
     poll: PollRecord
+
+
+@dataclass(frozen=True)
+class MentionCount:
+    """How many new stories (and from how many feeds) mentioned a rule or an entity in one
+    period (``start`` to ``start`` + the period asked for)."""
+
+    kind: str  # rule or entity
+    name: str
+    start: datetime
+    stories: int
+    feeds: int
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item kept for backtest, with when it was first seen and its story."""
+
+    item: Item
+    silent: bool  # a baseline, a renumbering, too old: never alerted, never counted
+    first_seen_at: datetime
+    story: str | None
 
 
 @dataclass(frozen=True)
@@ -260,6 +286,46 @@ def _feed_state(row: Any) -> FeedState:
         moved_to=row.moved_to,
         max_items=row.max_items,
         health_notice=row.health_notice,
+    )
+
+
+def _episode(row: Any) -> Episode:
+    return Episode(
+        kind=row.kind,
+        name=row.name,
+        seq=row.seq,
+        started_at=row.started_at,
+        last_high_at=row.last_high_at,
+        stories=row.stories,
+        usual=row.usual,
+        peak=row.peak,
+        window=float(row.window),
+        ended_at=row.ended_at,
+        feeds=tuple(json.loads(row.feeds or "[]")),
+        headlines=tuple(json.loads(row.headlines or "[]")),
+    )
+
+
+def _episode_key(episode: Episode) -> list[ColumnElement[bool]]:
+    return [
+        spike_episodes.c.kind == episode.kind,
+        spike_episodes.c.name == episode.name,
+        spike_episodes.c.seq == episode.seq,
+    ]
+
+
+def _stored_item(r: Any) -> Item:
+    text = json.loads(r.text)
+    return Item(
+        feed=r.feed,
+        id=r.item_id,
+        title=r.title,
+        link=r.link,
+        summary=text.get("summary", ""),
+        content=text.get("content", ""),
+        published=r.published,
+        author=text.get("author", ""),
+        tags=tuple(text.get("tags", ())),
     )
 
 
@@ -812,6 +878,14 @@ class Store:
             ]
             if sources:
                 conn.execute(self._insert(story_sources).on_conflict_do_nothing(), sources)
+            counted = [
+                (kind, name, str(row["story"]), str(row["item_id"]))
+                for s, row in zip(record.seen, rows, strict=True)
+                if s.mentions and row["kind"] == "new"
+                for kind, name in s.mentions
+            ]
+            if counted:
+                self._count_mentions(conn, feed, counted, now)
         for chunk in _chunks(list(record.present)):
             conn.execute(
                 update(items)
@@ -819,6 +893,77 @@ class Store:
                 .values(last_seen_at=now)
             )
         return stories
+
+    def _count_mentions(
+        self,
+        conn: Connection,
+        feed: str,
+        counted: Sequence[tuple[str, str, str, str]],
+        now: datetime,
+    ) -> None:
+        """Count the poll's new stories for each rule and entity they mention, in the
+        poll's own transaction: a story once per rule or entity however many feeds carry
+        it (mention_stories' primary key says which are counted already, also when polls
+        of two feeds race), and each feed once per bucket (mention_feeds'). Three
+        statements, whatever the number of items: this runs on every poll with news."""
+        bucket = bucket_of(now)
+        stories: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for kind, name, story, item_id in counted:
+            stories.setdefault(
+                (kind, name, story),
+                {
+                    "kind": kind,
+                    "name": name,
+                    "story": story,
+                    "bucket": bucket,
+                    "feed": feed,
+                    "item_id": item_id,
+                },
+            )
+        new_stories: dict[tuple[str, str], int] = {}
+        for kind, name in conn.execute(
+            self._insert(mention_stories)
+            .on_conflict_do_nothing()
+            .returning(mention_stories.c.kind, mention_stories.c.name),
+            [stories[key] for key in sorted(stories)],
+        ):
+            new_stories[(kind, name)] = new_stories.get((kind, name), 0) + 1
+        names = sorted({(kind, name) for kind, name, _ in stories})
+        new_feeds = set(
+            conn.execute(
+                self._insert(mention_feeds)
+                .on_conflict_do_nothing()
+                .returning(mention_feeds.c.kind, mention_feeds.c.name),
+                [{"kind": k, "name": n, "bucket": bucket, "feed": feed} for k, n in names],
+            ).tuples()
+        )
+        rows = [
+            {
+                "kind": kind,
+                "name": name,
+                "bucket": bucket,
+                "stories": new_stories.get((kind, name), 0),
+                "feeds": int((kind, name) in new_feeds),
+            }
+            for kind, name in names
+            if (kind, name) in new_stories or (kind, name) in new_feeds
+        ]
+        if rows:
+            insert = self._insert(mention_counts)
+            conn.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[
+                        mention_counts.c.kind,
+                        mention_counts.c.name,
+                        mention_counts.c.bucket,
+                    ],
+                    set_={
+                        "stories": mention_counts.c.stories + insert.excluded.stories,
+                        "feeds": mention_counts.c.feeds + insert.excluded.feeds,
+                    },
+                ),
+                rows,
+            )
 
     def _claim_story_keys(
         self, conn: Connection, record: PollDecision, now: datetime
@@ -1133,6 +1278,300 @@ class Store:
                 removed += conn.execute(stmt).rowcount or 0
         return removed
 
+    # -- mention counts and spikes ---------------------------------------------------
+
+    def mention_counts(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        kind: str | None = None,
+        name: str | None = None,
+        period: timedelta = BUCKET,
+    ) -> list[MentionCount]:
+        """The counts of every rule and entity (or the one named) from ``since`` (rounded
+        down to its period) to ``until``, summed per ``period`` (10 minutes, an hour, a
+        day: a whole number of 10-minute buckets, aligned on UTC midnight); ``feeds`` is
+        the number of distinct feeds in the period. Periods without a mention are left
+        out. Read-only: for `watcher trends` and the web console."""
+        step = period.total_seconds()
+        first = datetime.fromtimestamp(since.timestamp() // step * step, UTC)
+
+        def where(table: Any) -> list[ColumnElement[bool]]:
+            found = [table.c.bucket >= first]
+            if until is not None:
+                found.append(table.c.bucket <= until)
+            if kind is not None:
+                found.append(table.c.kind == kind)
+            if name is not None:
+                found.append(table.c.name == name)
+            return found
+
+        def start(bucket: datetime) -> datetime:
+            return datetime.fromtimestamp(bucket.timestamp() // step * step, UTC)
+
+        stories: dict[tuple[str, str, datetime], int] = {}
+        seen: dict[tuple[str, str, datetime], set[str]] = {}
+        with self.engine.connect() as conn:
+            query = select(
+                mention_counts.c.kind,
+                mention_counts.c.name,
+                mention_counts.c.bucket,
+                mention_counts.c.stories,
+            ).where(*where(mention_counts))
+            for k, n, bucket, count in conn.execute(query):
+                key = (k, n, start(bucket))
+                stories[key] = stories.get(key, 0) + count
+            query = select(
+                mention_feeds.c.kind,
+                mention_feeds.c.name,
+                mention_feeds.c.bucket,
+                mention_feeds.c.feed,
+            ).where(*where(mention_feeds))
+            for k, n, bucket, feed in conn.execute(query):
+                seen.setdefault((k, n, start(bucket)), set()).add(feed)
+        keys = sorted(set(stories) | set(seen))
+        return [
+            MentionCount(k, n, at, stories.get((k, n, at), 0), len(seen.get((k, n, at), ())))
+            for k, n, at in keys
+        ]
+
+    def spike_inputs(
+        self, names: Collection[tuple[str, str]], since: datetime
+    ) -> tuple[
+        dict[tuple[str, str], dict[datetime, int]],
+        dict[tuple[str, str], datetime],
+        dict[tuple[str, str], Episode],
+    ]:
+        """What one look at spikes reads, for these (kind, name): their story counts per
+        bucket since ``since``, the first bucket ever counted for each, and each one's
+        latest episode."""
+        wanted = set(names)
+        counts: dict[tuple[str, str], dict[datetime, int]] = {key: {} for key in wanted}
+        starts: dict[tuple[str, str], datetime] = {}
+        latest: dict[tuple[str, str], Episode] = {}
+        if not wanted:
+            return counts, starts, latest
+        kinds = sorted({k for k, _ in wanted})
+        listed = sorted({n for _, n in wanted})
+        with self.engine.connect() as conn:
+            for k, n, bucket, count in conn.execute(
+                select(
+                    mention_counts.c.kind,
+                    mention_counts.c.name,
+                    mention_counts.c.bucket,
+                    mention_counts.c.stories,
+                ).where(
+                    mention_counts.c.kind.in_(kinds),
+                    mention_counts.c.name.in_(listed),
+                    mention_counts.c.bucket >= since,
+                )
+            ):
+                if (k, n) in wanted and count:
+                    counts[(k, n)][bucket] = count
+            for k, n, first in conn.execute(
+                select(
+                    mention_counts.c.kind, mention_counts.c.name, func.min(mention_counts.c.bucket)
+                )
+                .where(mention_counts.c.kind.in_(kinds), mention_counts.c.name.in_(listed))
+                .group_by(mention_counts.c.kind, mention_counts.c.name)
+            ):
+                if (k, n) in wanted:
+                    starts[(k, n)] = first
+            newest = (
+                select(
+                    spike_episodes.c.kind,
+                    spike_episodes.c.name,
+                    func.max(spike_episodes.c.seq).label("seq"),
+                )
+                .where(spike_episodes.c.kind.in_(kinds), spike_episodes.c.name.in_(listed))
+                .group_by(spike_episodes.c.kind, spike_episodes.c.name)
+                .subquery()
+            )
+            query = select(spike_episodes).join(
+                newest,
+                and_(
+                    spike_episodes.c.kind == newest.c.kind,
+                    spike_episodes.c.name == newest.c.name,
+                    spike_episodes.c.seq == newest.c.seq,
+                ),
+            )
+            for row in conn.execute(query):
+                if (row.kind, row.name) in wanted:
+                    latest[(row.kind, row.name)] = _episode(row)
+        return counts, starts, latest
+
+    def spike_details(
+        self, kind: str, name: str, first: datetime, last: datetime, *, top: int = 5
+    ) -> tuple[list[str], list[dict[str, Any]], int]:
+        """What a spike alert tells of its window (buckets ``first`` to ``last``): the feeds
+        that brought a mention, the ``top`` stories (most feeds first, then the earliest),
+        each with its headline, link, first feed and every feed that carried it, and how
+        many stories the window holds in all."""
+        with self.engine.connect() as conn:
+            feeds_found = sorted(
+                conn.execute(
+                    select(mention_feeds.c.feed)
+                    .where(
+                        mention_feeds.c.kind == kind,
+                        mention_feeds.c.name == name,
+                        mention_feeds.c.bucket >= first,
+                        mention_feeds.c.bucket <= last,
+                    )
+                    .distinct()
+                ).scalars()
+            )
+            rows = conn.execute(
+                select(
+                    mention_stories.c.story,
+                    mention_stories.c.bucket,
+                    mention_stories.c.feed,
+                    items.c.title,
+                    items.c.link,
+                )
+                .select_from(
+                    mention_stories.outerjoin(
+                        items,
+                        and_(
+                            items.c.feed == mention_stories.c.feed,
+                            items.c.item_id == mention_stories.c.item_id,
+                        ),
+                    )
+                )
+                .where(
+                    mention_stories.c.kind == kind,
+                    mention_stories.c.name == name,
+                    mention_stories.c.bucket >= first,
+                    mention_stories.c.bucket <= last,
+                )
+            ).all()
+            carried = self._sources(conn, [r.story for r in rows])
+        ranked = sorted(
+            rows,
+            key=lambda r: (-len(carried.get(r.story, (r.feed,))), r.bucket, r.feed, r.story),
+        )
+        headlines = [
+            {
+                "title": r.title or r.link or r.story,
+                "link": r.link or "",
+                "feed": r.feed,
+                "feeds": list(carried.get(r.story, (r.feed,))),
+            }
+            for r in ranked[:top]
+        ]
+        return feeds_found, headlines, len(rows)
+
+    def open_spike(self, episode: Episode, to_queue: Sequence[Alert], now: datetime) -> int | None:
+        """Open a spike episode and queue its alerts, in one transaction, if nobody opened
+        this one (kind, name, seq) yet: of several nodes that see one spike at once,
+        exactly one inserts the row, and only it queues the alerts. Returns how many alerts
+        were queued; None when another process had opened it."""
+        row = {
+            "kind": episode.kind,
+            "name": episode.name,
+            "seq": episode.seq,
+            "started_at": episode.started_at,
+            "ended_at": None,
+            "last_high_at": episode.last_high_at,
+            "stories": episode.stories,
+            "usual": episode.usual,
+            "peak": episode.peak,
+            "window": int(episode.window),
+            "feeds": json.dumps(list(episode.feeds), ensure_ascii=False),
+            "headlines": json.dumps(list(episode.headlines), ensure_ascii=False),
+        }
+        with self.engine.begin() as conn:
+            opened = conn.execute(
+                self._insert(spike_episodes)
+                .values(**row)
+                .on_conflict_do_nothing()
+                .returning(spike_episodes.c.seq)
+            ).first()
+            if opened is None:
+                return None
+            return self._queue(conn, to_queue, now)
+
+    def spike_still_high(self, episode: Episode, at: datetime, count: int) -> None:
+        """The open episode was found high again at ``at``: it lasts (and its peak)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(spike_episodes)
+                .where(
+                    *_episode_key(episode),
+                    spike_episodes.c.ended_at.is_(None),
+                    spike_episodes.c.last_high_at <= at,
+                )
+                .values(
+                    last_high_at=at,
+                    peak=case((spike_episodes.c.peak < count, count), else_=spike_episodes.c.peak),
+                )
+            )
+
+    def close_spike(self, episode: Episode, at: datetime) -> bool:
+        """The episode is over (below its bar for a whole window); False if it was already."""
+        with self.engine.begin() as conn:
+            return bool(
+                conn.execute(
+                    update(spike_episodes)
+                    .where(*_episode_key(episode), spike_episodes.c.ended_at.is_(None))
+                    .values(ended_at=at)
+                ).rowcount
+            )
+
+    def spike_episodes(
+        self,
+        *,
+        active_only: bool = False,
+        since: datetime | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+    ) -> list[Episode]:
+        """Spike episodes, the latest start first: those still open with ``active_only``,
+        those started since ``since`` (or still open). Read-only: for `watcher trends
+        --spikes` and the web console."""
+        query = select(spike_episodes).order_by(
+            spike_episodes.c.started_at.desc(), spike_episodes.c.kind, spike_episodes.c.name
+        )
+        if active_only:
+            query = query.where(spike_episodes.c.ended_at.is_(None))
+        if since is not None:
+            query = query.where(
+                or_(spike_episodes.c.started_at >= since, spike_episodes.c.ended_at.is_(None))
+            )
+        if kind is not None:
+            query = query.where(spike_episodes.c.kind == kind)
+        if name is not None:
+            query = query.where(spike_episodes.c.name == name)
+        with self.engine.connect() as conn:
+            return [_episode(row) for row in conn.execute(query)]
+
+    def forget_mentions(self, before: datetime) -> int:
+        """Drop the counts of buckets before ``before``, and the episodes over before it."""
+        removed = 0
+        with self.engine.begin() as conn:
+            for stmt in (
+                delete(mention_counts).where(mention_counts.c.bucket < before),
+                delete(mention_stories).where(mention_stories.c.bucket < before),
+                delete(mention_feeds).where(mention_feeds.c.bucket < before),
+                delete(spike_episodes).where(spike_episodes.c.ended_at < before),
+            ):
+                removed += conn.execute(stmt).rowcount or 0
+        return removed
+
+    def stored_stories(self, since: datetime) -> list[StoredItem]:
+        """:meth:`stored_items`, with each item's first sight and story: what replaying
+        the mention counts needs (backtest of ``spike:`` settings)."""
+        query = (
+            select(items)
+            .where(items.c.first_seen_at >= since, items.c.text.is_not(None))
+            .order_by(items.c.first_seen_at, items.c.feed, items.c.item_id)
+        )
+        with self.engine.connect() as conn:
+            return [
+                StoredItem(_stored_item(r), r.kind != "new", r.first_seen_at, r.story)
+                for r in conn.execute(query)
+            ]
+
     def stored_items(self, since: datetime) -> list[tuple[Item, bool]]:
         """Items first seen since ``since`` whose text is still kept, with whether they were
         recorded silently (a baseline, a renumbering, too old): those never alert."""
@@ -1142,22 +1581,7 @@ class Store:
             .order_by(items.c.first_seen_at, items.c.feed, items.c.item_id)
         )
         with self.engine.connect() as conn:
-            found = []
-            for r in conn.execute(query):
-                text = json.loads(r.text)
-                item = Item(
-                    feed=r.feed,
-                    id=r.item_id,
-                    title=r.title,
-                    link=r.link,
-                    summary=text.get("summary", ""),
-                    content=text.get("content", ""),
-                    published=r.published,
-                    author=text.get("author", ""),
-                    tags=tuple(text.get("tags", ())),
-                )
-                found.append((item, r.kind != "new"))
-            return found
+            return [(_stored_item(r), r.kind != "new") for r in conn.execute(query)]
 
     def alerted_rules(self, since: datetime) -> dict[tuple[str, str], set[str]]:
         """(feed, item id) -> the rules that were alerted for it, for alerts since ``since``."""
@@ -1645,9 +2069,11 @@ __all__ = [
     "AlertRecord",
     "DaemonRecord",
     "FeedStatus",
+    "MentionCount",
     "PollDecision",
     "PollEntry",
     "Store",
+    "StoredItem",
     "open_store",
     "state_exists",
 ]

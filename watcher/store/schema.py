@@ -221,6 +221,69 @@ Index("ix_polls_feed", polls.c.feed, polls.c.id)
 POLL_HISTORY = 50
 
 
+# Mention counts (revision 0004, issue 19): per rule or entity and 10-minute bucket, how
+# many new stories mentioned it and from how many feeds. Written in the transaction of the
+# poll that brought the stories; kept for retention (at least 8 days: the baseline).
+mention_counts = Table(
+    "mention_counts",
+    metadata,
+    Column("kind", String(8), primary_key=True),  # rule or entity
+    Column("name", String(200), primary_key=True),
+    Column("bucket", UTCDateTime, primary_key=True),  # its start, on a 10-minute boundary
+    Column("stories", Integer, nullable=False, default=0),
+    Column("feeds", Integer, nullable=False, default=0),
+)
+# Each story counted for a rule or an entity, once (the primary key decides, also when two
+# polls race): the bucket that counted it and the item that brought it first.
+mention_stories = Table(
+    "mention_stories",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("story", String(64), primary_key=True),
+    Column("bucket", UTCDateTime, nullable=False),
+    Column("feed", String(200), nullable=False),
+    Column("item_id", Text, nullable=False),
+)
+Index(
+    "ix_mention_stories_bucket",
+    mention_stories.c.kind,
+    mention_stories.c.name,
+    mention_stories.c.bucket,
+)
+Index("ix_mention_stories_pruned", mention_stories.c.bucket)
+# The feeds that brought a mention in a bucket: mention_counts.feeds counts them.
+mention_feeds = Table(
+    "mention_feeds",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("bucket", UTCDateTime, primary_key=True),
+    Column("feed", String(200), primary_key=True),
+)
+Index("ix_mention_feeds_pruned", mention_feeds.c.bucket)
+Index("ix_mention_counts_pruned", mention_counts.c.bucket)
+# Spike episodes: the primary key (kind, name, seq) is what makes one episode raise one
+# alert however many nodes see the spike at once (the next seq is inserted ON CONFLICT DO
+# NOTHING; only the node whose row went in queues the alert, in the same transaction).
+spike_episodes = Table(
+    "spike_episodes",
+    metadata,
+    Column("kind", String(8), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),  # None while it lasts
+    Column("last_high_at", UTCDateTime, nullable=False),  # the last look that found it high
+    Column("stories", Integer, nullable=False),  # the count that raised it
+    Column("usual", Float, nullable=False),  # the usual count of that window
+    Column("peak", Integer, nullable=False),  # the highest count while it lasted
+    Column("window", Integer, nullable=False),  # seconds
+    Column("feeds", Text, nullable=False, default="[]"),  # JSON: the feeds of the window
+    Column("headlines", Text, nullable=False, default="[]"),  # JSON: the top stories
+)
+Index("ix_spike_episodes_started", spike_episodes.c.started_at)
+
 Migration = Callable[[Connection], None]
 
 
