@@ -34,7 +34,7 @@ from watcher.exceptions import ConfigError, StoreError
 from watcher.fetch import Fetcher, abort_all, allow_fetches, make_fetcher
 from watcher.models import FeedState
 from watcher.notify import Notifier, build_notifiers
-from watcher.pipeline import configure_parsing, deliver_pending, poll_feed
+from watcher.pipeline import configure_parsing, deliver_pending, evaluate_spikes, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import DaemonRecord, open_store
 from watcher.store.lock import StateLock
@@ -55,6 +55,10 @@ MAX_START_SPREAD = 30.0
 STATUS_INTERVAL = 30.0
 LIVENESS = 5.0  # seconds between looks at which daemons sharing a PostgreSQL state live
 AGREEMENT = 60.0  # seconds between checks that a cluster's nodes run the same config
+# Seconds between looks at the spikes (and sooner: right after a poll that counted a
+# mention of a rule or an entity with a spike: setting). The looks also end episodes.
+SPIKE_INTERVAL = 60.0
+COUNTS_KEPT = timedelta(days=8)  # mention counts are kept at least this long: the baseline
 
 
 @dataclass
@@ -215,6 +219,10 @@ class Daemon:
             return
         if self._backlog:  # feeds were left due for want of a free slot: one is free now
             self._tick_at(datetime.now(UTC))
+        if outcome.mentioned and any(
+            (w.kind, w.name) in outcome.mentioned for w in running.config.spike_watches
+        ):
+            self._wake("spikes")
         if outcome.error_kind == "store":
             # Nothing was recorded (a full disk...): the feed is still due in the store;
             # pace its retries at its interval instead of every tick.
@@ -228,6 +236,31 @@ class Daemon:
             if not self._deliver_lock.locked():
                 self._wake_delivery()
             # else the pass in progress wakes it when it ends (see _deliver)
+
+    def _wake(self, job_id: str) -> None:
+        job = self.scheduler.get_job(job_id)
+        if job is not None and not self._stop.is_set():
+            job.modify(next_run_time=datetime.now(UTC))
+
+    def _spikes(self) -> None:
+        """One look at the spikes; a raised one's alerts are delivered at once. Every node
+        of a cluster looks: the store lets one raise each episode (see evaluate_spikes)."""
+        try:
+            outcome = evaluate_spikes(self.store, self.config, now=self.store.now())
+        except StoreError as exc:
+            log.error("spikes not looked at, trying again: %s", exc)
+            return
+        except Exception:
+            log.exception("looking at the spikes crashed; trying again")
+            return
+        log.debug(
+            "spikes looked watches=%d opened=%d closed=%d",
+            len(self.config.spike_watches),
+            len(outcome.opened),
+            len(outcome.closed),
+        )
+        if outcome.alerts:
+            self._wake_delivery()
 
     def _wake_delivery(self) -> None:
         if self.cluster is not None:
@@ -470,6 +503,9 @@ class Daemon:
                 now - timedelta(seconds=config.story_window),
                 now - timedelta(seconds=config.retention),
             )
+            counts = self.store.forget_mentions(
+                now - max(timedelta(seconds=config.retention), COUNTS_KEPT)
+            )
             jobs = 0
             if self.cluster is not None:
                 from watcher.cluster import prune_jobs
@@ -477,10 +513,11 @@ class Daemon:
                 jobs = prune_jobs(self.store)
             log.info(
                 "maintenance pruned_items=%d texts_dropped=%d story_rows_dropped=%d "
-                "finished_jobs_dropped=%d",
+                "count_rows_dropped=%d finished_jobs_dropped=%d",
                 removed,
                 forgotten,
                 stories,
+                counts,
                 jobs,
             )
         except Exception:
@@ -562,6 +599,15 @@ class Daemon:
         states = self.store.sync_feeds([(f.name, f.url) for f in self.config.active_feeds], now)
         if self.cluster is None:
             self._schedule_embedded(now)
+        self.scheduler.add_job(
+            self._spikes,
+            "interval",
+            id="spikes",
+            name="look at the spikes",
+            seconds=SPIKE_INTERVAL,
+            next_run_time=now,
+            misfire_grace_time=max(30, int(SPIKE_INTERVAL)),
+        )
         self.scheduler.add_job(
             self._maintain,
             "interval",

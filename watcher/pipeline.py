@@ -39,6 +39,7 @@ from watcher.stories import (
     SpikeSetting,
     bucket_of,
     read_counts,
+    replay_spikes,
     spike_step,
     window_buckets,
 )
@@ -701,3 +702,78 @@ def backtest(
             )
             entries.append(BacktestEntry(item, rule, change, matches.get(rule)))
     return BacktestReport(replayed, would, was, tuple(entries))
+
+
+@dataclass(frozen=True)
+class SpikeReplay:
+    """What a rule's or an entity's ``spike:`` setting would have raised over stored
+    history, next to the episodes that were really raised."""
+
+    watch: SpikeWatch
+    episodes: tuple[Episode, ...]  # the setting's, replayed
+    raised: tuple[Episode, ...]  # recorded, oldest first
+
+    def change(self, episode: Episode) -> str:
+        """``kept`` when a replayed episode overlaps one really raised, else ``added``."""
+        return "kept" if any(_overlap(episode, r) for r in self.raised) else "added"
+
+    @property
+    def removed(self) -> tuple[Episode, ...]:
+        """Episodes really raised that the setting would not raise now."""
+        return tuple(r for r in self.raised if not any(_overlap(e, r) for e in self.episodes))
+
+
+def _overlap(a: Episode, b: Episode) -> bool:
+    far = datetime.max.replace(tzinfo=UTC)
+    return a.started_at <= (b.ended_at or far) and b.started_at <= (a.ended_at or far)
+
+
+def backtest_spikes(
+    store: Store,
+    config: Config,
+    *,
+    since: datetime,
+    now: datetime,
+    names: Collection[str] = (),
+    ruleset: RuleSet | None = None,
+) -> list[SpikeReplay]:
+    """Replay the current rules over the stored items (their text is kept for
+    ``retention``) to count, story by story, what each rule or entity with a ``spike:``
+    setting (or those named) would have counted, then look at the counts bucket by bucket
+    from ``since`` to ``now`` as the daemon does: the spikes a new setting would have
+    raised. Counting starts a baseline (7 days and a window) before ``since``. Reads,
+    never writes."""
+    watches = [w for w in config.spike_watches if not names or w.name in names]
+    if not watches:
+        return []
+    longest = max(timedelta(seconds=w.spike.window) for w in watches)
+    ruleset = ruleset or RuleSet.from_config(config)
+    tags = {feed.name: feed.tags for feed in config.feeds}
+    wanted = {(w.kind, w.name) for w in watches}
+    counted: dict[tuple[str, str], dict[str, datetime]] = {key: {} for key in wanted}
+    for stored in store.stored_stories(bucket_of(since) - BASELINE_DAYS * DAY - longest):
+        if stored.silent:
+            continue  # a baseline, a renumbering: never counted
+        item = stored.item
+        matches, entities = ruleset.match_mentions(item, tags=tags.get(item.feed, ()))
+        story = stored.story or f"{item.feed}\n{item.id}"
+        for key in {("rule", m.rule) for m in matches} | {("entity", e) for e in entities}:
+            if key in wanted:
+                counted[key].setdefault(story, bucket_of(stored.first_seen_at))
+    replays = []
+    for watch in watches:
+        buckets: dict[datetime, int] = {}
+        for bucket in counted[(watch.kind, watch.name)].values():
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+        episodes = replay_spikes(
+            buckets,
+            min(buckets, default=None),
+            setting_of(watch),
+            start=since,
+            end=now,
+            kind=watch.kind,
+            name=watch.name,
+        )
+        raised = store.spike_episodes(since=since, kind=watch.kind, name=watch.name)
+        replays.append(SpikeReplay(watch, tuple(episodes), tuple(reversed(raised))))
+    return replays

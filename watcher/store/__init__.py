@@ -929,13 +929,14 @@ class Store:
         ):
             new_stories[(kind, name)] = new_stories.get((kind, name), 0) + 1
         names = sorted({(kind, name) for kind, name, _ in stories})
-        new_feeds = set(
-            conn.execute(
+        new_feeds: set[tuple[str, str]] = set(
+            (kind, name)
+            for kind, name in conn.execute(
                 self._insert(mention_feeds)
                 .on_conflict_do_nothing()
                 .returning(mention_feeds.c.kind, mention_feeds.c.name),
                 [{"kind": k, "name": n, "bucket": bucket, "feed": feed} for k, n in names],
-            ).tuples()
+            )
         )
         rows = [
             {

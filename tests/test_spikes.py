@@ -1,0 +1,477 @@
+"""Spikes and trends (issue 19): mention counts, the baseline, spike episodes and alerts.
+
+Pure parts first (the usual count of hand-made series, the episode steps, the replay),
+then the counts and the spike look on a real state on each backend (a SQLite file and a
+real PostgreSQL database: conftest.state_db), with history written through the store's
+own poll path at past times (an injected clock); then `watcher trends` and backtest, and
+last the daemon as a real process (one on SQLite, two nodes on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import create_engine, text
+from support import Receiver, state_sql
+
+from watcher.alerts import Spike, Style, render_digest, render_spike
+from watcher.config import Config, parse_config
+from watcher.delivery import Settings, plan
+from watcher.models import Item, PendingAlert, PollDecision, SeenItem
+from watcher.pipeline import evaluate_spikes
+from watcher.store import Store
+from watcher.store.upgrade import alembic_config, head
+from watcher.stories import (
+    BUCKET,
+    DAY,
+    Reading,
+    SpikeSetting,
+    bucket_of,
+    read_counts,
+    replay_spikes,
+    spike_step,
+    usual_count,
+)
+
+NOW = datetime(2026, 11, 30, 12, 5, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+SETTING = SpikeSetting(window=HOUR, factor=4.0, min=8)
+
+
+# -- pure: the usual count on hand-made series -------------------------------------------------
+
+
+def hourly(per_hour: Sequence[int], *, days: int, end: datetime) -> dict[datetime, int]:
+    """Bucket counts for ``days`` days before ``end``: ``per_hour[h]`` stories in the first
+    bucket of each hour h (UTC) of each day."""
+    counts: dict[datetime, int] = {}
+    start = bucket_of(end) - days * DAY
+    at = start.replace(minute=0)
+    while at < bucket_of(end) - HOUR:  # the current window is the test's to fill
+        if at >= start and per_hour[at.hour]:
+            counts[at] = per_hour[at.hour]
+        at += HOUR
+    return counts
+
+
+def test_a_flat_series_is_usual_at_its_level() -> None:
+    assert usual_count([5] * 7) == 5
+    counts = hourly([5] * 24, days=8, end=NOW)
+    history = min(counts)
+    quiet = read_counts(counts, history, NOW, SETTING)
+    assert (quiet.count, quiet.usual, quiet.days) == (0, 5, 7)
+    counts[bucket_of(NOW)] = 19
+    assert not read_counts(counts, history, NOW, SETTING).high(SETTING)  # 19 < 4 x 5
+    counts[bucket_of(NOW)] = 20
+    assert read_counts(counts, history, NOW, SETTING).high(SETTING)
+
+
+def test_a_daily_cycle_is_compared_with_the_same_time_of_day() -> None:
+    """Busy mornings (30 stories an hour from 08 to 11 UTC), quiet nights (1 an hour):
+    12 stories at 03:00 are a spike, the same 12 at 09:00 are a quiet morning."""
+    cycle = [30 if 8 <= h < 12 else 1 for h in range(24)]
+    night = datetime(2026, 11, 30, 3, 5, tzinfo=UTC)
+    morning = datetime(2026, 11, 30, 9, 5, tzinfo=UTC)
+    for at, usual, high in ((night, 1, True), (morning, 30, False)):
+        counts = hourly(cycle, days=8, end=at)
+        counts[bucket_of(at)] = 12
+        reading = read_counts(counts, min(counts), at, SETTING)
+        assert (reading.count, reading.usual, reading.high(SETTING)) == (12, usual, high)
+    # The daily mean (about 6) would have called neither a spike at the factor of 4.
+
+
+def test_missing_days_leave_the_median_of_the_days_there_are() -> None:
+    # Days before the counts began are missing, not zero; one busy day does not count.
+    assert usual_count([None, None, None, 4, 5, 6, 40]) == 5.5
+    assert usual_count([6, 5, 5, 6, 5, 5, 90]) == 5  # an earlier spike does not raise the bar
+    assert usual_count([0, 0, 0, 0, 0, 0, 0]) == 1  # the floor: never below one story
+    counts = hourly([4] * 24, days=4, end=NOW)  # the counts began 4 days ago
+    reading = read_counts(counts, min(counts), NOW, SETTING)
+    assert (reading.usual, reading.days) == (4, 3)  # the 4th day back began before them
+
+
+def test_a_new_rule_has_the_floor_then_its_own_recent_rate() -> None:
+    assert usual_count([None] * 7) == 1  # nothing known: the floor, and min, guard it
+    # No history, a few mentions: below min whatever the factor.
+    counts = {bucket_of(NOW): 3}
+    reading = read_counts(counts, bucket_of(NOW), NOW, SETTING)
+    assert (reading.count, reading.usual, reading.high(SETTING)) == (3, 1, False)
+    # Six hours old, 6 stories an hour all along: usually 6, not the floor; 12 is no spike.
+    start = bucket_of(NOW) - 6 * HOUR
+    counts = {start + i * BUCKET: 1 for i in range(36)}
+    counts[bucket_of(NOW)] = 12
+    reading = read_counts(counts, start, NOW, SETTING)
+    assert reading.days == 0 and reading.usual == pytest.approx(6.0)
+    assert not reading.high(SETTING)
+
+
+def test_one_episode_per_burst_ends_after_a_whole_window_below_the_bar() -> None:
+    quiet, busy = Reading(2, 1.0, 7), Reading(12, 1.0, 7)
+    assert spike_step(None, quiet, SETTING, NOW) is None
+    assert spike_step(None, busy, SETTING, NOW) == "open"
+    counts = hourly([1] * 24, days=8, end=NOW)
+    history = min(counts)
+    burst = bucket_of(NOW)
+    for minute in (0, 10, 20):
+        counts[burst + timedelta(minutes=minute)] = 4  # 12 in half an hour
+    episodes = replay_spikes(counts, history, SETTING, start=NOW - DAY, end=NOW + 3 * HOUR)
+    (episode,) = episodes
+    assert episode.started_at < burst + 30 * timedelta(minutes=1)
+    assert (episode.stories, episode.usual, episode.peak) == (8, 1.0, 12)
+    assert episode.ended_at is not None
+    assert episode.ended_at - episode.last_high_at >= HOUR
+
+
+# -- the counts and the spike look, on each backend ------------------------------------------
+
+
+def spike_config(receiver_url: str = "json://localhost", **extra: str) -> Config:
+    return parse_config(
+        f"""\
+entities:
+  kharkiv:
+    aliases: [Kharkiv]
+    spike: {{window: 1h, factor: 4, min: 8}}
+  dnipro:
+    aliases: [Dnipro]
+    spike: {{window: 1h, factor: 2, min: 3}}
+    notify: [desk]
+rules:
+  - name: lviv
+    keywords: [Lviv]
+    spike: {{window: 1h, factor: 4, min: 5}}
+    priority: high
+notifiers:
+  hook: "{receiver_url}"
+  desk: {{url: "{receiver_url}", format: html}}
+"""
+        + "".join(f"{key}: {value}\n" for key, value in extra.items())
+    )
+
+
+def poll_at(
+    store: Store,
+    at: datetime,
+    feed: str,
+    stories: Sequence[tuple[str, str, tuple[tuple[str, str], ...]]],
+) -> None:
+    """One poll of ``feed`` at ``at`` through the store's own write path: new items, each
+    ``(item id, story, mentions)``, titled and linked after their story."""
+    store.commit_poll(
+        PollDecision(
+            feed,
+            f"http://example.org/{feed}",
+            at,
+            baselined=True,
+            seen=[
+                SeenItem(
+                    Item(
+                        feed,
+                        item_id,
+                        title=f"Headline of {story} <b>&</b>",
+                        link=f"http://example.org/{story}",
+                    ),
+                    story=story,
+                    mentions=mentions,
+                )
+                for item_id, story, mentions in stories
+            ],
+            present=[item_id for item_id, _, _ in stories],
+        )
+    )
+
+
+KHARKIV = (("entity", "kharkiv"),)
+
+
+def trickle(store: Store, end: datetime, *, hours: int = 8 * 24, name: str = "kharkiv") -> None:
+    """One story an hour mentioning ``name``, from ``hours`` hours before ``end`` to an hour
+    before it: a steady week."""
+    for h in range(hours, 0, -1):
+        at = end - h * HOUR
+        poll_at(store, at, "archive", [(f"t{h}", f"trickle-{name}-{h}", (("entity", name),))])
+
+
+def test_a_story_counts_once_however_many_feeds_carry_it(store: Store) -> None:
+    mentions = (("rule", "lviv"), ("entity", "kharkiv"))
+    for n, feed in enumerate(("a", "b", "c")):
+        poll_at(store, NOW + n * timedelta(minutes=1), feed, [(f"{feed}1", "s1", mentions)])
+    poll_at(store, NOW + timedelta(minutes=12), "a", [("a2", "s2", mentions)])
+    counts = store.mention_counts(NOW - HOUR)
+    assert [(c.kind, c.name, c.start, c.stories, c.feeds) for c in counts] == [
+        ("entity", "kharkiv", bucket_of(NOW), 1, 3),
+        ("entity", "kharkiv", bucket_of(NOW) + BUCKET, 1, 1),
+        ("rule", "lviv", bucket_of(NOW), 1, 3),
+        ("rule", "lviv", bucket_of(NOW) + BUCKET, 1, 1),
+    ]
+    hourly_counts = store.mention_counts(NOW - HOUR, kind="rule", name="lviv", period=HOUR)
+    assert [(c.start, c.stories, c.feeds) for c in hourly_counts] == [
+        (NOW.replace(minute=0), 2, 3)  # distinct feeds over the hour, not a sum
+    ]
+    # Retention drops them (maintenance); what is newer stays.
+    assert store.forget_mentions(bucket_of(NOW) + BUCKET) > 0
+    assert [c.stories for c in store.mention_counts(NOW - HOUR)] == [1, 1]
+
+
+def test_counts_are_written_with_the_poll_and_only_for_new_items(store: Store) -> None:
+    """A baseline or a renumbered item counts for nothing: only what could alert."""
+    store.commit_poll(
+        PollDecision(
+            "a",
+            "http://example.org/a",
+            NOW,
+            baselined=True,
+            seen=[
+                SeenItem(Item("a", "old"), kind="baseline", story="s0", mentions=KHARKIV),
+                SeenItem(Item("a", "new"), story="s1", mentions=KHARKIV),
+            ],
+        )
+    )
+    assert [(c.stories, c.feeds) for c in store.mention_counts(NOW - HOUR)] == [(1, 1)]
+
+
+def test_a_burst_after_a_steady_week_raises_one_spike_alert(
+    store: Store, receiver: Receiver
+) -> None:
+    config = spike_config(receiver.url)
+    trickle(store, NOW)
+    # The steady trickle goes on: no spike. Nor for a new rule with few mentions, nor for
+    # one story that five feeds carry (counted once).
+    poll_at(store, NOW, "kyiv", [("k0", "steady", KHARKIV)])
+    poll_at(store, NOW, "lviv-news", [("l1", "lviv-1", (("rule", "lviv"),))])
+    poll_at(store, NOW, "lviv-news", [("l2", "lviv-2", (("rule", "lviv"),))])
+    for feed in ("f1", "f2", "f3", "f4", "f5"):
+        poll_at(store, NOW, feed, [(f"{feed}-d", "dnipro-story", (("entity", "dnipro"),))])
+    quiet = evaluate_spikes(store, config, now=NOW + timedelta(minutes=1))
+    assert (quiet.opened, quiet.alerts) == ((), 0)
+    assert store.pending_alerts() == []
+
+    # The burst: 9 more stories about Kharkiv from five feeds in a few minutes.
+    at = NOW + timedelta(minutes=2)
+    for n in range(9):
+        poll_at(store, at, f"f{n % 5 + 1}", [(f"b{n}", f"burst-{n}", KHARKIV)])
+    loud = evaluate_spikes(store, config, now=at + timedelta(seconds=30))
+    (episode,) = loud.opened
+    assert (episode.kind, episode.name, episode.stories, episode.usual) == (
+        "entity",
+        "kharkiv",
+        10,
+        1.0,
+    )
+    assert episode.feeds == ("f1", "f2", "f3", "f4", "f5", "kyiv")
+    assert len(episode.headlines) == 5
+    assert loud.alerts == 2  # hook and desk: the entity names no notifier, so every one
+    again = evaluate_spikes(store, config, now=at + timedelta(minutes=5))
+    assert (again.opened, again.alerts) == ((), 0)  # one alert per episode, not per look
+    titles = sorted((a.notifier, a.title) for a in store.pending_alerts())
+    assert titles == [
+        ("desk", "[spike] kharkiv: 10 stories in 1h (usually 1)"),
+        ("hook", "[spike] kharkiv: 10 stories in 1h (usually 1)"),
+    ]
+    (active,) = store.spike_episodes(active_only=True)
+    assert (active.name, active.peak) == ("kharkiv", 10)
+
+    # A window later, back to normal: the episode is over; a new burst is a new one.
+    later = at + 2 * HOUR
+    assert [e.name for e in evaluate_spikes(store, config, now=later).closed] == ["kharkiv"]
+    assert store.spike_episodes(active_only=True) == []
+    for n in range(10):
+        poll_at(store, later, "f1", [(f"c{n}", f"second-burst-{n}", KHARKIV)])
+    (second,) = evaluate_spikes(store, config, now=later + timedelta(minutes=1)).opened
+    assert second.seq == 2
+    assert [e.seq for e in store.spike_episodes(since=NOW)] == [2, 1]
+
+
+def test_nodes_looking_at_once_raise_one_episode_and_one_alert(
+    store: Store, state_db: str | Path
+) -> None:
+    """Several processes' looks at the same moment (a cluster's nodes): the episode's key
+    lets one of them in, and only it queues the alert."""
+    config = spike_config()
+    for n in range(12):
+        poll_at(store, NOW, f"f{n % 3}", [(f"b{n}", f"burst-{n}", KHARKIV)])
+    nodes = [Store.open(state_db) for _ in range(4)]
+    barrier = threading.Barrier(len(nodes))
+    results: list[int] = []
+
+    def look(node: Store) -> None:
+        barrier.wait()
+        results.append(evaluate_spikes(node, config, now=NOW + timedelta(minutes=1)).alerts)
+
+    threads = [threading.Thread(target=look, args=(node,)) for node in nodes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for node in nodes:
+        node.close()
+    assert sorted(results) == [0, 0, 0, 2]
+    assert len(store.spike_episodes()) == 1
+    assert sorted(a.notifier for a in store.pending_alerts()) == ["desk", "hook"]
+
+
+def test_an_entity_spike_goes_to_the_notifiers_it_names(store: Store) -> None:
+    config = spike_config()
+    for n in range(4):  # dnipro: min 3, factor 2, no history
+        poll_at(store, NOW, "a", [(f"d{n}", f"dnipro-{n}", (("entity", "dnipro"),))])
+    assert evaluate_spikes(store, config, now=NOW).alerts == 1
+    (alert,) = store.pending_alerts()
+    assert alert.notifier == "desk" and alert.title.startswith("[spike] dnipro: 4 stories")
+    assert '<a href="http://example.org/dnipro-0">' in alert.body
+    assert "Headline of dnipro-0 &lt;b&gt;&amp;&lt;/b&gt;" in alert.body  # feed text escaped
+
+
+def test_a_rule_spike_has_the_rules_priority(store: Store) -> None:
+    config = spike_config()
+    for n in range(6):
+        poll_at(store, NOW, "a", [(f"l{n}", f"lviv-{n}", (("rule", "lviv"),))])
+    evaluate_spikes(store, config, now=NOW)
+    assert {(a.priority, a.title.split(" [")[0]) for a in store.pending_alerts()} == {
+        ("high", "HIGH")
+    }
+
+
+def test_an_upgrade_from_0002_keeps_everything_and_counts_from_then_on(
+    state_db: str | Path,
+) -> None:
+    url = state_db if isinstance(state_db, str) else f"sqlite:///{state_db}"
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        conn.execute(
+            text(
+                "INSERT INTO items (feed, item_id, title, link, first_seen_at, last_seen_at, "
+                "silent, kind, link_key, fragment, title_key) VALUES ('a', 'x', 'Kharkiv', "
+                "'', '2026-11-29 10:00:00', '2026-11-29 10:00:00', false, 'new', '', '', '')"
+            )
+        )
+    engine.dispose()
+    store = Store.open(state_db)
+    try:
+        assert store.migration is not None
+        assert (store.migration.before, store.migration.after) == ("revision 0002", head())
+        assert store.seen_ids("a", ["x"]) == {"x"}
+        poll_at(store, NOW, "a", [("y", "s-y", KHARKIV)])
+        assert [c.stories for c in store.mention_counts(NOW - HOUR)] == [1]
+    finally:
+        store.close()
+    assert state_sql(state_db, "SELECT version_num FROM alembic_version") == [("0003",)]
+
+
+# -- messages -----------------------------------------------------------------------------------
+
+
+def spike(**changes: object) -> Spike:
+    fields: dict[str, object] = {
+        "kind": "entity",
+        "name": "kharkiv",
+        "count": 12,
+        "usual": 2.5,
+        "window": 3600.0,
+        "factor": 4.0,
+        "min": 8,
+        "feeds": ["bbc", "kyiv-independent"],
+        "stories": [
+            {
+                "title": "Strikes on *Kharkiv* <script>x</script>",
+                "link": "https://example.org/a?b=1&c=2",
+                "feed": "bbc",
+                "feeds": ["bbc", "kyiv-independent"],
+            },
+            {"title": "No link here", "link": "javascript:alert(1)", "feed": "bbc", "feeds": []},
+        ],
+        "started": "2026-11-30 10:05 UTC",
+    }
+    fields.update(changes)
+    return Spike(**fields)  # type: ignore[arg-type]
+
+
+def test_spike_messages_escape_feed_text_in_every_format() -> None:
+    title, body = render_spike(spike())
+    assert title == "[spike] kharkiv: 12 stories in 1h (usually 2.5)"
+    assert body.splitlines() == [
+        "kharkiv (entity): 12 stories in the last 1h (usually 2.5 at this time of day), "
+        "from 2 feeds.",
+        "Feeds: bbc, kyiv-independent",
+        "Top stories:",
+        "• Strikes on *Kharkiv* <script>x</script> (bbc, kyiv-independent)",
+        "  https://example.org/a?b=1&c=2",
+        "• No link here ()",  # a javascript: link is no link
+    ]
+    _, markdown = render_spike(spike(), Style("markdown"))
+    assert r"[Strikes on \*Kharkiv\* \<script\>x\</script\>](https://" in markdown
+    assert "javascript" not in markdown
+    _, html = render_spike(spike(), Style("html"))
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert '<a href="https://example.org/a?b=1&amp;c=2">' in html
+
+
+def test_spike_templates_see_the_spike() -> None:
+    style = Style(
+        "html",
+        spike_title="{{ spike.name }} x{{ spike.count }} ({{ spike.window }})",
+        spike_body=(
+            "{{ spike.count }}/{{ spike.usual }} from {{ spike.feeds|join(', ') }}: "
+            "{% for s in spike.stories %}{{ s.title }} {{ s.link }};{% endfor %}"
+        ),
+    )
+    title, body = render_spike(spike(priority="urgent"), style)
+    assert title == "kharkiv x12 (1h)"
+    assert body == (
+        "12/2.5 from bbc, kyiv-independent: Strikes on *Kharkiv* &lt;script&gt;x&lt;/script&gt; "
+        "https://example.org/a?b=1&amp;c=2;No link here ;"
+    )
+    # Item templates do not apply to a spike: the default spike message is sent.
+    assert render_spike(spike(), Style("text", title="{{ item.title }}"))[0].startswith(
+        "[spike] kharkiv"
+    )
+
+
+def pending(n: int, payload: dict[str, object], at: datetime = NOW) -> PendingAlert:
+    return PendingAlert(n, "hook", f"alert {n}", "body", 0, at, payload=payload)
+
+
+def test_max_per_hour_overflow_folds_into_one_digest_listing_every_item() -> None:
+    """Beyond the budget, every alert is held and goes out in one digest that lists each
+    one, and a held spike or flood summary lists the items it stands for."""
+    entries = [
+        {"title": f"story {n}", "link": f"http://x/{n}", "feed": "f", "rules": ["r"]}
+        for n in range(5)
+    ]
+    spike_payload = {
+        "title": "kharkiv: 12 stories in 1h (usually 1)",
+        "feed": "(spike)",
+        "sources": ["a", "b"],
+        "rules": ["spike: kharkiv"],
+        "entries": [{"title": "top story", "link": "http://x/top", "feed": "a", "feeds": ["a"]}],
+    }
+    due = [pending(n, e) for n, e in enumerate(entries)] + [pending(5, spike_payload)]
+    actions = plan(due, settings=Settings(max_per_hour=2), now=NOW)
+    assert [type(a).__name__ for a in actions] == ["Defer", "Send", "Send"]
+    held = [replace_held(a) for a in actions[0].alerts]
+    (digest,) = plan(held, settings=Settings(max_per_hour=2), now=NOW + 2 * HOUR)
+    title, body = render_digest([a.payload for a in digest.alerts])
+    assert title == "[watcher] 4 alerts"
+    for n in (2, 3, 4):
+        assert f"• story {n} (f)\n  http://x/{n}" in body
+    assert "• kharkiv: 12 stories in 1h (usually 1) (a, b)\n  • top story (a)" in body
+
+
+def replace_held(alert: PendingAlert) -> PendingAlert:
+    return PendingAlert(
+        alert.id,
+        alert.notifier,
+        alert.title,
+        alert.body,
+        0,
+        alert.created_at,
+        payload=alert.payload,
+        held=True,
+    )
