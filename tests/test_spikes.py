@@ -9,8 +9,11 @@ last the daemon as a real process (one on SQLite, two nodes on PostgreSQL).
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -173,7 +176,9 @@ def poll_at(
                     Item(
                         feed,
                         item_id,
-                        title=f"Headline of {story} <b>&</b>",
+                        # What it mentions, in its title: backtest matches it again.
+                        title=" ".join(n.capitalize() for _, n in mentions)
+                        + f": headline of {story} <b>&</b>",
                         link=f"http://example.org/{story}",
                     ),
                     story=story,
@@ -323,7 +328,9 @@ def test_an_entity_spike_goes_to_the_notifiers_it_names(store: Store) -> None:
     (alert,) = store.pending_alerts()
     assert alert.notifier == "desk" and alert.title.startswith("[spike] dnipro: 4 stories")
     assert '<a href="http://example.org/dnipro-0">' in alert.body
-    assert "Headline of dnipro-0 &lt;b&gt;&amp;&lt;/b&gt;" in alert.body  # feed text escaped
+    assert (
+        "Dnipro: headline of dnipro-0 &lt;b&gt;&amp;&lt;/b&gt;" in alert.body
+    )  # feed text escaped
 
 
 def test_a_rule_spike_has_the_rules_priority(store: Store) -> None:
@@ -475,3 +482,119 @@ def replace_held(alert: PendingAlert) -> PendingAlert:
         payload=alert.payload,
         held=True,
     )
+
+
+# -- the commands -------------------------------------------------------------------------------
+
+
+def write_config(tmp_path: Path, state_db: str | Path, body: str = "") -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"""\
+state: {state_db}
+entities:
+  kharkiv:
+    aliases: [Kharkiv]
+    spike: {{window: 1h, factor: 4, min: 8}}
+  dnipro:
+    aliases: [Dnipro]
+rules:
+  - name: lviv
+    keywords: [Lviv]
+notifiers:
+  hook: "json://localhost"
+{body}"""
+    )
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "watcher", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture
+def history(store: Store, state_db: str | Path) -> Iterator[datetime]:
+    """A steady week of Kharkiv (one story an hour), then a burst of 12 stories two hours
+    ago that the daemon raised as a spike; a Lviv story from two feeds now."""
+    now = datetime.now(UTC)
+    trickle(store, now - 2 * HOUR, hours=8 * 24)
+    burst = now - 2 * HOUR
+    for n in range(12):
+        poll_at(store, burst, f"f{n % 3}", [(f"b{n}", f"burst-{n}", KHARKIV)])
+    assert len(evaluate_spikes(store, parse_config(write_config_text()), now=burst).opened) == 1
+    for feed in ("a", "b"):
+        poll_at(store, now, feed, [(f"{feed}-l", "lviv-story", (("rule", "lviv"),))])
+    yield now
+
+
+def write_config_text() -> str:
+    return (
+        "entities:\n  kharkiv: {aliases: [Kharkiv], spike: {window: 1h, factor: 4, min: 8}}\n"
+        "  dnipro: {aliases: [Dnipro]}\n"
+        "rules:\n  - {name: lviv, keywords: [Lviv]}\n"
+        "notifiers:\n  hook: json://localhost\n"
+    )
+
+
+def test_trends_counts_per_hour_as_json_and_as_a_table(
+    history: datetime, tmp_path: Path, state_db: str | Path
+) -> None:
+    config = write_config(tmp_path, state_db)
+    proc = cli("trends", "-c", str(config), "--entity", "kharkiv", "--since", "3h", "--json")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    hour = (history - 2 * HOUR).replace(minute=0, second=0, microsecond=0)
+    assert {"entity": "kharkiv", "start": hour.isoformat(), "stories": 12, "feeds": 3} in rows
+    assert {tuple(r) for r in rows} == {("entity", "start", "stories", "feeds")}
+    assert len(rows) == 4  # every hour of the window, the quiet ones too
+    proc = cli("trends", "-c", str(config), "--rule", "lviv", "--since", "1h", "--json")
+    (last,) = [json.loads(line) for line in proc.stdout.splitlines()][-1:]
+    assert (last["rule"], last["stories"], last["feeds"]) == ("lviv", 1, 2)
+
+    proc = cli("trends", "-c", str(config), "--since", "2d", "--by", "day")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "KIND", "STORIES", "PEAK", "PEAK", "AT", "LAST"]
+    assert [line.split()[:2] for line in lines[1:]] == [
+        ["lviv", "rule"],
+        ["kharkiv", "entity"],
+        ["dnipro", "entity"],
+    ]
+    assert "▁" not in proc.stdout  # piped: plain
+
+    proc = cli("trends", "-c", str(config), "--spikes", "--json")
+    (episode,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert (episode["entity"], episode["stories"], episode["usual"], episode["end"]) == (
+        "kharkiv",
+        12,
+        1.0,
+        None,
+    )
+    assert episode["feeds"] == ["f0", "f1", "f2"] and len(episode["headlines"]) == 5
+    proc = cli("trends", "-c", str(config), "--rule", "nope")
+    assert proc.returncode == 2 and "no rule named 'nope'" in proc.stderr
+
+
+def test_backtest_replays_a_spike_setting_over_stored_history(
+    history: datetime, tmp_path: Path, state_db: str | Path
+) -> None:
+    config = write_config(tmp_path, state_db)
+    proc = cli("backtest", "-c", str(config), "--spikes", "--json", "--since", "1d")
+    assert proc.returncode == 0, proc.stderr
+    (kept,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert (kept["change"], kept["entity"], kept["usual"]) == ("kept", "kharkiv", 1.0)
+    # A lower bar: the steady trickle is no spike still, and the burst is the same one.
+    stricter = write_config(tmp_path, state_db).read_text().replace("min: 8", "min: 20")
+    config.write_text(stricter)
+    proc = cli("backtest", "-c", str(config), "--spikes", "--json", "--since", "1d")
+    (removed,) = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert (removed["change"], removed["stories"]) == ("removed", 12)
+    # A setting the dnipro entity never had: nothing to raise in its history.
+    looser = stricter.replace("aliases: [Dnipro]", "aliases: [Dnipro]\n    spike: {min: 1}")
+    config.write_text(looser)
+    proc = cli("backtest", "-c", str(config), "--since", "1d")
+    assert proc.returncode == 0, proc.stderr
+    assert "Spikes since" in proc.stdout
+    assert "dnipro (entity, window 1h, factor 4, min 1): 0 (0 raised then too)" in proc.stdout

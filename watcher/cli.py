@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     # "What each import costs").
     from watcher.cluster import QueueStats
     from watcher.fetch import Fetcher
-    from watcher.store import AlertRecord, DaemonRecord, FeedStatus, Store
+    from watcher.pipeline import SpikeReplay
+    from watcher.store import AlertRecord, DaemonRecord, FeedStatus, MentionCount, Store
+    from watcher.stories import Episode
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -571,12 +573,17 @@ def _send_test(
 )
 @click.option("--rule", "rule_names", multiple=True, help="Only this rule (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per changed (item, rule).")
+@click.option(
+    "--spikes", is_flag=True, help="Only the spikes the current spike: settings would raise."
+)
 def backtest(
-    config_path: Path | None, since: float, rule_names: Sequence[str], as_json: bool
+    config_path: Path | None, since: float, rule_names: Sequence[str], as_json: bool, spikes: bool
 ) -> None:
     """Replay stored items against the current rules, next to what was really alerted.
 
-    Shows the alerts a rule change adds and the ones it removes. Reads, never writes.
+    Shows the alerts a rule change adds and the ones it removes, then the spikes that
+    the rules and entities with a spike: setting would have raised (--spikes: only
+    those; --rule also names an entity there). Reads, never writes.
     Example: watcher backtest -c config.yaml --since 14d --rule kharkiv
     """
     config = _load(config_path)
@@ -588,7 +595,11 @@ def backtest(
     from watcher.pipeline import backtest as backtest_items
 
     try:
+        if spikes:
+            _print_spike_backtest(store, config, start, rule_names, as_json=as_json)
+            return
         report = backtest_items(store, config, since=start, rules=rule_names)
+        replays = [] if as_json else _spike_replays(store, config, start, rule_names)
     finally:
         store.close()
     added, removed = report.changed("added"), report.changed("removed")
@@ -616,6 +627,229 @@ def backtest(
             )
             if entry.match is not None and entry.match.snippet:
                 click.echo(f"      {entry.match.marked_snippet()}")
+
+    if replays:
+        _print_spike_replays(replays, start)
+
+
+def _print_spike_backtest(
+    store: Store, config: Config, start: datetime, names: Sequence[str], *, as_json: bool
+) -> None:
+    replays = _spike_replays(store, config, start, names)
+    if not as_json:
+        if replays:
+            _print_spike_replays(replays, start)
+        else:
+            click.echo("no rule or entity has a spike: setting")
+        return
+    for replay in replays:
+        rows = [(replay.change(e), e) for e in replay.episodes]
+        rows += [("removed", e) for e in replay.removed]
+        for change, episode in sorted(rows, key=lambda r: r[1].started_at):
+            click.echo(json.dumps({"change": change, **_episode_json(episode)}, ensure_ascii=False))
+
+
+def _spike_replays(
+    store: Store, config: Config, start: datetime, names: Sequence[str]
+) -> list[SpikeReplay]:
+    from watcher.pipeline import backtest_spikes
+
+    return backtest_spikes(store, config, since=start, now=datetime.now(UTC), names=names)
+
+
+def _print_spike_replays(replays: Sequence[SpikeReplay], start: datetime) -> None:
+    click.echo(f"Spikes since {_when(start)} with the current spike: settings:")
+    for replay in replays:
+        watch = replay.watch
+        added = [e for e in replay.episodes if replay.change(e) == "added"]
+        kept = len(replay.episodes) - len(added)
+        click.echo(
+            f"  {watch.name} ({watch.kind}, window {_duration(watch.spike.window)}, factor "
+            f"{watch.spike.factor:g}, min {watch.spike.min}): {len(replay.episodes)} "
+            f"({kept} raised then too), {len(replay.removed)} raised then but not now"
+        )
+        for episode in replay.episodes:
+            sign = "+" if replay.change(episode) == "added" else " "
+            click.echo(f"    {sign} {_episode_line(episode)}")
+        for episode in replay.removed:
+            click.echo(f"    - {_episode_line(episode)}")
+
+
+def _episode_line(episode: Episode) -> str:
+    until = _when(episode.ended_at) if episode.ended_at else "still on"
+    return (
+        f"{_when(episode.started_at)} to {until}: {episode.stories} stories in "
+        f"{_duration(episode.window)} (usually {episode.usual:.1f}), peak {episode.peak}"
+    )
+
+
+def _episode_json(episode: Episode) -> dict[str, object]:
+    return {
+        episode.kind: episode.name,
+        "start": episode.started_at.astimezone(UTC).isoformat(),
+        "end": episode.ended_at.astimezone(UTC).isoformat() if episode.ended_at else None,
+        "window": _duration(episode.window),
+        "stories": episode.stories,
+        "usual": round(episode.usual, 2),
+        "peak": episode.peak,
+        "feeds": list(episode.feeds),
+        "headlines": [dict(h) for h in episode.headlines],
+    }
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def _sparkline(values: Sequence[int], width: int) -> str:
+    """Values as block characters, each the sum of as many values as make ``width``."""
+    if not values or width <= 0:
+        return ""
+    size = -(-len(values) // width)  # values per character, rounded up
+    sums = [sum(values[i : i + size]) for i in range(0, len(values), size)]
+    top = max(sums)
+    if top == 0:
+        return SPARKS[0] * len(sums)
+    return "".join(SPARKS[min(7, round(7 * v / top))] if v else " " for v in sums)
+
+
+@cli.command()
+@config_option
+@click.option("--rule", "rule_name", help="Only this rule.")
+@click.option("--entity", "entity_name", help="Only this entity.")
+@click.option(
+    "--since", type=DURATION, default="7d", show_default=True, help="How far back: 1d, 7d, 30d."
+)
+@click.option(
+    "--by",
+    type=click.Choice(["hour", "day"]),
+    default="hour",
+    show_default=True,
+    help="Count per hour or per day (UTC).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line and period.")
+@click.option("--spikes", is_flag=True, help="List the spike episodes instead.")
+def trends(
+    config_path: Path | None,
+    rule_name: str | None,
+    entity_name: str | None,
+    since: float,
+    by: str,
+    as_json: bool,
+    spikes: bool,
+) -> None:
+    """How many new stories mentioned each rule and entity, per hour or day.
+
+    A story that several feeds carry counts once; FEEDS is how many feeds brought one.
+    With --spikes, the spike episodes instead. Reads, never writes.
+    Example: watcher trends -c config.yaml --entity kharkiv --since 2d
+    """
+    if rule_name and entity_name:
+        raise click.UsageError("give --rule or --entity, not both")
+    config = _load(config_path, notifier_urls=False)
+    names = [("rule", r.name) for r in config.active_rules]
+    names += [("entity", name) for name in config.entities]
+    if rule_name:
+        _known("rule", [rule_name], [r.name for r in config.rules])
+        names = [("rule", rule_name)]
+    if entity_name:
+        _known("entity", [entity_name], list(config.entities))
+        names = [("entity", entity_name)]
+    kind = "rule" if rule_name else "entity" if entity_name else None
+    only = rule_name or entity_name
+    now = datetime.now(UTC)
+    start = now - timedelta(seconds=since)
+    store = _open_existing(config)
+    if store is None:
+        if not as_json:
+            click.echo("no counts yet (no state database)")
+        return
+    try:
+        if spikes:
+            episodes = store.spike_episodes(since=start, kind=kind, name=only)
+        else:
+            period = timedelta(hours=1) if by == "hour" else timedelta(days=1)
+            counts = store.mention_counts(start, kind=kind, name=only, period=period)
+    finally:
+        store.close()
+    if spikes:
+        _print_episodes(list(reversed(episodes)), as_json=as_json)
+        return
+    step = period.total_seconds()
+    first = datetime.fromtimestamp(start.timestamp() // step * step, UTC)
+    starts = [first + i * period for i in range(int((now - first) / period) + 1)]
+    found = {(c.kind, c.name, c.start): c for c in counts}
+    if as_json:
+        lines = []
+        for k, name in names:
+            for at in starts:
+                c = found.get((k, name, at))
+                row = {k: name, "start": at.isoformat(), "stories": 0, "feeds": 0}
+                if c is not None:
+                    row |= {"stories": c.stories, "feeds": c.feeds}
+                lines.append(json.dumps(row, ensure_ascii=False))
+        if lines:
+            click.echo("\n".join(lines))
+        return
+    _print_trends(names, starts, found, by=by, tty=sys.stdout.isatty())
+
+
+def _print_trends(
+    names: Sequence[tuple[str, str]],
+    starts: Sequence[datetime],
+    found: dict[tuple[str, str, datetime], MentionCount],
+    *,
+    by: str,
+    tty: bool,
+) -> None:
+    header = ["NAME", "KIND", "STORIES", "PEAK", "PEAK AT", "LAST"]
+    rows = []
+    series = []
+    for kind, name in names:
+        values = [
+            (found[(kind, name, at)].stories if (kind, name, at) in found else 0) for at in starts
+        ]
+        peak = max(values, default=0)
+        peak_at = _when(starts[values.index(peak)]) if peak else "-"
+        last = values[-1] if values else 0
+        rows.append([name, kind, str(sum(values)), str(peak), peak_at, str(last)])
+        series.append(values)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    numeric = {2, 3, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in numeric else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    if not tty:  # piped: the table alone, plain
+        for cells in [header, *rows]:
+            click.echo(line(cells).rstrip())
+        return
+    import shutil
+
+    room = shutil.get_terminal_size().columns - len(line(header)) - 2
+    click.echo(click.style(line(header) + f"  PER {by.upper()}", bold=True))
+    for cells, values in zip(rows, series, strict=True):
+        click.echo(f"{line(cells)}  {click.style(_sparkline(values, room), fg='cyan')}")
+
+
+def _print_episodes(episodes: Sequence[Episode], *, as_json: bool) -> None:
+    if as_json:
+        for episode in episodes:
+            click.echo(json.dumps(_episode_json(episode), ensure_ascii=False))
+        return
+    if not episodes:
+        click.echo("no spikes in that window")
+        return
+    for episode in episodes:
+        click.echo(f"{episode.name} ({episode.kind})  {_episode_line(episode)}")
+        if episode.feeds:
+            click.echo(f"    feeds: {', '.join(episode.feeds)}")
+        for headline in episode.headlines:
+            click.echo(f"    • {headline.get('title', '')}")
+            if headline.get("link"):
+                click.echo(f"      {headline['link']}")
 
 
 STARTER = """\

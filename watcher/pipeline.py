@@ -632,12 +632,12 @@ def evaluate_spikes(store: Store, config: Config, *, now: datetime) -> SpikeOutc
             opened.append(episode)
             queued += done
             log.warning(
-                "spike kind=%s name=%s stories=%d usual=%.1f window=%s feeds=%d alerts=%d",
+                "spike kind=%s name=%s stories=%d usual=%.1f window=%ds feeds=%d alerts=%d",
                 watch.kind,
                 watch.name,
                 reading.count,
                 reading.usual,
-                setting.window,
+                setting.window.total_seconds(),
                 len(feeds),
                 done,
             )
