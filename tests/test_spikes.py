@@ -10,6 +10,7 @@ last the daemon as a real process (one on SQLite, two nodes on PostgreSQL).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
-from support import Receiver, state_sql
+from support import Daemon, FeedServer, Receiver, Route, rss, state_sql, wait_until
 
 from watcher.alerts import Spike, Style, render_digest, render_spike
 from watcher.config import Config, parse_config
@@ -598,3 +599,135 @@ def test_backtest_replays_a_spike_setting_over_stored_history(
     assert proc.returncode == 0, proc.stderr
     assert "Spikes since" in proc.stdout
     assert "dnipro (entity, window 1h, factor 4, min 1): 0 (0 raised then too)" in proc.stdout
+
+
+# -- the daemon as a real process ---------------------------------------------------------------
+
+
+def feed_item(n: str, title: str, link: str = "") -> dict[str, str]:
+    return {
+        "title": title,
+        "link": link or f"http://example.org/{n}",
+        "guid": n,
+        "description": title,
+    }
+
+
+@pytest.mark.e2e
+def test_the_daemon_raises_one_spike_alert_for_a_burst_after_a_steady_week(
+    feed_server: FeedServer, receiver: Receiver, tmp_path: Path, state_db: str | Path
+) -> None:
+    """A steady week of Kharkiv (one story an hour, written through the store beforehand),
+    then live feeds: the trickle going on, a new rule with two mentions and one story that
+    five feeds carry raise nothing; a burst of Kharkiv stories from five feeds raises
+    exactly one spike alert, with the right counts, however long it goes on. On PostgreSQL two daemons (a cluster's
+    nodes) look at the spikes, and still one alert goes out."""
+    now = datetime.now(UTC)
+    store = Store.open(state_db)
+    trickle(store, now)  # ends an hour ago: the current window is the feeds' to fill
+    store.close()
+    feeds = {f"f{n}": Route(rss([])) for n in range(1, 10)}
+    for name, route in feeds.items():
+        feed_server.routes[f"/{name}"] = route
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""\
+state: {state_db}
+allow_private_networks: true
+entities:
+  kharkiv:
+    aliases: [Kharkiv]
+    spike: {{window: 1h, factor: 4, min: 8}}
+  dnipro:
+    aliases: [Dnipro]
+    spike: {{window: 1h, factor: 2, min: 3}}
+rules:
+  - name: lviv
+    keywords: [Lviv]
+    spike: {{window: 1h, factor: 4, min: 5}}
+feeds:
+"""
+        + "".join(
+            f"  - {{name: {name}, url: '{feed_server.url('/' + name)}', interval: 1s}}\n"
+            for name in feeds
+        )
+        + f'notifiers:\n  hook: "{receiver.url}"\n'
+    )
+    daemons = [Daemon(config, tmp_path / "first.log")]
+    if isinstance(state_db, str):
+        daemons.append(Daemon(config, tmp_path / "second.log"))
+    added: dict[str, list[dict[str, str]]] = {name: [] for name in feeds}
+
+    def publish(name: str, *entries: dict[str, str]) -> None:
+        added[name][:0] = entries
+        feeds[name].body = rss(added[name])
+
+    def looks() -> int:
+        return sum(d.log_text().count("spikes looked") for d in daemons if d.log.exists())
+
+    def counted(sql: str) -> int:
+        ((value,),) = state_sql(state_db, sql)
+        return int(value or 0)
+
+    def settled(condition: str) -> None:
+        """Wait until the state shows ``condition``, then for two looks at the spikes
+        after that (a look is woken by a poll that counted a watched mention: a copy of
+        the Dnipro story in a feed that had none pokes it without changing any count)."""
+        assert wait_until(lambda: counted(condition) == 1, 30), logs()
+        for poke in pokes[:2]:
+            before = looks()
+            publish(poke, feed_item(f"{poke}-dnipro", dnipro_title, dnipro_link))
+            assert wait_until(lambda before=before: looks() > before, 30), logs()
+        del pokes[:2]
+
+    def logs() -> str:
+        return "\n".join(d.log_text() for d in daemons if d.log.exists())
+
+    dnipro_title = "Dnipro bridge reopens after repairs on Monday"
+    dnipro_link = "http://example.org/dnipro-bridge"
+    pokes = ["f6", "f7", "f8", "f9"]
+    try:
+        for daemon in daemons:
+            daemon.start()
+        assert wait_until(lambda: all(feed_server.hits(f"/{name}") >= 2 for name in feeds), 30), (
+            logs()
+        )  # every feed's silent baseline is done
+        # The trickle goes on (1 story this hour); a new rule, 2 mentions; one story, 5 feeds.
+        publish("f1", feed_item("k-now", "Kharkiv: the steady trickle goes on"))
+        publish("f2", feed_item("l1", "Lviv tram line extended"), feed_item("l2", "Lviv fair"))
+        for name in ("f1", "f2", "f3", "f4", "f5"):
+            publish(name, feed_item(f"{name}-dnipro", dnipro_title, dnipro_link))
+        settled(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM mention_feeds WHERE name = 'dnipro' "
+            "GROUP BY name HAVING COUNT(DISTINCT feed) = 5) AS five"
+        )
+        assert counted("SELECT SUM(stories) FROM mention_counts WHERE name = 'dnipro'") == 1
+        assert counted("SELECT SUM(stories) FROM mention_counts WHERE name = 'lviv'") == 2
+        assert counted("SELECT COUNT(*) FROM spike_episodes") == 0
+        assert [t for t in receiver.titles() if t.startswith("[spike]")] == []
+
+        # The burst: 7 more Kharkiv stories from five feeds, 8 in the hour in all: the bar
+        # (min 8, and 4 x usually 1) is reached only once every one of them is counted.
+        for n in range(7):
+            publish(f"f{n % 5 + 1}", feed_item(f"burst-{n}", f"Kharkiv: explosions, report {n}"))
+        assert wait_until(lambda: any(t.startswith("[spike]") for t in receiver.titles()), 60), (
+            logs()
+        )
+        settled("SELECT COUNT(*) FROM spike_episodes")
+        # It goes on: two more stories are the same episode (its peak), not a second alert.
+        publish("f1", feed_item("burst-7", "Kharkiv: more explosions, report 7"))
+        publish("f2", feed_item("burst-8", "Kharkiv: more explosions, report 8"))
+        settled("SELECT COUNT(*) FROM spike_episodes WHERE peak = 10")
+        spikes = [m for m in receiver.messages if m["title"].startswith("[spike]")]
+        assert [m["title"] for m in spikes] == ["[spike] kharkiv: 8 stories in 1h (usually 1)"]
+        body = spikes[0]["message"]
+        assert "from 5 feeds" in body and "Feeds: f1, f2, f3, f4, f5" in body
+        assert body.count("http://example.org/") == 5  # the top 5 stories, each with its link
+        assert state_sql(state_db, "SELECT name, stories, peak, ended_at FROM spike_episodes") == [
+            ("kharkiv", 8, 10, None)
+        ]
+        for daemon in daemons:
+            assert daemon.signal(signal.SIGTERM) == 0
+    finally:
+        for daemon in daemons:
+            daemon.stop()
