@@ -344,15 +344,17 @@ def test_a_rule_spike_has_the_rules_priority(store: Store) -> None:
     }
 
 
-def test_an_upgrade_from_0002_keeps_everything_and_counts_from_then_on(
-    state_db: str | Path,
+@pytest.mark.parametrize("revision", ["0002", "0003"])
+def test_an_upgrade_keeps_everything_and_counts_from_then_on(
+    state_db: str | Path, revision: str
 ) -> None:
+    """From the revision before (0003, the web console's polls) and the one before it."""
     url = state_db if isinstance(state_db, str) else f"sqlite:///{state_db}"
     engine = create_engine(url)
     with engine.begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
-        command.upgrade(config, "0002")
+        command.upgrade(config, revision)
         conn.execute(
             text(
                 "INSERT INTO items (feed, item_id, title, link, first_seen_at, last_seen_at, "
@@ -364,13 +366,13 @@ def test_an_upgrade_from_0002_keeps_everything_and_counts_from_then_on(
     store = Store.open(state_db)
     try:
         assert store.migration is not None
-        assert (store.migration.before, store.migration.after) == ("revision 0002", head())
+        assert (store.migration.before, store.migration.after) == (f"revision {revision}", head())
         assert store.seen_ids("a", ["x"]) == {"x"}
         poll_at(store, NOW, "a", [("y", "s-y", KHARKIV)])
         assert [c.stories for c in store.mention_counts(NOW - HOUR)] == [1]
     finally:
         store.close()
-    assert state_sql(state_db, "SELECT version_num FROM alembic_version") == [("0003",)]
+    assert state_sql(state_db, "SELECT version_num FROM alembic_version") == [("0004",)]
 
 
 # -- messages -----------------------------------------------------------------------------------
