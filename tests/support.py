@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +20,9 @@ from xml.sax.saxutils import escape
 
 import pytest
 from sqlalchemy import create_engine, text
+
+from watcher.models import Item, PollDecision, SeenItem
+from watcher.store import Store
 
 DATA = Path(__file__).parent / "data"
 
@@ -323,3 +326,48 @@ class Daemon:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+# -- history written through the store, for spikes (issue 19) --------------------------------
+
+
+def poll_at(
+    store: Store,
+    at: datetime,
+    feed: str,
+    stories: Sequence[tuple[str, str, tuple[tuple[str, str], ...]]],
+) -> None:
+    """One poll of ``feed`` at ``at`` through the store's own write path: new items, each
+    ``(item id, story, mentions)``, titled and linked after their story."""
+    store.commit_poll(
+        PollDecision(
+            feed,
+            f"http://example.org/{feed}",
+            at,
+            baselined=True,
+            seen=[
+                SeenItem(
+                    Item(
+                        feed,
+                        item_id,
+                        # What it mentions, in its title: backtest matches it again.
+                        title=" ".join(n.capitalize() for _, n in mentions)
+                        + f": headline of {story} <b>&</b>",
+                        link=f"http://example.org/{story}",
+                    ),
+                    story=story,
+                    mentions=mentions,
+                )
+                for item_id, story, mentions in stories
+            ],
+            present=[item_id for item_id, _, _ in stories],
+        )
+    )
+
+
+def trickle(store: Store, end: datetime, *, hours: int = 8 * 24, name: str = "kharkiv") -> None:
+    """One story an hour mentioning ``name``, from ``hours`` hours before ``end`` to an hour
+    before it: a steady week."""
+    for h in range(hours, 0, -1):
+        at = end - timedelta(hours=h)
+        poll_at(store, at, "archive", [(f"t{h}", f"trickle-{name}-{h}", (("entity", name),))])

@@ -21,7 +21,17 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import create_engine, text
-from support import Daemon, FeedServer, Receiver, Route, rss, state_sql, wait_until
+from support import (
+    Daemon,
+    FeedServer,
+    Receiver,
+    Route,
+    poll_at,
+    rss,
+    state_sql,
+    trickle,
+    wait_until,
+)
 
 from watcher.alerts import Spike, Style, render_digest, render_spike
 from watcher.config import Config, parse_config
@@ -158,49 +168,7 @@ notifiers:
     )
 
 
-def poll_at(
-    store: Store,
-    at: datetime,
-    feed: str,
-    stories: Sequence[tuple[str, str, tuple[tuple[str, str], ...]]],
-) -> None:
-    """One poll of ``feed`` at ``at`` through the store's own write path: new items, each
-    ``(item id, story, mentions)``, titled and linked after their story."""
-    store.commit_poll(
-        PollDecision(
-            feed,
-            f"http://example.org/{feed}",
-            at,
-            baselined=True,
-            seen=[
-                SeenItem(
-                    Item(
-                        feed,
-                        item_id,
-                        # What it mentions, in its title: backtest matches it again.
-                        title=" ".join(n.capitalize() for _, n in mentions)
-                        + f": headline of {story} <b>&</b>",
-                        link=f"http://example.org/{story}",
-                    ),
-                    story=story,
-                    mentions=mentions,
-                )
-                for item_id, story, mentions in stories
-            ],
-            present=[item_id for item_id, _, _ in stories],
-        )
-    )
-
-
 KHARKIV = (("entity", "kharkiv"),)
-
-
-def trickle(store: Store, end: datetime, *, hours: int = 8 * 24, name: str = "kharkiv") -> None:
-    """One story an hour mentioning ``name``, from ``hours`` hours before ``end`` to an hour
-    before it: a steady week."""
-    for h in range(hours, 0, -1):
-        at = end - h * HOUR
-        poll_at(store, at, "archive", [(f"t{h}", f"trickle-{name}-{h}", (("entity", name),))])
 
 
 def test_a_story_counts_once_however_many_feeds_carry_it(store: Store) -> None:

@@ -33,7 +33,9 @@ from support import (
     Receiver,
     Route,
     Story,
+    poll_at,
     state_sql,
+    trickle,
     wait_until,
 )
 
@@ -549,6 +551,57 @@ def test_auth_with_a_token_or_hashed_passwords(world: World, tmp_path: Path) -> 
 
 
 # -- read-only ------------------------------------------------------------------------------
+
+
+def test_the_overview_shows_an_active_spike(browser: Any, tmp_path: Path) -> None:
+    """A steady week of Kharkiv stories, then a burst from five feeds, written through the
+    store's poll path; the daemon's spike look opens the episode; the console shows it."""
+    from selenium.webdriver.common.by import By
+
+    from watcher.pipeline import evaluate_spikes
+
+    db, config_path = tmp_path / "spikes.db", tmp_path / "config.yaml"
+    config_path.write_text(
+        f"""\
+state: {db}
+entities:
+  kharkiv:
+    aliases: [Kharkiv]
+    spike: {{window: 1h, factor: 4, min: 8}}
+notifiers:
+  hook: "json://localhost/hook"
+"""
+    )
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    store = Store.open(db)
+    try:
+        trickle(store, now - timedelta(minutes=10))
+        kharkiv = (("entity", "kharkiv"),)
+        for n in range(9):
+            poll_at(store, now, f"f{n % 5 + 1}", [(f"b{n}", f"burst-{n}", kharkiv)])
+        config = parse_config(config_path.read_text())
+        (opened,) = evaluate_spikes(store, config, now=now + timedelta(seconds=30)).opened
+        assert opened.stories == 9
+    finally:
+        store.close()
+    port = free_port()
+    web = WebProcess(config_path, port, tmp_path / "web.log")
+    try:
+        browser.get(f"http://127.0.0.1:{port}/")
+        section = next(
+            s
+            for s in browser.find_elements(By.TAG_NAME, "section")
+            if s.find_element(By.TAG_NAME, "h2").text == "Active spikes"
+        )
+        shown = section.text
+        assert "entity kharkiv: 9 stories in 1.0 h (usually 1)" in shown, shown
+        assert "feeds: f1, f2, f3, f4, f5" in shown, shown
+        links = [a.get_attribute("href") for a in section.find_elements(By.TAG_NAME, "a")]
+        assert len(links) == 5 and all(h.startswith("http://example.org/burst-") for h in links)
+        assert no_dialog(browser) and csp_violations(browser) == []
+        shot(browser, "overview-spike")
+    finally:
+        assert web.stop() == 0
 
 
 def test_a_session_of_clicks_leaves_the_state_byte_identical(

@@ -175,7 +175,9 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(when=_when, ago=_ago, span=_span)
+    from watcher.alerts import safe_link
+
+    env.filters.update(when=_when, ago=_ago, span=_span, safe_link=safe_link)
     return env
 
 

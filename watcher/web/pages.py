@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from watcher.config import Config, FeedConfig
 from watcher.models import Item, Match
 from watcher.rules import RuleSet
+from watcher.stories import Episode
 from watcher.text import html_to_text
 from watcher.web.security import redact_text, redact_url
 
@@ -275,6 +276,7 @@ class Overview:
     charts: list[Chart]
     daemons: list[Any]
     now: datetime
+    spikes: list[Episode] = field(default_factory=list)  # open episodes, the latest first
 
 
 def overview(view: View, store: Store, now: datetime) -> Overview:
@@ -307,6 +309,7 @@ def overview(view: View, store: Store, now: datetime) -> Overview:
         charts=charts(store.matches_per_day(since), view.rule_names, today),
         daemons=[(d, d.running(now)) for d in store.daemon_records()[:5]],
         now=now,
+        spikes=store.spike_episodes(active_only=True),
     )
 
 
