@@ -43,11 +43,14 @@ def _show(at: datetime) -> str:
 
 
 def _alert(spec: str, now: datetime) -> PendingAlert:
-    """``"ID [PRIORITY] [held] [age=DURATION] [attempts=N]"``"""
+    """``"ID [PRIORITY] [held] [summary] [age=DURATION] [attempts=N] [rules=A,B]
+    [entities=E,F]"``: an item alert of rule ``r`` unless ``rules`` says otherwise;
+    ``summary``: one message for many (a spike's own alert, a flood summary)."""
     number, *words = spec.split()
     values = dict(word.split("=", 1) for word in words if "=" in word)
     flags = [word for word in words if "=" not in word]
-    assert set(flags) <= {*PRIORITIES, "held"} and set(values) <= {"age", "attempts"}, spec
+    assert set(flags) <= {*PRIORITIES, "held", "summary"}, spec
+    assert set(values) <= {"age", "attempts", "rules", "entities"}, spec
     priority: Priority = next((p for p in PRIORITIES if p in flags), "normal")
     age = timedelta(seconds=parse_duration(values["age"])) if "age" in values else timedelta()
     return PendingAlert(
@@ -59,6 +62,11 @@ def _alert(spec: str, now: datetime) -> PendingAlert:
         created_at=now - age,
         held="held" in flags,
         priority=priority,
+        payload={
+            "rules": values.get("rules", "r").split(","),
+            "entities": [e for e in values.get("entities", "").split(",") if e],
+            **({"entries": []} if "summary" in flags else {}),
+        },
     )
 
 
@@ -103,7 +111,10 @@ def test_plan(case: dict[str, Any]) -> None:
     settings = None if case.get("notifier") == "missing" else _settings(case.get("settings", {}))
     recent = [_time(at) for at in case.get("recent_sends", [])]
 
-    actions = delivery.plan(pending, settings=settings, now=now, recent_sends=recent)
+    spiking = [tuple(kind_name.split()) for kind_name in case.get("spiking", [])]
+    actions = delivery.plan(
+        pending, settings=settings, now=now, recent_sends=recent, spiking=spiking
+    )
 
     assert [describe(action) for action in actions] == case["plan"]
     assert _ids_in(actions) == sorted(a.id for a in pending)  # each alert once, none dropped

@@ -26,6 +26,7 @@ from support import (
     FeedServer,
     Receiver,
     Route,
+    Story,
     poll_at,
     rss,
     state_sql,
@@ -701,3 +702,67 @@ feeds:
     finally:
         for daemon in daemons:
             daemon.stop()
+
+
+def test_item_alerts_during_a_spike_go_out_folded_in_one_digest(
+    store: Store, feed_server: FeedServer, receiver: Receiver
+) -> None:
+    """The burst's spike alert goes at once; the item alerts that keep coming about what
+    spikes wait up to 10 minutes and go as one digest that lists every one of them."""
+    from watcher.fetch import Fetcher
+    from watcher.notify import build_notifiers
+    from watcher.pipeline import deliver_pending, poll_feed
+    from watcher.rules import RuleSet
+
+    now = datetime.now(UTC)
+    trickle(store, now)
+    story = Story()
+    story.add(1, "Kharkiv before the burst")
+    feed_server.routes["/live"] = route = Route(story.body())
+    config = parse_config(
+        f"""\
+allow_private_networks: true
+feeds:
+  - {{name: live, url: "{feed_server.url("/live")}"}}
+entities:
+  kharkiv:
+    aliases: [Kharkiv]
+    spike: {{window: 1h, factor: 4, min: 8}}
+rules:
+  - {{name: kharkiv-watch, entities: [kharkiv]}}
+notifiers:
+  hook: "{receiver.url}"
+  desk: {{url: "{receiver.url}", format: html}}
+"""
+    )
+    notifiers = build_notifiers(config.notifiers)
+    ruleset = RuleSet.from_config(config)
+    with Fetcher() as fetcher:
+
+        def poll() -> str:
+            return poll_feed(
+                config.feed("live"), config=config, fetcher=fetcher, store=store, ruleset=ruleset
+            ).status
+
+        assert poll() == "baseline"
+        for n in range(9):
+            poll_at(store, now, f"f{n % 5 + 1}", [(f"b{n}", f"burst-{n}", KHARKIV)])
+        assert len(evaluate_spikes(store, config, now=now).opened) == 1
+        assert deliver_pending(store, notifiers).sent == 2  # the spike, to hook and desk
+        spike_titles = [m["title"] for m in receiver.messages]
+        assert all(t.startswith("[spike] kharkiv: ") for t in spike_titles), spike_titles
+
+        for n in (2, 3, 4):
+            story.add(n, f"Kharkiv, still: report {n}")
+        route.body = story.body()
+        assert poll() == "new"
+        waiting = deliver_pending(store, notifiers)
+        assert (waiting.sent, waiting.deferred) == (0, 6)  # 3 items x 2 notifiers, held
+        later = deliver_pending(store, notifiers, now=lambda: now + timedelta(minutes=11))
+        assert later.sent == 6
+    digests = receiver.messages[2:]
+    assert len(digests) == 2  # one message per notifier, not one per item
+    for message in digests:
+        for n in (2, 3, 4):
+            assert f"Kharkiv, still: report {n}" in message["message"], message
+    assert store.pending_alerts() == []

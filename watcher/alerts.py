@@ -345,6 +345,7 @@ def payload(item: Item, matches: Sequence[Match], also: Sequence[str] = ()) -> d
         "rules": [m.rule for m in matches],
         "terms": list(dict.fromkeys(t for m in matches for t in m.terms)),
         "priority": highest(m.priority for m in matches),
+        "entities": list(dict.fromkeys(e for m in matches for e, _ in m.entities)),
     }
 
 

@@ -153,11 +153,14 @@ def plan(
     settings: Settings | None,
     now: datetime,
     recent_sends: Sequence[datetime] = (),
+    spiking: Collection[tuple[str, str]] = (),
 ) -> list[Action]:
     """What to do, in order, with one notifier's due alerts (in the store's order).
 
     ``settings`` None: the notifier is not configured. ``recent_sends``: when each message
     to it went out in the last hour (a digest counts once); only ``max_per_hour`` reads it.
+    ``spiking``: the (kind, name) of every rule and entity in an open spike episode; an
+    item alert about one of them is folded into a digest (see :data:`SPIKE_FOLD`).
     """
     if not pending:
         return []
@@ -168,11 +171,32 @@ def plan(
     since = now - HOUR
     sent = sorted(t for t in recent_sends if t >= since)
     sent += [now] * len(urgent)  # urgent alerts count against max_per_hour
-    return urgent + _ordinary(rest, settings, now, sent)
+    return urgent + _ordinary(rest, settings, now, sent, spiking)
+
+
+# During a spike, item alerts about what spikes go out as one digest every 10 minutes: the
+# spike's own alert says what is happening, and a burst of 40 stories is then 40 lines in
+# a few messages, not 40 messages. Every alert is listed; urgent ones still go at once.
+SPIKE_FOLD = timedelta(minutes=10)
+
+
+def in_spike(alert: PendingAlert, spiking: Collection[tuple[str, str]]) -> bool:
+    """An item alert whose every rule spikes, or that mentions an entity that spikes."""
+    payload = alert.payload
+    rules = payload.get("rules") or ()
+    if "entries" in payload or not rules:  # a spike's own alert, a summary, a notice
+        return False
+    if all(("rule", r) in spiking for r in rules):
+        return True
+    return any(("entity", e) in spiking for e in payload.get("entities") or ())
 
 
 def _ordinary(
-    due: list[PendingAlert], settings: Settings, now: datetime, sent: list[datetime]
+    due: list[PendingAlert],
+    settings: Settings,
+    now: datetime,
+    sent: list[datetime],
+    spiking: Collection[tuple[str, str]] = (),
 ) -> list[Action]:
     """Everything below urgent, highest priority first."""
     if not due:
@@ -189,6 +213,15 @@ def _ordinary(
     held = [a for a in due if a.held]
     fresh = [a for a in due if not a.held]
     actions: list[Action] = []
+    if spiking:
+        folded = [a for a in fresh if in_spike(a, spiking)]
+        if folded:
+            fresh = [a for a in fresh if not in_spike(a, spiking)]
+            until = min(a.created_at for a in folded) + SPIKE_FOLD
+            if until > now:
+                actions.append(Defer(tuple(folded), until, "spike", held=True))
+            else:  # waited long enough (or the notifier was down): out with the held ones
+                held += folded
     if held:
         actions.append(Digest(tuple(held)) if len(held) > 1 else Send(held[0]))
         sent = [*sent, now]

@@ -339,11 +339,21 @@ def deliver_pending(
     by_notifier = delivery.due_by_notifier(pending, now=now(), muted=muted)
     if not by_notifier:
         return DeliveryOutcome()
+    # What spikes now: its item alerts are folded into digests (delivery.SPIKE_FOLD).
+    spiking = frozenset((e.kind, e.name) for e in store.spike_episodes(active_only=True))
     with ThreadPoolExecutor(max_workers=min(8, len(by_notifier))) as pool:
         outcomes = list(
             pool.map(
                 lambda entry: _deliver_to(
-                    store, notifiers.get(entry[0]), entry[0], entry[1], now, max_age, retry, node
+                    store,
+                    notifiers.get(entry[0]),
+                    entry[0],
+                    entry[1],
+                    now,
+                    max_age,
+                    retry,
+                    node,
+                    spiking,
                 ),
                 by_notifier.items(),
             )
@@ -363,9 +373,10 @@ def _deliver_to(
     max_age: float,
     retry: float,
     node: str | None = None,
+    spiking: frozenset[tuple[str, str]] = frozenset(),
 ) -> DeliveryOutcome:
     try:
-        return _Delivery(store, notifier, name, now, max_age, retry, node).run(due)
+        return _Delivery(store, notifier, name, now, max_age, retry, node, spiking).run(due)
     except StoreError as exc:
         # Nothing is sent unless its attempt was recorded first (claim), so a database that
         # cannot be written pauses delivery instead of resending the same alert each round.
@@ -396,9 +407,11 @@ class _Delivery:
         max_age: float,
         retry: float,
         node: str | None = None,
+        spiking: frozenset[tuple[str, str]] = frozenset(),
     ) -> None:
         self.store, self.notifier, self.name, self.now = store, notifier, name, now
         self.max_age, self.retry, self.node = max_age, retry, node
+        self.spiking = spiking
 
     def run(self, due: list[PendingAlert]) -> DeliveryOutcome:
         at = self.now()
@@ -406,7 +419,9 @@ class _Delivery:
         recent: list[datetime] = []
         if settings is not None and settings.max_per_hour is not None:
             recent = self.store.messages_sent_since(self.name, at - delivery.HOUR)
-        actions = deque(delivery.plan(due, settings=settings, now=at, recent_sends=recent))
+        actions = deque(
+            delivery.plan(due, settings=settings, now=at, recent_sends=recent, spiking=self.spiking)
+        )
         outcome = DeliveryOutcome()
         while actions:
             action = actions.popleft()
