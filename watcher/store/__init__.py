@@ -2028,18 +2028,7 @@ class Store:
             r = conn.execute(query).first()
         if r is None or r.text is None:
             return None
-        text = json.loads(r.text)
-        return Item(
-            feed=r.feed,
-            id=r.item_id,
-            title=r.title,
-            link=r.link,
-            summary=text.get("summary", ""),
-            content=text.get("content", ""),
-            published=r.published,
-            author=text.get("author", ""),
-            tags=tuple(text.get("tags", ())),
-        )
+        return _stored_item(r)
 
     def alert_counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
