@@ -135,6 +135,35 @@ def test_a_server_error_is_an_http_status_error(
     assert info.value.status == 500 and info.value.retry_after is None
 
 
+def test_error_messages_name_the_url_without_its_credentials(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    """Error messages go to the log, the state, `watcher feeds` and the console: a
+    password in the URL or a secret query parameter is masked, the rest is kept."""
+    feed_server.routes["/down?token=s3cr3t-t0ken&page=2"] = Route(status=500)
+    feed_server.routes["/gone?apikey=s3cr3t-t0ken"] = Route(status=410)
+    feed_server.routes["/a?sig=s3cr3t-t0ken"] = Route(
+        status=302, headers={"Location": "/b?sig=s3cr3t-t0ken"}
+    )
+    feed_server.routes["/b?sig=s3cr3t-t0ken"] = Route(
+        status=302, headers={"Location": "/a?sig=s3cr3t-t0ken"}
+    )
+    for path, kind in (
+        ("/down?token=s3cr3t-t0ken&page=2", HTTPStatusError),
+        ("/gone?apikey=s3cr3t-t0ken", FeedGone),
+        ("/a?sig=s3cr3t-t0ken", RedirectError),
+    ):
+        url = feed_server.url(path).replace("://", "://reader:hunter2-pass@")
+        with pytest.raises(kind) as info:
+            fetch(client, "f", url)
+        message = str(info.value)
+        assert "hunter2-pass" not in message and "s3cr3t-t0ken" not in message, message
+        assert f"127.0.0.1:{feed_server.port}" in message, message
+    with pytest.raises(HTTPStatusError) as info:
+        fetch(client, "f", feed_server.url("/down?token=s3cr3t-t0ken&page=2"))
+    assert str(info.value).endswith("/down?token=***&page=2"), str(info.value)
+
+
 def test_gzip_body_is_decompressed(feed_server: FeedServer, client: httpx.Client) -> None:
     feed_server.routes["/f"] = Route(BODY, gzip=True)
     result = fetch(client, "f", feed_server.url("/f"))

@@ -42,6 +42,7 @@ from support import (
 from watcher.config import parse_config
 from watcher.exceptions import ConfigError
 from watcher.models import PollDecision, PollRecord
+from watcher.redact import redact_text, redact_url
 from watcher.store import Store
 from watcher.store.schema import POLL_HISTORY
 from watcher.web.security import (
@@ -49,8 +50,6 @@ from watcher.web.security import (
     allowed_hosts,
     hash_password,
     hash_problem,
-    redact_text,
-    redact_url,
     verify_password,
 )
 

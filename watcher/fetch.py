@@ -42,6 +42,7 @@ from watcher.exceptions import (
     SchemeRefused,
 )
 from watcher.models import FeedState, FetchResult, NotModified
+from watcher.redact import redact_text, redact_url
 
 if TYPE_CHECKING:
     from watcher.config import Config
@@ -277,7 +278,9 @@ def _utcnow() -> datetime:
 
 def _check_scheme(feed: str, url: httpx.URL) -> None:
     if url.scheme not in ("http", "https"):
-        raise SchemeRefused(feed, f"refusing {url.scheme}:// URL {url} (only http and https)")
+        raise SchemeRefused(
+            feed, f"refusing {url.scheme}:// URL {redact_url(str(url))} (only http and https)"
+        )
 
 
 def _failure(
@@ -292,15 +295,16 @@ def _failure(
         return FetchTimeout(feed, "server stopped sending (read timeout)")
     if isinstance(exc, httpx.TimeoutException):
         return FetchTimeout(feed, f"timed out ({type(exc).__name__})")
+    said = redact_text(str(exc))  # httpx may name the URL, credentials and all
     if isinstance(exc, httpx.ConnectError):
         if isinstance(exc.__cause__, _Refused):
-            return AddressRefused(feed, f"cannot connect: {exc}")
-        return FetchConnectError(feed, f"cannot connect: {exc}")
+            return AddressRefused(feed, f"cannot connect: {said}")
+        return FetchConnectError(feed, f"cannot connect: {said}")
     if isinstance(exc, httpx.DecodingError):
-        return FetchError(feed, f"body cannot be decompressed: {exc}")
+        return FetchError(feed, f"body cannot be decompressed: {said}")
     if isinstance(exc, httpx.RemoteProtocolError):
-        return FetchError(feed, f"broken HTTP response: {exc}")
-    return FetchError(feed, f"{type(exc).__name__}: {exc}")
+        return FetchError(feed, f"broken HTTP response: {said}")
+    return FetchError(feed, f"{type(exc).__name__}: {said}")
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -388,7 +392,7 @@ def fetch(
     try:
         start = httpx.URL(url)
     except httpx.InvalidURL as exc:
-        raise FetchError(feed, f"invalid URL {url!r}: {exc}") from exc
+        raise FetchError(feed, f"invalid URL {redact_url(url)!r}: {exc}") from exc
     with _deadline(policy.deadline, clock) as deadline:
         try:
             return _fetch(client, feed, start, state, policy, headers, auth, deadline, clock, now)
@@ -439,7 +443,8 @@ def _fetch(
                 permanent = permanent and status in _PERMANENT
                 current = current.join(response.headers["location"])
                 if str(current) in visited:
-                    raise RedirectError(feed, f"redirect loop: {' -> '.join(visited)} -> {current}")
+                    loop = " -> ".join(map(redact_url, [*visited, str(current)]))
+                    raise RedirectError(feed, f"redirect loop: {loop}")
                 continue
             moved = str(current) if permanent and len(visited) > 1 else None
             if status == 304:
@@ -457,16 +462,17 @@ def _fetch(
                     last_modified=last_modified,
                     moved_to=moved,
                 )
+            shown = redact_url(str(current))  # for messages: no credentials in logs or state
             if status == 410:
-                raise FeedGone(feed, f"HTTP 410 Gone from {current}: the feed was removed")
+                raise FeedGone(feed, f"HTTP 410 Gone from {shown}: the feed was removed")
             if status >= 400 or status < 200:
                 phrase = f"HTTP {status} {response.reason_phrase or ''}".rstrip()
                 if status in (429, 503):
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
                     raise RateLimited(
-                        feed, f"{phrase} from {current}", status=status, retry_after=retry_after
+                        feed, f"{phrase} from {shown}", status=status, retry_after=retry_after
                     )
-                raise HTTPStatusError(feed, f"{phrase} from {current}", status=status)
+                raise HTTPStatusError(feed, f"{phrase} from {shown}", status=status)
             body = _read_capped(feed, response, policy.max_bytes, deadline, clock)
             kept = {k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers}
             return FetchResult(

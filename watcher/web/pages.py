@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from watcher.config import Config, FeedConfig
 from watcher.models import Item, Match
+from watcher.redact import redact_text, redact_url
 from watcher.rules import RuleSet
 from watcher.stories import Episode
 from watcher.text import html_to_text
-from watcher.web.security import redact_text, redact_url
 
 if TYPE_CHECKING:
     from watcher.store import AlertRecord, FeedStatus, Store
