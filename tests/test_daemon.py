@@ -9,6 +9,7 @@ that runs on one backend says why.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import signal
 import socket
@@ -302,6 +303,35 @@ def test_a_clock_jump_reschedules_polls_instead_of_stalling(
         assert soon_after_wall_now()
     finally:
         watcher.scheduler.shutdown(wait=False)
+        watcher.store.close()
+        if watcher.lock is not None:
+            watcher.lock.release()
+
+
+def test_daily_maintenance_forgets_daemons_gone_for_a_day(
+    tmp_path: Path, state_db: str | Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from watcher.config import load_config
+    from watcher.daemon import Daemon as Watcher
+    from watcher.store import DaemonRecord
+
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"state: {state_db}\nallow_private_networks: true\n"
+        "feeds:\n  - {name: a, url: 'http://127.0.0.1:9/', interval: 10m}\n"
+    )
+    watcher = Watcher(load_config(config), config_path=config)
+    store = watcher.store
+    try:
+        now = datetime.now(UTC)
+        for node, beat in (("old:1", now - timedelta(days=3)), ("today:2", now)):
+            host, pid = node.split(":")
+            store.daemon_started(DaemonRecord(node, host, int(pid), "1", beat, beat))
+        with caplog.at_level(logging.INFO, logger="watcher.daemon"):
+            watcher._maintain()
+        assert "daemon_rows_dropped=1" in caplog.text, caplog.text
+        assert [r.node for r in store.daemon_records()] == ["today:2"]
+    finally:
         watcher.store.close()
         if watcher.lock is not None:
             watcher.lock.release()

@@ -640,3 +640,28 @@ def test_the_lock_holder_frees_a_dead_daemons_claims_and_its_alert_is_due_at_onc
     assert store.due_feeds(["f"], NOW, node="alive", limit=1) == ["f"]
     (freed,) = store.pending_alerts(NOW)  # due now, not at its retry time
     assert freed.next_attempt_at == NOW and freed.attempts == 1
+
+
+def test_daemons_not_heard_from_for_a_day_are_forgotten(store: Store) -> None:
+    """Every restart is a new host:pid row; maintenance drops those silent for a day (a
+    clean stop or a crash alike), never a live one or the caller's own."""
+    from watcher.store import DaemonRecord
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    for node, beat in (
+        ("web:1", now - timedelta(minutes=1)),  # running
+        ("web:2", now - timedelta(hours=20)),  # stopped today: still shown
+        ("web:3", now - timedelta(days=2)),  # stopped long ago
+        ("web:4", now - timedelta(days=9)),  # crashed long ago, never said so
+        ("web:5", now - timedelta(days=3)),  # the caller, whose clock jumped
+    ):
+        host, pid = node.split(":")
+        store.daemon_started(
+            DaemonRecord(node, host, int(pid), "1", beat - timedelta(hours=1), beat)
+        )
+    store.daemon_stopped("web:2", now - timedelta(hours=20))
+    store.daemon_stopped("web:3", now - timedelta(days=2))
+
+    assert store.forget_daemons(now - timedelta(days=1), keep="web:5") == 2
+    assert sorted(r.node for r in store.daemon_records()) == ["web:1", "web:2", "web:5"]
+    assert store.forget_daemons(now - timedelta(days=1), keep="web:5") == 0

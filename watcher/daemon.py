@@ -59,6 +59,7 @@ AGREEMENT = 60.0  # seconds between checks that a cluster's nodes run the same c
 # mention of a rule or an entity with a spike: setting). The looks also end episodes.
 SPIKE_INTERVAL = 60.0
 COUNTS_KEPT = timedelta(days=8)  # mention counts are kept at least this long: the baseline
+DAEMONS_KEPT = timedelta(days=1)  # a daemon not heard from for longer is forgotten
 
 
 @dataclass
@@ -506,6 +507,8 @@ class Daemon:
             counts = self.store.forget_mentions(
                 now - max(timedelta(seconds=config.retention), COUNTS_KEPT)
             )
+            # `watcher status` shows a daemon that is gone for a day, then it goes.
+            daemons = self.store.forget_daemons(now - DAEMONS_KEPT, keep=self.node)
             jobs = 0
             if self.cluster is not None:
                 from watcher.cluster import prune_jobs
@@ -513,11 +516,12 @@ class Daemon:
                 jobs = prune_jobs(self.store)
             log.info(
                 "maintenance pruned_items=%d texts_dropped=%d story_rows_dropped=%d "
-                "count_rows_dropped=%d finished_jobs_dropped=%d",
+                "count_rows_dropped=%d daemon_rows_dropped=%d finished_jobs_dropped=%d",
                 removed,
                 forgotten,
                 stories,
                 counts,
+                daemons,
                 jobs,
             )
         except Exception:

@@ -1703,6 +1703,16 @@ class Store:
                 update(daemons).where(daemons.c.node == node).values(heartbeat_at=at, stopped_at=at)
             )
 
+    def forget_daemons(self, before: datetime, *, keep: str | None = None) -> int:
+        """Drop the rows of daemons not heard from since ``before`` (stopped, or gone
+        without a word), all but ``keep`` (the caller's own): every restart is a new
+        host:pid, and a service restarted daily for years would list them all."""
+        query = delete(daemons).where(daemons.c.heartbeat_at < before)
+        if keep is not None:
+            query = query.where(daemons.c.node != keep)
+        with self.engine.begin() as conn:
+            return conn.execute(query).rowcount or 0
+
     def daemon_records(self) -> list[DaemonRecord]:
         """Every daemon that ran on this state, the latest heartbeat first."""
         query = select(daemons).order_by(daemons.c.heartbeat_at.desc())
