@@ -869,6 +869,7 @@ entities:
     type: place
     aliases: [Kharkiv, Kharkov, Харків, "Харков*", "Харьков*"]
     transliterate: true
+    # spike: {{window: 1h, factor: 4, min: 8}}   # alert when suddenly everywhere
 
 rules:
   - name: kharkiv
