@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 from support import (
     MATCH_RULES,
     Daemon,
@@ -43,7 +44,7 @@ from watcher.config import parse_config
 from watcher.exceptions import ConfigError
 from watcher.models import PollDecision, PollRecord
 from watcher.redact import redact_text, redact_url
-from watcher.store import Store
+from watcher.store import PRUNE_EVERY, Store
 from watcher.store.schema import POLL_HISTORY
 from watcher.web.security import (
     FormTokens,
@@ -738,6 +739,14 @@ def test_each_feed_keeps_only_its_latest_polls(store: Store) -> None:
     assert polls[0].poll == PollRecord("not-modified", 0.1, 304)
     assert polls[1].poll == PollRecord("new", 0.25, 200, 10, POLL_HISTORY + 5)
     assert len(store.recent_polls("b")) == POLL_HISTORY
+    # Trimmed every PRUNE_EVERY polls of a feed, not at each: never more rows than that.
+    for n in range(POLL_HISTORY + 7, 4 * POLL_HISTORY):
+        at = start + timedelta(minutes=n)
+        record = PollRecord("not-modified", 0.1, 304)
+        store.commit_poll(PollDecision("a", "http://x/", at, kind="quiet", history=record))
+        with store.engine.connect() as conn:
+            rows = conn.execute(text("SELECT count(*) FROM polls WHERE feed = 'a'")).scalar()
+        assert rows is not None and POLL_HISTORY <= rows < POLL_HISTORY + PRUNE_EVERY
 
 
 def test_matches_per_day_count_each_item_once_per_rule(store: Store) -> None:

@@ -350,21 +350,33 @@ def _lease_lost(feed: str) -> LeaseLost:
     )
 
 
-def _keep_poll(conn: Connection, feed: str, at: datetime, poll: PollRecord) -> None:
-    """Add a poll to its feed's history, and forget the feed's polls beyond the newest
-    POLL_HISTORY: the history stays small however long watcher runs."""
+# A feed's history is trimmed to POLL_HISTORY every PRUNE_EVERY of its polls (by this
+# process), not at each one: the DELETE cost a quiet poll (a 304) more than the rest of
+# its write, and a feed keeps at most POLL_HISTORY + PRUNE_EVERY rows in between (the
+# console shows the newest POLL_HISTORY).
+PRUNE_EVERY = 10
+
+
+def _keep_poll(
+    conn: Connection, feed: str, at: datetime, poll: PollRecord, *, prune: bool = True
+) -> None:
+    """Add a poll to its feed's history, and with ``prune`` forget the feed's polls
+    beyond the newest POLL_HISTORY: the history stays small however long watcher runs."""
     conn.execute(
-        polls.insert().values(
-            feed=feed,
-            at=at,
-            outcome=poll.outcome,
-            status=poll.status,
-            duration=poll.duration,
-            items=poll.items,
-            new_items=poll.new_items,
-            error=poll.error,
-        )
+        _POLL_INSERT,
+        {
+            "feed": feed,
+            "at": at,
+            "outcome": poll.outcome,
+            "status": poll.status,
+            "duration": poll.duration,
+            "items": poll.items,
+            "new_items": poll.new_items,
+            "error": poll.error,
+        },
     )
+    if not prune:
+        return
     oldest_kept = (
         select(polls.c.id)
         .where(polls.c.feed == feed)
@@ -376,12 +388,16 @@ def _keep_poll(conn: Connection, feed: str, at: datetime, poll: PollRecord) -> N
     conn.execute(delete(polls).where(polls.c.feed == feed, polls.c.id < oldest_kept))
 
 
+_POLL_INSERT = polls.insert()
+
+
 @dataclass
 class _QuietWrite:
     """One poll's quiet update, waiting to be committed with others (Store._quiet_success)."""
 
     history: PollRecord | None
     params: dict[str, Any]
+    prune: bool = True  # trim the feed's history this time (see PRUNE_EVERY)
     done: bool = False
     updated: bool = False
     error: BaseException | None = None
@@ -389,7 +405,9 @@ class _QuietWrite:
     def keep(self, conn: Connection) -> None:
         """The poll's history row, in the transaction of its update (if that updated)."""
         if self.updated and self.history is not None:
-            _keep_poll(conn, self.params["b_name"], self.params["b_now"], self.history)
+            _keep_poll(
+                conn, self.params["b_name"], self.params["b_now"], self.history, prune=self.prune
+            )
 
 
 class Store:
@@ -405,6 +423,7 @@ class Store:
         # Which daemons live (PostgreSQL): on SQLite, the state's file lock says it.
         self._nodes = NodeLocks(engine, self.name) if engine.dialect.name == "postgresql" else None
         self._quiet_queue: list[_QuietWrite] = []
+        self._kept_since_prune: dict[str, int] = {}  # polls kept per feed since its last trim
         # Sends whose outcome could not be written yet: (alert ids, when sent).
         self._unrecorded: list[tuple[list[int], datetime]] = []
         self._unrecorded_lock = threading.Lock()
@@ -564,7 +583,9 @@ class Store:
             if written is None:
                 raise _lease_lost(record.feed)
             if record.history is not None:
-                _keep_poll(conn, record.feed, now, record.history)
+                _keep_poll(
+                    conn, record.feed, now, record.history, prune=self._prune_due(record.feed)
+                )
             stories = self._mark_seen(conn, record, now)
             return self._queue(conn, [*record.alerts, *record.notices], now, stories)
 
@@ -590,6 +611,14 @@ class Store:
         )
     )
 
+    def _prune_due(self, feed: str) -> bool:
+        """Whether this poll trims the feed's history: the first after a start, then every
+        PRUNE_EVERY (races between threads only move a trim by a poll)."""
+        count = self._kept_since_prune.get(feed, PRUNE_EVERY)
+        due = count >= PRUNE_EVERY
+        self._kept_since_prune[feed] = 1 if due else count + 1
+        return due
+
     def _quiet_success(self, record: PollDecision) -> bool:
         """Record a success that changed nothing but the feed row, in a group commit;
         False when the feed has no row yet."""
@@ -605,6 +634,7 @@ class Store:
                 "b_unclaimed": record.node is None,
                 "b_node": record.node,
             },
+            prune=record.history is not None and self._prune_due(record.feed),
         )
         with self._quiet_queue_lock:
             self._quiet_queue.append(mine)
