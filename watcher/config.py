@@ -7,6 +7,7 @@ file itself.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -550,6 +551,12 @@ class Config(_Model):
         if feed.allow_private_networks is not None:
             return feed.allow_private_networks
         return self.allow_private_networks
+
+    @functools.cached_property
+    def spike_keys(self) -> frozenset[tuple[str, str]]:
+        """The (kind, name) of every rule and entity with a ``spike:`` setting: asked
+        after every poll and delivery pass, so worked out once."""
+        return frozenset((w.kind, w.name) for w in self.spike_watches)
 
     @property
     def spike_watches(self) -> tuple[SpikeWatch, ...]:

@@ -220,9 +220,7 @@ class Daemon:
             return
         if self._backlog:  # feeds were left due for want of a free slot: one is free now
             self._tick_at(datetime.now(UTC))
-        if outcome.mentioned and any(
-            (w.kind, w.name) in outcome.mentioned for w in running.config.spike_watches
-        ):
+        if not outcome.mentioned.isdisjoint(running.config.spike_keys):
             self._wake("spikes")
         if outcome.error_kind == "store":
             # Nothing was recorded (a full disk...): the feed is still due in the store;
@@ -267,9 +265,7 @@ class Daemon:
         if self.cluster is not None:
             self.cluster.wake_delivery(self.current.notifiers)
             return
-        job = self.scheduler.get_job("deliver")
-        if job is not None and not self._stop.is_set():
-            job.modify(next_run_time=datetime.now(UTC))
+        self._wake("deliver")
 
     def _deliver(self) -> None:
         if not self._deliver_lock.acquire(blocking=False):
@@ -297,6 +293,7 @@ class Daemon:
                 retry=running.config.delivery.retry,
                 observe=self.metrics.record_delivery if self.metrics is not None else None,
                 now=self.store.now,  # leases by the database's clock (PostgreSQL)
+                watched=running.config.spike_keys,
             )
             self._wake_delivery_at(delivery.next_wake(self.store.pending_times(), muted=muted))
         except Exception:
@@ -389,6 +386,7 @@ class Daemon:
                     observe=self.metrics.record_delivery if self.metrics is not None else None,
                     now=self.store.now,
                     only=notifier,
+                    watched=running.config.spike_keys,
                 )
             except Exception:
                 log.exception("delivery to notifier=%s crashed; its alerts stay queued", notifier)

@@ -325,6 +325,7 @@ def deliver_pending(
     muted: Collection[str] = (),
     node: str | None = None,
     only: str | None = None,
+    watched: Collection[tuple[str, str]] = (),
 ) -> DeliveryOutcome:
     """Send what is due, each notifier on its own so a dead one delays no other.
 
@@ -334,13 +335,24 @@ def deliver_pending(
     ``node`` claims each attempt by lease (see Store.claim): an alert another process
     holds is left to it, so two processes never both send one alert.
     ``only`` names the one notifier to deliver for (a cluster's delivery job).
+    ``watched``: the (kind, name) of every rule and entity with a ``spike:`` setting;
+    item alerts about one in an open episode are folded into digests (delivery.SPIKE_FOLD).
     """
     pending = store.pending_alerts(notifier=only)
     by_notifier = delivery.due_by_notifier(pending, now=now(), muted=muted)
     if not by_notifier:
         return DeliveryOutcome()
-    # What spikes now: its item alerts are folded into digests (delivery.SPIKE_FOLD).
-    spiking = frozenset((e.kind, e.name) for e in store.spike_episodes(active_only=True))
+    # What spikes now, among what is watched (an episode of a setting since removed is
+    # never closed, and must not fold that rule's alerts for ever); asked only then.
+    spiking = (
+        frozenset(
+            key
+            for e in store.spike_episodes(active_only=True)
+            if (key := (e.kind, e.name)) in watched
+        )
+        if watched
+        else frozenset()
+    )
     with ThreadPoolExecutor(max_workers=min(8, len(by_notifier))) as pool:
         outcomes = list(
             pool.map(
