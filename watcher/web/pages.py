@@ -309,7 +309,11 @@ def overview(view: View, store: Store, now: datetime) -> Overview:
         charts=charts(store.matches_per_day(since), view.rule_names, today),
         daemons=[(d, d.running(now)) for d in store.daemon_records()[:5]],
         now=now,
-        spikes=store.spike_episodes(active_only=True),
+        spikes=[  # open, and still watched: a removed setting's episode is never closed
+            e
+            for e in store.spike_episodes(active_only=True)
+            if (e.kind, e.name) in view.config.spike_keys
+        ],
     )
 
 
