@@ -104,14 +104,15 @@ def _peak_rss_mib(pid: int) -> float:
 def watcher_worker(config_path: str, workers: int) -> None:
     import logging
 
-    from watcher.cli import _tune_malloc
     from watcher.config import load_config
     from watcher.fetch import make_fetcher
     from watcher.pipeline import configure_parsing, poll_feed
     from watcher.rules import RuleSet
     from watcher.store import Store
+    from watcher.tuning import tune_gc, tune_malloc
 
-    _tune_malloc()  # what `watcher run` does at start
+    tune_gc()  # what `watcher run` does at start
+    tune_malloc()
     logging.disable(logging.WARNING)
     config = load_config(config_path)
     ruleset = RuleSet.from_config(config)

@@ -836,3 +836,29 @@ def test_workers_that_match_find_what_the_daemon_finds() -> None:
     everything = [(item, ruleset.match(item, tags=("t",))) for item in parsed.items]
     assert matched == [(item, found) for item, found in everything if found]
     assert sum(len(m) for _, m in matched) == 60  # every story names Kharkiv
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_parse_and_match_keeps_only_the_named_rules_settled(processes: int) -> None:
+    """test-run --rule: the other rules' matches never leave the worker (nor get worked
+    out here), and what comes back holds no scan (it waits to be printed)."""
+    config = parse_config(
+        "rules: [{name: k, keywords: [Kharkiv]}, {name: o, keywords: [officials]}]\n"
+    )
+    ruleset = RuleSet.from_config(config)
+    result = _big_feed()
+    parsers = Parsers(processes)
+    parsers.configure(processes, rules=(config.rules, config.entities) if processes else None)
+    try:
+        count, matched = parsers.parse_and_match(
+            "f", result, lambda: ruleset, only=frozenset({"o"})
+        )
+    finally:
+        parsers.shutdown()
+    assert count == 60
+    assert len(matched) == 60
+    for item, matches in matched:
+        assert [m.rule for m in matches] == ["o"]
+        assert matches == [m for m in ruleset.match(item) if m.rule == "o"]
+        assert all("_scan" not in vars(m) for m in matches)
+        assert matches[0].snippet.startswith("Officials said")

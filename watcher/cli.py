@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import threading
@@ -35,6 +34,7 @@ from watcher.exceptions import ConfigError, FeedError, StoreError, WebError
 from watcher.models import FetchResult, Item, Match, NotModified
 from watcher.rules import RuleSet, settle
 from watcher.text import html_to_text
+from watcher.tuning import tune_gc, tune_malloc
 
 if TYPE_CHECKING:
     # Imported where used: SQLAlchemy costs test-run, check and match 0.1 s; httpx,
@@ -157,7 +157,7 @@ config_option = click.option(
 def cli(log_level: str, log_format: str, debug_notifiers: bool) -> None:
     """watcher: poll feeds, match tracked topics, send alerts."""
     _setup_logging(log_level, log_format)
-    _tune_malloc()
+    tune_malloc()
     from watcher.notify import debug_notifiers as set_debug
 
     set_debug(debug_notifiers)
@@ -336,7 +336,9 @@ def _try_feed(
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
             return _FeedReport(feed, source=feed.url)
-        count, matched = PARSERS.parse_and_match(feed.name, result, ruleset, tags=feed.tags)
+        count, matched = PARSERS.parse_and_match(
+            feed.name, result, ruleset, tags=feed.tags, only=frozenset(rules)
+        )
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=feed.url)
     return _report(feed, count, matched, rules, feed.url)
@@ -1407,36 +1409,6 @@ def _print_feeds(
             click.echo(f"    last error: {error}")
 
 
-def _tune_malloc(arenas: int = 2, mmap_threshold: int = 128 * 1024) -> None:
-    """At most two glibc malloc arenas, and blocks of 128 KiB or more always mapped on
-    their own, set before any thread starts.
-
-    glibc gives threads that contend for malloc arenas of their own (up to 8 per core)
-    and keeps what they freed: a poll round over 200 feeds with 20 fetch threads peaked
-    35 MiB higher with the default (bench/compare.py). And glibc starts mapping blocks of
-    128 KiB or more on their own, but raises that threshold each time such a block is
-    freed: feed bodies and their decoded text soon came from the heap, where the holes
-    they left held the round's peak 22-30 MiB higher (`watcher run` over bench/fleet.py's
-    200 feeds, parse_processes 0: 114-123 MiB, 90-99 with the threshold held; see
-    docs/benchmarks.md). Held at 128 KiB, each such block is given back when freed, for
-    a few percent more system time (64 KiB saved no more memory and cost more). Same
-    effect as MALLOC_ARENA_MAX=2 and MALLOC_MMAP_THRESHOLD_=131072; an explicit setting
-    of either wins, and other C libraries are left alone.
-    """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into us
-    except (OSError, AttributeError):
-        return
-    m_arena_max, m_mmap_threshold = -8, -3  # from glibc's malloc.h
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        mallopt(m_arena_max, arenas)
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ:
-        mallopt(m_mmap_threshold, mmap_threshold)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
+    tune_gc()
     cli.main(args=list(argv) if argv is not None else None, prog_name="watcher")
