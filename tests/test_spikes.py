@@ -146,8 +146,11 @@ def test_one_episode_per_burst_ends_after_a_whole_window_below_the_bar() -> None
 
 
 def spike_config(receiver_url: str = "json://localhost", **extra: str) -> Config:
-    return parse_config(
-        f"""\
+    return parse_config(spike_config_text(receiver_url, **extra))
+
+
+def spike_config_text(receiver_url: str = "json://localhost", **extra: str) -> str:
+    return f"""\
 entities:
   kharkiv:
     aliases: [Kharkiv]
@@ -164,9 +167,7 @@ rules:
 notifiers:
   hook: "{receiver_url}"
   desk: {{url: "{receiver_url}", format: html}}
-"""
-        + "".join(f"{key}: {value}\n" for key, value in extra.items())
-    )
+""" + "".join(f"{key}: {value}\n" for key, value in extra.items())
 
 
 KHARKIV = (("entity", "kharkiv"),)
@@ -260,6 +261,32 @@ def test_a_burst_after_a_steady_week_raises_one_spike_alert(
     (second,) = evaluate_spikes(store, config, now=later + timedelta(minutes=1)).opened
     assert second.seq == 2
     assert [e.seq for e in store.spike_episodes(since=NOW)] == [2, 1]
+
+
+def test_an_episode_whose_spike_setting_is_removed_is_closed_at_the_next_look(
+    store: Store,
+) -> None:
+    for n in range(4):  # dnipro: min 3, factor 2, no history
+        poll_at(store, NOW, "a", [(f"d{n}", f"dnipro-{n}", (("entity", "dnipro"),))])
+    for n in range(6):
+        poll_at(store, NOW, "a", [(f"l{n}", f"lviv-{n}", (("rule", "lviv"),))])
+    opened = evaluate_spikes(store, spike_config(), now=NOW).opened
+    assert sorted(e.name for e in opened) == ["dnipro", "lviv"]
+    # dnipro keeps its setting; lviv's is removed from the config, which is reloaded.
+    text = spike_config_text().replace("    spike: {window: 1h, factor: 4, min: 5}\n", "")
+    assert "lviv" in text and text.count("spike:") == 2
+    later = NOW + timedelta(minutes=5)
+    look = evaluate_spikes(store, parse_config(text), now=later)
+    assert [(e.name, e.seq) for e in look.closed] == [("lviv", 1)]
+    assert [e.name for e in store.spike_episodes(active_only=True)] == ["dnipro"]
+    (ended,) = [e for e in store.spike_episodes() if e.name == "lviv"]
+    assert ended.ended_at == later
+    # With no spike: setting left at all, the last one is closed too; then nothing is.
+    none = "rules: [{name: lviv, keywords: [Lviv]}]\n"
+    assert [e.name for e in evaluate_spikes(store, parse_config(none), now=later).closed] == [
+        "dnipro"
+    ]
+    assert evaluate_spikes(store, parse_config(none), now=later).closed == ()
 
 
 def test_nodes_looking_at_once_raise_one_episode_and_one_alert(

@@ -579,15 +579,18 @@ def setting_of(watch: SpikeWatch) -> SpikeSetting:
 def evaluate_spikes(store: Store, config: Config, *, now: datetime) -> SpikeOutcome:
     """Look at every rule and entity with a ``spike:`` setting once, at ``now``: raise an
     episode (and its alerts, through the outbox) where the last window is a spike and none
-    is open, and close the open ones that stayed below their bar for a whole window.
+    is open, and close the open ones that stayed below their bar for a whole window, or
+    whose ``spike:`` setting is gone from the config (nothing would ever close them, and
+    `watcher trends --spikes` would list them as open for good).
 
     Any number of processes may look at once (a cluster's nodes all do): the store opens
     an episode ON CONFLICT DO NOTHING on its (kind, name, seq) key, and only the process
     whose row went in queues its alerts, in the same transaction.
     """
     watches = config.spike_watches
+    unwatched = _close_unwatched(store, {(w.kind, w.name) for w in watches}, now)
     if not watches:
-        return SpikeOutcome()
+        return SpikeOutcome(closed=unwatched)
     longest = max(timedelta(seconds=w.spike.window) for w in watches)
     since = bucket_of(now) - BASELINE_DAYS * DAY - longest
     counts, starts, latest = store.spike_inputs([(w.kind, w.name) for w in watches], since)
@@ -596,7 +599,7 @@ def evaluate_spikes(store: Store, config: Config, *, now: datetime) -> SpikeOutc
         for name, n in config.active_notifiers.items()
     }
     opened: list[Episode] = []
-    closed: list[Episode] = []
+    closed: list[Episode] = list(unwatched)
     queued = 0
     for watch in watches:
         key = (watch.kind, watch.name)
@@ -669,6 +672,25 @@ def evaluate_spikes(store: Store, config: Config, *, now: datetime) -> SpikeOutc
                 done,
             )
     return SpikeOutcome(tuple(opened), tuple(closed), queued)
+
+
+def _close_unwatched(
+    store: Store, watched: set[tuple[str, str]], now: datetime
+) -> tuple[Episode, ...]:
+    """Close the open episodes of rules and entities no longer watched for spikes."""
+    closed = []
+    for episode in store.spike_episodes(active_only=True):
+        if (episode.kind, episode.name) in watched or not store.close_spike(episode, now):
+            continue
+        closed.append(episode)
+        log.info(
+            "spike over kind=%s name=%s started=%s peak=%d reason=no longer watched",
+            episode.kind,
+            episode.name,
+            episode.started_at.isoformat(timespec="seconds"),
+            episode.peak,
+        )
+    return tuple(closed)
 
 
 @dataclass(frozen=True)
