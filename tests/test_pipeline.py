@@ -3,6 +3,7 @@ state on each backend (a SQLite file, a real PostgreSQL database: conftest.state
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
@@ -13,6 +14,7 @@ from prometheus_client import generate_latest
 from support import MATCH_RULES, FeedServer, Receiver, Route, Story, rss, wait_until
 
 from watcher import backoff
+from watcher.alerts import json_lines
 from watcher.config import Config, parse_config
 from watcher.exceptions import ParseError
 from watcher.fetch import Fetcher, make_fetcher
@@ -827,7 +829,7 @@ def test_workers_that_match_find_what_the_daemon_finds() -> None:
     parsers = Parsers(2)
     parsers.configure(2, rules=(config.rules, config.entities))
     try:
-        count, matched = parsers.parse_and_match("f", result, lambda: ruleset, tags=("t",))
+        count, matched, _ = parsers.parse_and_match("f", result, lambda: ruleset, tags=("t",))
         assert parsers._pool is not None
     finally:
         parsers.shutdown()
@@ -850,15 +852,40 @@ def test_parse_and_match_keeps_only_the_named_rules_settled(processes: int) -> N
     parsers = Parsers(processes)
     parsers.configure(processes, rules=(config.rules, config.entities) if processes else None)
     try:
-        count, matched = parsers.parse_and_match(
+        count, matched, lines = parsers.parse_and_match(
             "f", result, lambda: ruleset, only=frozenset({"o"})
         )
     finally:
         parsers.shutdown()
     assert count == 60
     assert len(matched) == 60
+    assert lines is None
     for item, matches in matched:
         assert [m.rule for m in matches] == ["o"]
         assert matches == [m for m in ruleset.match(item) if m.rule == "o"]
         assert all("_scan" not in vars(m) for m in matches)
         assert matches[0].snippet.startswith("Officials said")
+
+
+@pytest.mark.parametrize("processes", [0, 2])
+def test_a_worker_asked_to_render_sends_back_only_the_lines(processes: int) -> None:
+    """test-run --json: the lines are written where the feed is matched, the same lines
+    the command would write from the matches, in the document's order."""
+    config = parse_config(
+        "rules: [{name: k, keywords: [Kharkiv]}, {name: o, keywords: [officials]}]\n"
+    )
+    ruleset = RuleSet.from_config(config)
+    result = _big_feed()
+    parsers = Parsers(processes)
+    parsers.configure(processes, rules=(config.rules, config.entities) if processes else None)
+    try:
+        found = parsers.parse_and_match("f", result, lambda: ruleset, render=json_lines)
+    finally:
+        parsers.shutdown()
+    expected = [
+        line for item in parse("f", result).items for line in json_lines(item, ruleset.match(item))
+    ]
+    assert (found.items, found.matched, found.lines) == (60, [], expected)
+    assert len(expected) == 120
+    first = json.loads(expected[0])
+    assert (first["feed"], first["rule"], first["matched"]) == ("f", "k", ["Kharkiv"])

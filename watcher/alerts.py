@@ -13,6 +13,7 @@ links or template code.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -547,6 +548,17 @@ def notices(
         )
         for target in notifiers
     ]
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
+
+
+def json_lines(item: Item, matches: Sequence[Match]) -> list[str]:
+    """The lines `test-run --json` prints for an item's matches: one per (item, rule).
+
+    A module-level function, so that a parse worker can be told to write them (it
+    pickles by name): the lines cross back to the command, not the matches."""
+    return [_JSON.encode(match_json(item, m)) for m in matches]
 
 
 def match_json(item: Item, match: Match) -> Mapping[str, object]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 import click
 
 from watcher._version import __version__
-from watcher.alerts import match_json, plan
+from watcher.alerts import json_lines, plan
 from watcher.config import (
     POSTGRES_INSTALL,
     Config,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from watcher.pipeline import SpikeReplay
     from watcher.store import AlertRecord, DaemonRecord, FeedStatus, MentionCount, Store
     from watcher.stories import Episode
+    from watcher.workers import Render
 
 EXIT_OK, EXIT_FEED_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -320,6 +321,7 @@ class _FeedReport:
     matches: list[tuple[Item, list[Match]]] = field(default_factory=list)
     error: str = ""
     source: str = ""  # the URL, or the file's path
+    lines: list[str] | None = None  # --json's lines, written where the feed was matched
 
 
 def _try_feed(
@@ -328,6 +330,7 @@ def _try_feed(
     fetcher: Fetcher,
     ruleset: Callable[[], RuleSet],
     rules: set[str],
+    render: Render | None,
 ) -> _FeedReport:
     from watcher.pipeline import fetch_feed
     from watcher.workers import PARSERS
@@ -336,12 +339,14 @@ def _try_feed(
         result = fetch_feed(feed, config, fetcher)
         if isinstance(result, NotModified):  # only with conditional headers; none sent here
             return _FeedReport(feed, source=feed.url)
-        count, matched = PARSERS.parse_and_match(
-            feed.name, result, ruleset, tags=feed.tags, only=frozenset(rules)
+        found = PARSERS.parse_and_match(
+            feed.name, result, ruleset, tags=feed.tags, only=frozenset(rules), render=render
         )
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=feed.url)
-    return _report(feed, count, matched, rules, feed.url)
+    if found.lines is not None:
+        return _FeedReport(feed, items=found.items, lines=found.lines, source=feed.url)
+    return _report(feed, found.items, found.matched, rules, feed.url)
 
 
 def _try_file(path: Path, ruleset: Callable[[], RuleSet], rules: set[str]) -> _FeedReport:
@@ -403,11 +408,10 @@ def _human_lines(report: _FeedReport) -> list[str]:
     return lines
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
-
-
 def _json_lines(report: _FeedReport) -> list[str]:
-    return [_JSON.encode(match_json(item, m)) for item, matches in report.matches for m in matches]
+    if report.lines is not None:
+        return report.lines
+    return [line for item, matches in report.matches for line in json_lines(item, matches)]
 
 
 @cli.command("test-run")
@@ -481,7 +485,12 @@ def test_run(
     failed = False
     reports: list[_FeedReport] = []
     with make_fetcher(config) as fetcher, ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(_try_feed, f, config, fetcher, ruleset, rules) for f in feeds]
+        # --json without --send: each feed's lines are written where it is matched (a
+        # parse worker, when there are some), and only they come back.
+        render = json_lines if as_json and not send else None
+        futures = [
+            pool.submit(_try_feed, f, config, fetcher, ruleset, rules, render) for f in feeds
+        ]
         futures += [pool.submit(_try_file, p, ruleset, rules) for p in files]
         if len(futures) > 1 and sys.stderr.isatty() and not as_json:
             with click.progressbar(length=len(futures), label="fetching", file=sys.stderr) as bar:
@@ -494,7 +503,7 @@ def test_run(
             report = future.result()
             failed = _show(report, as_json) or failed
             if not send:  # shown: its items, and what their matches were worked out from, go
-                report.matches = []
+                report.matches, report.lines = [], None
             reports.append(report)
     PARSERS.shutdown(wait=True)  # gone before the interpreter exits: see Parsers.shutdown
     if send and not _send_test(config, ruleset(), reports, notifier_names):

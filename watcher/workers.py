@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from watcher.models import FetchResult, Item, Match, ParsedFeed
 from watcher.parse import parse
@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 
 Rules = tuple[Sequence["RuleConfig"], Mapping[str, "EntityConfig"]]
 Matched = list[tuple[Item, list[Match]]]
+# What to make of an item's matches where they were found (test-run --json: its lines).
+Render = Callable[[Item, list[Match]], list[str]]
+
+
+class Found(NamedTuple):
+    """A document parsed and matched: how many items it has, the matching ones with their
+    matches, or (when asked to render) only the lines made of them."""
+
+    items: int
+    matched: Matched
+    lines: list[str] | None = None
 
 
 class Parsers:
@@ -77,26 +88,30 @@ class Parsers:
         *,
         tags: Sequence[str] = (),
         only: frozenset[str] = frozenset(),
-    ) -> tuple[int, Matched]:
+        render: Render | None = None,
+    ) -> Found:
         """How many items the document has, and those that match with their matches (of
         the rules named in ``only``, if any), every detail worked out: in a worker when the
         pool matches, else here. Only matching items come back from a worker, so the
-        others are never pickled. ``ruleset`` is called only when the document is matched
-        here: with 10,000 rules, building a rule set takes a second and a half, which a
-        process whose workers do the matching need never spend.
+        others are never pickled; with ``render``, only the lines it makes of them (the
+        worker writes them: on a fleet where every item matches 17 rules, pickling the
+        matches and writing their JSON here took more of this process than all the rest).
+        ``ruleset`` is called only when the document is matched here: with 10,000 rules,
+        building a rule set takes a second and a half, which a process whose workers do
+        the matching need never spend.
 
         Here, parsing, matching and working out details hold the one lane together:
         twenty fetch threads matching at once under the GIL spent a fifth more CPU than
         one at a time (test-run on 200 real feeds, parse_processes 0)."""
         if self.rules is not None:
-            done: tuple[int, Matched] | None = self._in_pool(
-                _parse_and_match, feed, result, tuple(tags), only
+            done: Found | None = self._in_pool(
+                _parse_and_match, feed, result, tuple(tags), only, render
             )
             if done is not None:
                 return done
         with self._here:
             parsed = parse(feed, result)
-            return len(parsed.items), _matching(parsed.items, ruleset(), tags, only)
+            return _found(parsed.items, ruleset(), tags, only, render)
 
     def start(self) -> None:
         """Start the workers now rather than at the first document, so their start-up
@@ -233,30 +248,43 @@ def _leave_with(owner: int, every: float = 1.0) -> None:
             os._exit(0)
 
 
-def _matching(
-    items: Sequence[Item], ruleset: RuleSet, tags: Sequence[str], only: frozenset[str]
-) -> Matched:
+def _found(
+    items: Sequence[Item],
+    ruleset: RuleSet,
+    tags: Sequence[str],
+    only: frozenset[str],
+    render: Render | None,
+) -> Found:
     """The items that match, each with its matches settled (see :func:`settle`: kept
-    until printed, they must not hold their items' scans)."""
+    until printed, they must not hold their items' scans); or the lines ``render``
+    makes of them."""
     from watcher.rules.engine import settle
 
-    found = []
+    matched: Matched = []
+    lines: list[str] = []
     for item in items:
         matches = ruleset.match(item, tags=tags)
         if only:
             matches = [m for m in matches if m.rule in only]
-        if matches:
+        if not matches:
+            continue
+        if render is not None:
+            lines += render(item, matches)
+        else:
             settle(matches)
-            found.append((item, matches))
-    return found
+            matched.append((item, matches))
+    return Found(len(items), matched, lines if render is not None else None)
 
 
 def _parse_and_match(
-    feed: str, result: FetchResult, tags: tuple[str, ...], only: frozenset[str]
-) -> tuple[int, Matched]:
+    feed: str,
+    result: FetchResult,
+    tags: tuple[str, ...],
+    only: frozenset[str],
+    render: Render | None,
+) -> Found:
     assert _RULESET is not None, "the pool was started without rules"
-    parsed = parse(feed, result)
-    return len(parsed.items), _matching(parsed.items, _RULESET, tags, only)
+    return _found(parse(feed, result).items, _RULESET, tags, only, render)
 
 
 def _ready() -> None:
