@@ -30,10 +30,9 @@ _BLOCK_TAGS = frozenset(
 )
 _SKIP_TAGS = frozenset(("script", "style", "template", "noscript", "head", "title"))
 _TAG_HINT = re.compile(r"<[A-Za-z!/?]")
-# Runs of [ \t\r\f\v\u00a0] that are not already one plain space: matching every single
-# space between words (as "[ ...]+" would) costs more than the rest of html_to_text.
-_SPACES = re.compile("[\t\r\f\v\u00a0][ \t\r\f\v\u00a0]*| [ \t\r\f\v\u00a0]+")
-_ODD_SPACES = ("  ", "\t", "\r", "\f", "\v", "\u00a0")
+# The spaces that _tidy turns into plain ones (\f and \v are control characters, gone by
+# then), by str.replace: a regex over every character cost more than the rest of _tidy.
+_ODD_SPACES = ("\t", "\r", "\u00a0")
 
 
 class _TextExtractor(HTMLParser):
@@ -185,8 +184,11 @@ def _tidy(text: str) -> str:
     """No control characters; each run of spaces and tabs one space; each whitespace run
     that holds a line break one line break; stripped; NFC."""
     text = _CONTROL.sub("", text)
-    if any(space in text for space in _ODD_SPACES):
-        text = _SPACES.sub(" ", text)
+    for space in _ODD_SPACES:
+        if space in text:
+            text = text.replace(space, " ")
+    if "  " in text:
+        text = _SPACE_RUN.sub(" ", text)
     if "\n" in text:
         text = "\n".join(filter(None, (line.strip() for line in text.split("\n"))))
     return unicodedata.normalize("NFC", text.strip())
