@@ -756,6 +756,27 @@ def test_an_atom_feed_whose_entries_are_items_keeps_them(item: str) -> None:
     assert summary_of(parsed) == ("T", [("2", "b", "http://x/2")])
 
 
+@pytest.mark.parametrize(
+    ("summary_type", "content_type", "summary", "content"),
+    [
+        ("html", "html", "", "x y"),  # the same markup: converted once, the summary dropped
+        ("text", "html", "x <b>y</b>", "x y"),  # the same raw value, read as two types
+        ("html", "text", "x y", "x <b>y</b>"),
+    ],
+)
+def test_a_content_repeating_its_summarys_raw_value_is_read_by_its_own_type(
+    summary_type: str, content_type: str, summary: str, content: str
+) -> None:
+    raw = "x &lt;b&gt;y&lt;/b&gt;"
+    body = (
+        f"<feed {ATOM_NS}><title>T</title><entry><id>1</id><title>a</title>"
+        f'<summary type="{summary_type}">{raw}</summary>'
+        f'<content type="{content_type}">{raw}</content></entry></feed>'
+    ).encode()
+    [item] = read_as_feedparser_does(body, fast_path=True).items
+    assert (item.summary, item.content) == (summary, content)
+
+
 def test_an_atom_feed_mixing_entries_and_items_keeps_both() -> None:
     body = (
         f"<feed {ATOM_NS}><title>T</title>"

@@ -46,47 +46,140 @@ def test_html_to_text_removes_nul_bytes_and_collapses_space() -> None:
 # -- the fast paths of html_to_text, held to their references -------------------------------
 
 _TEXT = st.text(alphabet=st.sampled_from(list("ab Kyïv&;#<>/=\"'\n\t\r\u00a0\u2003\x00\x85")))
-_NAMES = st.sampled_from(["p", "a", "b", "br", "DIV", "em", "script", "style", "h1", "x-y", "li"])
+_NAMES = st.sampled_from(
+    [
+        *("p", "a", "b", "br", "DIV", "em", "h1", "x-y", "li"),
+        *("script", "SCRIPT", "style", "Style", "head", "title", "TITLE", "template", "noscript"),
+    ]
+)
 _ATTRIBUTES = st.lists(
     st.tuples(
         st.sampled_from(["href", "title", "data-x", "class", "=odd", "a b"]),
-        st.sampled_from(['"/x?a=1&b=2"', "'Kharkiv>'", "v", '"a<b"', "", '"unclosed']),
+        st.sampled_from(['"/x?a=1&b=2"', "'Kharkiv>'", "v", '"a<b"', "", '"unclosed', "/x/"]),
     ),
     max_size=2,
 )
+# What may follow a tag's name or attributes: HTML whitespace, and what HTMLParser reads
+# as part of a name (a vertical tab, a no-break space).
+_TAG_SPACES = ["", " ", "\n", "\t", "\f"]
+_ODD_TAG_SPACES = ["\x0b", "\u00a0", "\u2003"]
+_COMMENTS = ["<!-- c -->", "<!---->", "<!-- a -- >", "<!--x--\n>", "<!-- <p>b</p> -->"]
+_ODD_COMMENTS = ["<!-->", "<!--->", "<!-- <script> -->", "<!-- x --!>", "<!-- &am", "<!--"]
+# The raw text of a <script> or <style>: markup that is not markup there.
+_RAW = st.lists(
+    st.sampled_from(
+        [
+            *("a", " ", "\n", "<", ">", "</", "<b>", "</p>", "<!--", "-->", "&amp;", "&am"),
+            "</style>",
+        ]
+    ),
+    max_size=6,
+).map("".join)
 
 
 @st.composite
 def markup(draw: st.DrawFn) -> str:
-    """Feed-like HTML with traps: odd attributes, stray < and >, comments, scripts, CDATA."""
+    """Feed-like HTML: tags, comments, skipped elements nested and unclosed, scripts with
+    odd content; with traps (odd attributes and spaces, stray < and >, unclosed comments
+    and scripts, CDATA) in half the examples, so that the other half takes the fast path."""
+    traps = draw(st.booleans())
+
+    def pick(usual: list[str], odd: list[str]) -> str:
+        return draw(st.sampled_from(usual + odd if traps else usual))
+
     parts = []
-    for _ in range(draw(st.integers(0, 8))):
-        kind = draw(st.sampled_from(["text", "start", "end", "self", "entity", "other"]))
+    for _ in range(draw(st.integers(0, 10))):
+        kind = pick([*("text", "start", "end") * 2, "self", "entity", "comment", "raw"], ["other"])
         if kind == "text":
-            parts.append(draw(_TEXT))
+            text = draw(_TEXT)
+            parts.append(text if traps else text.replace("<", ""))
         elif kind in ("start", "self"):
             attrs = "".join(
                 f" {name}={value}" if value else f" {name}" for name, value in draw(_ATTRIBUTES)
             )
-            parts.append(f"<{draw(_NAMES)}{attrs}{' /' if kind == 'self' else ''}>")
+            close = pick(["/>", " />"], []) if kind == "self" else ">"
+            parts.append(f"<{draw(_NAMES)}{attrs}{pick(_TAG_SPACES, _ODD_TAG_SPACES)}{close}")
         elif kind == "end":
-            parts.append(f"</{draw(_NAMES)}{draw(st.sampled_from(['', ' ', ' x']))}>")
+            rest = pick(["", " ", " x", "/", ' a=">"', "\n"], ["\x0b", "\u00a0"])
+            parts.append(f"</{draw(_NAMES)}{rest}>")
         elif kind == "entity":
             parts.append(draw(st.sampled_from(["&amp;", "&eacute;", "&#8217;", "&am", "&#x41"])))
-        else:
-            parts.append(
-                draw(st.sampled_from(["<!-- c -->", "<![CDATA[x]]>", "<?pi?>", "< p", "<"]))
+        elif kind == "comment":
+            parts.append(pick(_COMMENTS, _ODD_COMMENTS))
+        elif kind == "raw":
+            # A <script> or <style>, closed in any of the ways HTMLParser accepts or ignores.
+            name = draw(st.sampled_from(["script", "SCRIPT", "style", "Style"]))
+            close = pick(
+                [f"</{name}>", f"</{name.upper()} >", f"</ {name}>", f"</{name}\n>"],
+                [f"</{name}\u00a0>", f"</{name} x>", f"</{name}s>", "</\u017fcript>", ""],
             )
+            space = pick(_TAG_SPACES, _ODD_TAG_SPACES)
+            parts.append(f"<{name}{space}>{draw(_RAW)}{close}")
+        else:
+            parts.append(draw(st.sampled_from(["<![CDATA[x]]>", "<?pi?>", "< p", "<", "</>"])))
     return "".join(parts)
 
 
-@settings(max_examples=500, deadline=None)
+_FEATURES = {
+    "a comment": re.compile("<!--"),
+    "raw text": re.compile("<(script|style)[^/]*?>", re.IGNORECASE),
+    "a skipped element": re.compile("<(head|title|template|noscript)", re.IGNORECASE),
+}
+
+
+@settings(max_examples=1000, deadline=None)
 @given(markup())
 def test_simple_markup_reads_like_htmlparser(source: str) -> None:
     fast = _simple_markup_text(source)
-    event("fast path" if fast is not None else "HTMLParser")
-    if fast is not None:
+    if fast is None:
+        event("HTMLParser")
+    else:
+        event("fast path")
+        for feature, pattern in _FEATURES.items():
+            if pattern.search(source):
+                event(f"fast path, with {feature}")
         assert fast == _parser_text(source)
+
+
+@pytest.mark.parametrize(
+    ("source", "text"),
+    [
+        ("a<!-- hidden <p>b</p> -->c", "ac"),
+        ("a<!-- x -- >b<!---->c", "abc"),
+        ("<p>a</p><!--[if gte mso 9]><xml><w:x/></xml><![endif]--><p>b</p>", "\na\n\nb\n"),
+        ("x<script>if (a < b) document.write('<p>');</script>y", "xy"),
+        ("<SCRIPT type='t'>x</ScRiPt >y<style>p {}</style>", "y"),
+        ("a<script/>b<style />c", "abc"),  # self-closing: nothing skipped
+        ("a<script src=/x/>b</script>c", "ac"),  # the "/" belongs to the value
+        ("<head><title>T</title><p>x</p></head>y", "\n\ny"),  # block tags still break
+        ("<title>a</script>b", "b"),  # any skipped element's end tag lowers the depth
+        ("<noscript><noscript>a</noscript>b</noscript>c", "c"),
+        ("<template>a<script>b</script>c</template>&amp;d", "&d"),
+        ("a<stacked-sparklines x='1'/>b", "ab"),
+        ('a</p x=">">b', 'a\n">b'),  # an end tag ends at its first ">"
+    ],
+)
+def test_simple_markup_reads_comments_and_skipped_elements(source: str, text: str) -> None:
+    assert _simple_markup_text(source) == text
+    assert _parser_text(source) == text
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "a<!-- never closed",
+        "a<script>never closed",
+        "a<script>b</\u017fcript>c</script>d",  # only IGNORECASE reads "\u017f" as "s"
+        "&am<!-- -->p;",  # a comment splits a run of text, so this is no reference
+        "a<p\x0b>b",  # a vertical tab is part of the name for HTMLParser
+        "a<b\u00a0>b</b>",
+        "a<![CDATA[b]]>",
+        "a < b",
+    ],
+)
+def test_what_simple_markup_leaves_to_htmlparser(source: str) -> None:
+    assert _simple_markup_text(source) is None
+    assert html_to_text(source) == _tidy(_parser_text(source))
 
 
 def _tidy_reference(text: str) -> str:

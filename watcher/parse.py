@@ -36,13 +36,27 @@ def _cap(text: str) -> str:
     return text[:MAX_FIELD_CHARS]
 
 
-def _detail_text(detail: Mapping[str, Any] | None, fallback: str = "") -> str:
+def _detail_text(
+    detail: Mapping[str, Any] | None,
+    fallback: str = "",
+    seen: dict[tuple[bool, str], str] | None = None,
+) -> str:
+    """``seen``: texts already converted for this entry, by (plain?, raw value); an entry's
+    content often repeats its summary's markup, and HTML-to-text is most of parsing."""
     if detail is None:
-        return _cap(html_to_text(fallback))
-    value = str(detail.get("value") or "")
-    if detail.get("type") == "text/plain":
-        return _cap(plain_text(value))
-    return _cap(html_to_text(value))
+        plain, value = False, fallback
+    else:
+        plain, value = detail.get("type") == "text/plain", str(detail.get("value") or "")
+    if seen is not None and isinstance(value, str):  # a fallback is Any at run time
+        text = seen.get((plain, value))
+        if text is None:
+            text = seen[plain, value] = _detail_text_of(plain, value)
+        return text
+    return _detail_text_of(plain, value)
+
+
+def _detail_text_of(plain: bool, value: str) -> str:
+    return _cap(plain_text(value) if plain else html_to_text(value))
 
 
 def _struct_to_datetime(value: Any) -> datetime | None:
@@ -206,10 +220,14 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
 
 
 def _entry_to_item(feed: str, entry: Mapping[str, Any]) -> Item:
-    title = _detail_text(entry.get("title_detail"), entry.get("title", ""))
-    summary = _detail_text(entry.get("summary_detail"), entry.get("summary", ""))
+    seen: dict[tuple[bool, str], str] = {}
+    title = _detail_text(entry.get("title_detail"), entry.get("title", ""), seen)
+    summary = _detail_text(entry.get("summary_detail"), entry.get("summary", ""), seen)
     content = "\n".join(
-        filter(None, (_detail_text(c) for c in entry.get("content", ()) if isinstance(c, Mapping)))
+        filter(
+            None,
+            (_detail_text(c, "", seen) for c in entry.get("content", ()) if isinstance(c, Mapping)),
+        )
     )
     if content == summary:
         summary = ""

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from html.parser import HTMLParser
-from itertools import accumulate, count
+from itertools import accumulate, chain, count, repeat
 from operator import add
 
 from anyascii import anyascii
@@ -30,10 +30,9 @@ _BLOCK_TAGS = frozenset(
 )
 _SKIP_TAGS = frozenset(("script", "style", "template", "noscript", "head", "title"))
 _TAG_HINT = re.compile(r"<[A-Za-z!/?]")
-# Runs of [ \t\r\f\v\u00a0] that are not already one plain space: matching every single
-# space between words (as "[ ...]+" would) costs more than the rest of html_to_text.
-_SPACES = re.compile("[\t\r\f\v\u00a0][ \t\r\f\v\u00a0]*| [ \t\r\f\v\u00a0]+")
-_ODD_SPACES = ("  ", "\t", "\r", "\f", "\v", "\u00a0")
+# The spaces that _tidy turns into plain ones (\f and \v are control characters, gone by
+# then), by str.replace: a regex over every character cost more than the rest of _tidy.
+_ODD_SPACES = ("\t", "\r", "\u00a0")
 
 
 class _TextExtractor(HTMLParser):
@@ -65,42 +64,105 @@ class _TextExtractor(HTMLParser):
             self.parts.append(data)
 
 
-# A start or end tag with well-formed attributes: a strict subset of what HTMLParser
-# reads as a tag, so whatever this matches, HTMLParser would have read the same way.
-_SIMPLE_TAG = re.compile(
-    r"""<(/?)([a-zA-Z][a-zA-Z0-9]*)"""
-    r"""(?:\s+[^\s"'<>/=]+(?:\s*=\s*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*\s*/?>"""
+# A comment's start, an end tag, or a start tag with well-formed attributes: a strict
+# subset of what HTMLParser reads as one, so whatever this matches, HTMLParser reads the
+# same way. Only HTML whitespace separates the parts: HTMLParser takes a vertical tab or a
+# no-break space after a tag name for part of the name. An end tag ends at the first ">",
+# quotes or not, as HTMLParser's does. Names may hold "-" (custom elements). Groups: 1 a
+# comment, 2 the "/" of an end tag, 3 a tag's name, 4 the "/" of a self-closing start tag.
+_WS = "[ \t\n\r\f]"
+_MARKUP = re.compile(
+    r"<(?:(!--)|(/)?([a-zA-Z][a-zA-Z0-9-]*)(?(2)"
+    rf"(?:[ \t\n\r\f/][^>]*)?>|"  # an end tag
+    rf"""(?:{_WS}+[^\s"'<>/=]+(?:{_WS}*={_WS}*(?:"[^"]*"|'[^']*'|[^\s"'=<>`]+))?)*"""
+    rf"{_WS}*(/?)>))"
 )
+_GROUPS = 4
+_BREAKS = dict.fromkeys(_BLOCK_TAGS, "\n")
+# _markupbase's end of a comment, and HTMLParser's end of a CDATA element's content.
+_COMMENT_END = re.compile(r"--\s*>")
+_CDATA_END = {
+    name: re.compile(rf"</\s*({name})\s*>", re.IGNORECASE) for name in ("script", "style")
+}
 
 
 def _simple_markup_text(markup: str) -> str | None:
-    """The text HTMLParser would extract, for markup made only of simple tags; else None.
+    """The text HTMLParser would extract, for markup made only of simple tags, comments
+    and skipped elements; else None.
 
     Feed HTML is nearly always paragraphs, links and emphasis; a regex pass reads that
-    ten times faster than HTMLParser. Anything else (comments, CDATA, scripts, a stray
-    ``<``, an odd attribute) returns None and goes through HTMLParser; a property test
-    holds the two to the same output.
+    ten times faster than HTMLParser. Anything else (CDATA, declarations, an unclosed
+    comment or script, a stray ``<``, an odd attribute) returns None and goes through
+    HTMLParser; a property test holds the two to the same output.
+
+    Markup of tags alone is split by one regex call and joined again without a loop in
+    Python (a loop cost as much as the regex); comments and skipped elements need one.
     """
-    if "<!" in markup or "<?" in markup:
+    pieces = _MARKUP.split(markup)
+    if any(pieces[1 :: _GROUPS + 1]):
+        return _skipping_markup_text(markup)  # a comment
+    names = list(map(str.lower, pieces[3 :: _GROUPS + 1]))
+    if not _SKIP_TAGS.isdisjoint(names):
+        return _skipping_markup_text(markup)
+    texts = pieces[:: _GROUPS + 1]
+    if "&" in markup and any(map(_OPEN_REFERENCE.search, texts[:-1])):
+        return None  # HTMLParser decodes each run of text on its own: "&am<b></b>p;"
+    breaks = map(_BREAKS.get, names, repeat(""))  # one fewer than texts
+    text = "".join(chain.from_iterable(zip(texts, breaks, strict=False))) + texts[-1]
+    if "<" in text:
         return None
+    return html.unescape(text) if "&" in text else text
+
+
+def _skipping_markup_text(markup: str) -> str | None:
+    """_simple_markup_text for markup with comments or skipped elements.
+
+    The rules are those of _TextExtractor over Python 3.11's HTMLParser: a comment ends at
+    the first ``--`` that only whitespace separates from a ``>``; <script> and <style>
+    hold raw text up to their end tag; every start tag of a skipped element counts one
+    deeper (a self-closing one does not), every end tag one shallower, and block tags
+    break lines even where text is skipped.
+    """
     parts: list[str] = []
     pos = 0
-    for m in _SIMPLE_TAG.finditer(markup):
-        name = m.group(2).lower()
-        if name in _SKIP_TAGS:
-            return None
+    skip = 0
+    while (m := _MARKUP.search(markup, pos)) is not None:
         data = markup[pos : m.start()]
-        if "<" in data or ("&" in data and _OPEN_REFERENCE.search(data)):
-            # HTMLParser decodes each run of text on its own: "&am<b></b>p;" stays as is.
+        if "<" in data:
             return None
-        parts.append(data)
-        if name in _BLOCK_TAGS:
-            parts.append("\n")
+        if not skip:
+            if "&" in data and _OPEN_REFERENCE.search(data):
+                # HTMLParser decodes each run of text on its own: "&am<b></b>p;" stays as is.
+                return None
+            parts.append(data)
         pos = m.end()
+        if m.group(1):  # a comment
+            close = _COMMENT_END.search(markup, pos)
+            if close is None:
+                return None
+            pos = close.end()
+            continue
+        name = m.group(3).lower()
+        if name in _SKIP_TAGS:
+            if m.group(2):  # an end tag
+                skip = max(0, skip - 1)
+            elif not m.group(4):
+                end_tag = _CDATA_END.get(name)
+                if end_tag is None:
+                    skip += 1
+                    continue
+                # Raw text up to the end tag, skipped: the depth goes up and down again.
+                close = end_tag.search(markup, pos)
+                if close is None or not close.group(1).isascii():
+                    return None  # unclosed, or an end tag only IGNORECASE takes ("ſcript")
+                pos = close.end()
+        elif name in _BLOCK_TAGS:
+            parts.append("\n")
     data = markup[pos:]
     if "<" in data:
         return None
-    parts.append(data)
+    if not skip:
+        parts.append(data)
     text = "".join(parts)
     return html.unescape(text) if "&" in text else text
 
@@ -142,8 +204,11 @@ def _tidy(text: str) -> str:
     """No control characters; each run of spaces and tabs one space; each whitespace run
     that holds a line break one line break; stripped; NFC."""
     text = _CONTROL.sub("", text)
-    if any(space in text for space in _ODD_SPACES):
-        text = _SPACES.sub(" ", text)
+    for space in _ODD_SPACES:
+        if space in text:
+            text = text.replace(space, " ")
+    if "  " in text:
+        text = _SPACE_RUN.sub(" ", text)
     if "\n" in text:
         text = "\n".join(filter(None, (line.strip() for line in text.split("\n"))))
     return unicodedata.normalize("NFC", text.strip())
