@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
@@ -25,7 +26,7 @@ from watcher.parse import parse
 from watcher.pipeline import deliver_pending, poll_feed
 from watcher.rules import RuleSet
 from watcher.store import PollDecision, Store
-from watcher.workers import Parsers, default_parse_processes
+from watcher.workers import Found, Parsers, default_parse_processes
 
 
 def make_config(feed_server: FeedServer, receiver: Receiver, *paths: str) -> Config:
@@ -840,26 +841,32 @@ def test_workers_that_match_find_what_the_daemon_finds() -> None:
     assert sum(len(m) for _, m in matched) == 60  # every story names Kharkiv
 
 
+TWO_RULES = parse_config(
+    "rules: [{name: k, keywords: [Kharkiv]}, {name: o, keywords: [officials]}]\n"
+)
+
+
+def _parse_and_match(processes: int, **options: Any) -> Found:
+    """_big_feed() through Parsers with TWO_RULES: in two workers, or here (0)."""
+    ruleset = RuleSet.from_config(TWO_RULES)
+    parsers = Parsers(processes)
+    rules = (TWO_RULES.rules, TWO_RULES.entities)
+    parsers.configure(processes, rules=rules if processes else None)
+    try:
+        return parsers.parse_and_match("f", _big_feed(), lambda: ruleset, **options)
+    finally:
+        parsers.shutdown()
+
+
 @pytest.mark.parametrize("processes", [0, 2])
 def test_parse_and_match_keeps_only_the_named_rules_settled(processes: int) -> None:
     """test-run --rule: the other rules' matches never leave the worker (nor get worked
     out here), and what comes back holds no scan (it waits to be printed)."""
-    config = parse_config(
-        "rules: [{name: k, keywords: [Kharkiv]}, {name: o, keywords: [officials]}]\n"
-    )
-    ruleset = RuleSet.from_config(config)
-    result = _big_feed()
-    parsers = Parsers(processes)
-    parsers.configure(processes, rules=(config.rules, config.entities) if processes else None)
-    try:
-        count, matched, lines = parsers.parse_and_match(
-            "f", result, lambda: ruleset, only=frozenset({"o"})
-        )
-    finally:
-        parsers.shutdown()
+    count, matched, lines = _parse_and_match(processes, only=frozenset({"o"}))
     assert count == 60
     assert len(matched) == 60
     assert lines is None
+    ruleset = RuleSet.from_config(TWO_RULES)
     for item, matches in matched:
         assert [m.rule for m in matches] == ["o"]
         assert matches == [m for m in ruleset.match(item) if m.rule == "o"]
@@ -871,19 +878,12 @@ def test_parse_and_match_keeps_only_the_named_rules_settled(processes: int) -> N
 def test_a_worker_asked_to_render_sends_back_only_the_lines(processes: int) -> None:
     """test-run --json: the lines are written where the feed is matched, the same lines
     the command would write from the matches, in the document's order."""
-    config = parse_config(
-        "rules: [{name: k, keywords: [Kharkiv]}, {name: o, keywords: [officials]}]\n"
-    )
-    ruleset = RuleSet.from_config(config)
-    result = _big_feed()
-    parsers = Parsers(processes)
-    parsers.configure(processes, rules=(config.rules, config.entities) if processes else None)
-    try:
-        found = parsers.parse_and_match("f", result, lambda: ruleset, render=json_lines)
-    finally:
-        parsers.shutdown()
+    found = _parse_and_match(processes, render=json_lines)
+    ruleset = RuleSet.from_config(TWO_RULES)
     expected = [
-        line for item in parse("f", result).items for line in json_lines(item, ruleset.match(item))
+        line
+        for item in parse("f", _big_feed()).items
+        for line in json_lines(item, ruleset.match(item))
     ]
     assert (found.items, found.matched, found.lines) == (60, [], expected)
     assert len(expected) == 120
