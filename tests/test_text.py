@@ -11,6 +11,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from watcher.text import (
+    _NON_ASCII,
     OffsetMap,
     TranslitMap,
     _fold_char,
@@ -22,6 +23,7 @@ from watcher.text import (
     html_to_text,
     snippet,
     transliterate,
+    transliterate_sparse,
     transliterate_with_map,
 )
 
@@ -330,3 +332,43 @@ def test_the_translit_map_agrees_with_the_character_by_character_map(pieces: lis
     latin, index = transliterate_with_map(folded)
     back = TranslitMap(folded)
     assert [back(i) for i in range(len(latin))] == index
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                *("Харків", "ь", "Щ", "ъ", "Kyiv", "Θ", "№", " ", "  ", "-", "’s", "ї", "a"),
+                *("news ", "the city ", "police said ", "x" * 60 + " "),  # few words change
+            ]
+        ),
+        max_size=60,
+    )
+)
+def test_the_sparse_transliteration_is_the_same_text_and_map(pieces: list[str]) -> None:
+    """transliterate_sparse maps back from the changed words alone: the same text and the
+    same offset for every character as the word-list map and the per-character one."""
+    folded = fold("".join(pieces))
+    latin, index = transliterate_with_map(folded)
+    sparse = transliterate_sparse(folded)
+    event(f"sparse: {sparse is not None}")
+    if sparse is None:  # too many non-ASCII characters or words to be worth it
+        assert (
+            len(folded.encode()) - len(folded) > len(folded) // 8
+            or len(_NON_ASCII.findall(folded)) > len(folded) // 48 + 2
+        )
+        return
+    text, back = sparse
+    assert text == latin == transliterate(folded)
+    assert [back(i) for i in range(len(latin))] == index
+
+
+def test_sparse_transliteration_is_for_text_with_few_non_ascii_words() -> None:
+    english = fold("Officials in Kharkiv (Харків) said the shelling went on all night. " * 4)
+    text, back = transliterate_sparse(english) or ("", None)
+    assert text.count("(kharkiv)") == 4 and back is not None
+    assert text.index("(kharkiv)") + 1 == text.index("kharkiv)")
+    assert back(text.index("kharkiv)")) == english.index("харків")
+    assert back(len(text) - 1) == len(english) - 1
+    assert transliterate_sparse(fold("Харків і Київ: обстріли тривали всю ніч")) is None

@@ -526,10 +526,36 @@ class TranslitMap:
             map(add, accumulate(map(len, latin_words), initial=0), count())
         )
 
+    @classmethod
+    def of_words(
+        cls,
+        folded: str,
+        spans: tuple[list[int], list[int]],
+        latin_spans: tuple[list[int], list[int]],
+    ) -> TranslitMap:
+        """The map from a few words alone: where each word that transliteration changes
+        starts and ends in ``folded`` and in the transliteration. Between those words
+        offsets only shift (see :func:`transliterate_sparse`)."""
+        back = cls.__new__(cls)
+        back._folded, back._ascii = folded, False
+        back._starts, back._ends = spans
+        back._latin_starts, back._latin_ends = latin_spans
+        return back
+
+    # Set by of_words: the map holds only the words that change, and where they end.
+    _ends: list[int]
+    _latin_ends: list[int] | None = None
+
     def __call__(self, offset: int) -> int:
         if self._ascii:
             return offset
         k = bisect.bisect_right(self._latin_starts, offset) - 1
+        ends = self._latin_ends
+        if ends is not None:
+            if k < 0:  # before the first word that changes
+                return offset
+            if offset >= ends[k]:  # after it, before the next: one for one, shifted
+                return min(self._ends[k] + offset - ends[k], len(self._folded) - 1)
         pos, length = self._starts[k], self._latin_starts[k]
         while pos < len(self._folded):
             length += len(_TRANSLIT[ord(self._folded[pos])])
@@ -537,6 +563,50 @@ class TranslitMap:
                 return pos
             pos += 1
         return len(self._folded) - 1
+
+
+_NON_ASCII = re.compile("[^\x00-\x7f]+")
+
+
+def transliterate_sparse(folded: str) -> tuple[str, TranslitMap] | None:
+    """:func:`transliterate` of folded text and its :class:`TranslitMap`, from the words
+    that hold a non-ASCII character alone; None for text with more than a few of them.
+
+    English text that names Київ once is 300 words, one of which changes: splitting it
+    into words, transliterating each and summing every word's length on both sides (what
+    the word-list map needs) cost as much as the rest of the scan.
+    """
+    # UTF-8 takes a byte more for each non-ASCII character (or more): counted in C, it
+    # tells Cyrillic or Greek text (no use trying) from English that names a place.
+    if (len(folded.encode()) - len(folded)) * 8 > len(folded):
+        return None
+    limit = len(folded) // 48 + 2
+    starts: list[int] = []
+    ends: list[int] = []
+    latin_starts: list[int] = []
+    latin_ends: list[int] = []
+    pieces: list[str] = []
+    pos = shift = 0
+    for m in _NON_ASCII.finditer(folded):
+        if m.start() < pos:
+            continue  # in the word just transliterated
+        if len(starts) == limit:
+            return None
+        start = folded.rfind(" ", 0, m.start()) + 1
+        end = folded.find(" ", m.end())
+        if end < 0:
+            end = len(folded)
+        latin = _TRANSLIT_WORDS[folded[start:end]]
+        pieces += (folded[pos:start], latin)
+        starts.append(start)
+        ends.append(end)
+        latin_starts.append(start + shift)
+        shift += len(latin) - (end - start)
+        latin_ends.append(end + shift)
+        pos = end
+    pieces.append(folded[pos:])
+    back = TranslitMap.of_words(folded, (starts, ends), (latin_starts, latin_ends))
+    return "".join(pieces), back
 
 
 def is_word_char(ch: str) -> bool:

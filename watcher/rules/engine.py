@@ -52,6 +52,7 @@ from watcher.text import (
     fold,
     is_word_char,
     transliterate,
+    transliterate_sparse,
     transliterate_words,
 )
 
@@ -180,10 +181,15 @@ class _Scan:
                 # One pass over the transliterated text finds the Latin keys and, under
                 # their transliteration, the plain ones, each then confirmed in the folded
                 # text: a second pass over the (Cyrillic...) folded text costs more.
-                words = folded.split(" ")
-                latin_words = transliterate_words(words)
-                self._words[name] = (words, latin_words)
-                self.translit[name] = transliterated = " ".join(latin_words)
+                sparse = transliterate_sparse(folded)
+                if sparse is not None:  # a few non-ASCII words: mapped back alone
+                    transliterated, self._translit_maps[name] = sparse
+                else:
+                    words = folded.split(" ")
+                    latin_words = transliterate_words(words)
+                    self._words[name] = (words, latin_words)
+                    transliterated = " ".join(latin_words)
+                self.translit[name] = transliterated
                 self._scan_latin(via, transliterated, name, folded)
                 if ruleset._residue is not None:
                     self._scan(ruleset._residue, folded, name, plain=True, latin=False)
