@@ -105,8 +105,11 @@ def _simple_markup_text(markup: str) -> str | None:
     if not _SKIP_TAGS.isdisjoint(names):
         return _skipping_markup_text(markup)
     texts = pieces[:: _GROUPS + 1]
-    if "&" in markup and any(map(_OPEN_REFERENCE.search, texts[:-1])):
-        return None  # HTMLParser decodes each run of text on its own: "&am<b></b>p;"
+    if "&" in markup and _REFERENCE_BEFORE_TAG.search(markup):
+        # HTMLParser decodes each run of text on its own: "&am<b></b>p;". Every run but
+        # the last ends at a tag's "<"; one search of the whole markup finds them all (and
+        # a "<" inside an attribute value too, which HTMLParser then reads, as it may).
+        return None
     breaks = map(_BREAKS.get, names, repeat(""))  # one fewer than texts
     text = "".join(chain.from_iterable(zip(texts, breaks, strict=False))) + texts[-1]
     if "<" in text:
@@ -168,6 +171,7 @@ def _skipping_markup_text(markup: str) -> str | None:
 
 
 _OPEN_REFERENCE = re.compile(r"&[^\t\n\f <&;]*\Z")
+_REFERENCE_BEFORE_TAG = re.compile(r"&[^\t\n\f <&;]*<")
 
 
 def _parser_text(markup: str) -> str:
