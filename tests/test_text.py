@@ -244,9 +244,36 @@ _ODD_TEXT = st.text(
 )
 
 
-@given(_ODD_TEXT)
+# Characters that fold to several and whitespace, but none that folds to nothing or to a
+# space: OffsetMap then finds whitespace runs in the text itself, not in its folded copy.
+_EXPANDING_TEXT = st.text(
+    alphabet=st.sampled_from(list("ab Zßﬁ…é\u00a0\u2003\t\n’—ХаЁ")),
+    max_size=60,
+)
+
+
+@given(st.one_of(_ODD_TEXT, _EXPANDING_TEXT))
 def test_offset_map_agrees_with_the_per_character_map(text: str) -> None:
     # OffsetMap finds breakpoints with regexes; fold_with_map walks every character.
+    folded, index = fold_with_map(text)
+    back = OffsetMap(text, folded)
+    assert [back(i) for i in range(len(folded))] == index
+    assert back.identity == (index == list(range(len(folded))) and len(text) == len(folded))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a  ß  b",  # runs after an expansion: found in the text, shifted by its growth
+        "ﬁ…ß x  y\t\tz  …",
+        "a \u00ad b",  # the soft hyphen vanishes: two single spaces become one run
+        "a ¨ b  c",  # "¨" folds to a space: a run the text itself does not show
+        "a ¨ ß  c",
+        "Straße  und   Weg ¨  x",
+        "x\u00a0 \u2003y  z",
+    ],
+)
+def test_offset_map_where_folding_moves_or_makes_spaces(text: str) -> None:
     folded, index = fold_with_map(text)
     back = OffsetMap(text, folded)
     assert [back(i) for i in range(len(folded))] == index

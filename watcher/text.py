@@ -358,6 +358,25 @@ def fold(text: str) -> str:
     return _SPACE_RUN.sub(" ", low) if "  " in low else low
 
 
+class _SpacingTable(dict[str, bool]):
+    """Per character, remembered: whether folding it keeps whitespace where it was (a
+    whitespace character folds to one space; anything else to one or more characters,
+    none of them whitespace). Only "¨" and a few other spacing marks fold to a space, and
+    soft hyphens and lone combining marks to nothing (which can join two spaces)."""
+
+    def __missing__(self, ch: str) -> bool:
+        folded = _FOLD[ord(ch)]
+        if ch.isspace():
+            keeps = folded == " "
+        else:
+            keeps = bool(folded) and not any(c.isspace() for c in folded)
+        self[ch] = keeps
+        return keeps
+
+
+_KEEPS_SPACING = _SpacingTable()
+
+
 class OffsetMap:
     """Maps offsets of ``fold(text)`` back to offsets of ``text``.
 
@@ -366,7 +385,10 @@ class OffsetMap:
     fold to none or to several (soft hyphens, ß, ligatures, "…") add a breakpoint each,
     found by one regex pass: a map per character, built in a Python loop, cost more than
     the rest of test-run on real feeds (news articles are long, and one "…" in them was
-    enough). :func:`fold_with_map` is the reference it is tested against.
+    enough). Whitespace runs are looked for in ``text`` itself, not in its folded copy
+    (translating a long text costs several regex passes), unless folding moves spaces
+    (see :class:`_SpacingTable`). :func:`fold_with_map` is the reference it is tested
+    against.
     """
 
     def __init__(self, text: str, folded: str | None = None) -> None:
@@ -376,24 +398,42 @@ class OffsetMap:
         # source offset is ``_sources`` at that index plus the distance.
         self._pieces: list[int] = []
         self._sources: list[int] = []
+        self.identity = True  # every offset maps to itself
         specials = () if text.isascii() else _distinct_non_ascii(text)
         odd = [c for c in specials if len(_FOLD[ord(c)]) != 1]
+        spacing = _KEEPS_SPACING
+        plain = all(spacing[c] for c in specials)
+        # Source offsets where the translated text has grown (by the odd characters
+        # before them) and by how much: for runs found in ``text`` itself.
+        grown_at: list[int] = []
+        growth: list[int] = []
         if odd:
-            spaced = text.translate(_FOLD)
-            self._map_odd(text, odd)
-            runs = _SPACE_RUN  # what _with_map collapses: spaces of the translated text
+            self.identity = False
+            self._map_odd(text, odd, grown_at, growth)
+            if plain:
+                spaced, runs = text, _WHITESPACE_RUN
+            else:  # what _with_map collapses: spaces of the translated text
+                spaced, runs, grown_at = text.translate(_FOLD), _SPACE_RUN, []
         else:
             if len(fold(text) if folded is None else folded) == len(text):
                 return  # one character for one, and no whitespace run collapsed: identity
-            spaced = text if text.isascii() else text.translate(_FOLD)
+            spaced = text if plain else text.translate(_FOLD)
             runs = _WHITESPACE_RUN
         dropped = 0
         for m in runs.finditer(spaced):
+            end = m.end()
+            if grown_at:
+                k = bisect.bisect_right(grown_at, end)
+                end += growth[k - 1] if k else 0
             dropped += m.end() - m.start() - 1
-            self._starts.append(m.end() - dropped)
+            self._starts.append(end - dropped)
             self._shifts.append(dropped)
+        if self._starts:
+            self.identity = False
 
-    def _map_odd(self, text: str, odd: Iterable[str]) -> None:
+    def _map_odd(
+        self, text: str, odd: Iterable[str], grown_at: list[int], growth: list[int]
+    ) -> None:
         pieces, sources = self._pieces, self._sources
         pieces.append(0)
         sources.append(0)
@@ -402,11 +442,13 @@ class OffsetMap:
             pos = m.start()
             width = len(_FOLD[ord(m.group())])
             for k in range(width):  # every piece of an expansion points at its source
-                pieces.append(pos + shift + k)
+                pieces.append(pos + k + shift)
                 sources.append(pos)
             shift += width - 1
             pieces.append(pos + 1 + shift)  # the next character, one for one again
             sources.append(pos + 1)
+            grown_at.append(pos + 1)
+            growth.append(shift)
 
     def __call__(self, offset: int) -> int:
         i = bisect.bisect_right(self._starts, offset)

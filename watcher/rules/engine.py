@@ -441,6 +441,31 @@ class RuleSet:
         self._residue = _automaton(residue, {})
         everywhere = frozenset(self.fields)
         self._deciders = tuple(self._decider(rule, everywhere) for rule in self._rules)
+        self._steps = tuple(
+            self._step(index, rule, everywhere) for index, rule in enumerate(self._rules)
+        )
+        # A rule's match in its entirety is found where every field is (see _found).
+        self._everywhere = everywhere
+
+    def _step(self, index: int, rule: _Rule, everywhere: frozenset[str]) -> _Step:
+        """What matching does for a rule that is a candidate: the decider is left out when
+        being a candidate already decides (a rule that holds when any of its positive
+        literals hit, anywhere), as for most keyword and entity rules."""
+        decider: Check | None = self._deciders[index]
+        test = self._test(rule, everywhere)
+        alternatives = test.alternatives
+        if (
+            index not in self._always
+            and alternatives is not None
+            and rule.positive <= frozenset(alternatives)
+        ):
+            decider = None
+        return _Step(
+            decider,
+            {"rule": rule.name, "priority": rule.priority, "_rule": rule},
+            rule.scope or None,
+            bool(rule.escalate) or rule.min_score > 0,
+        )
 
     def _ordered(self, fields: Iterable[str]) -> list[str]:
         """Fields in display order (title, summary, content, then the rest)."""
@@ -583,6 +608,9 @@ class RuleSet:
         """The rule as one function of a scan, for matching: the same verdict as
         :meth:`_clauses`, without its bookkeeping (tests hold the two to agreement).
         """
+        return _compiled(self._test(rule, everywhere))
+
+    def _test(self, rule: _Rule, everywhere: frozenset[str]) -> _Test:
         tests: list[_Test] = []
         fields = None if rule.fields >= everywhere else rule.fields
         if rule.exclude:
@@ -601,7 +629,7 @@ class RuleSet:
             tests.append(self._node_test(rule, rule.query, None, fields))
         if rule.pattern is not None:  # last: the dearest test runs only when the rest hold
             tests.append(_Test(checks=(lambda scan: bool(self._regex_hits(rule, scan)),)))
-        return _compiled(_and(tests))
+        return _and(tests)
 
     def _node_test(
         self, rule: _Rule, node: Node, scoped: str | None, fields: frozenset[str] | None
@@ -762,21 +790,45 @@ class RuleSet:
         return self._match(scan, item, tags), mentioned
 
     def _match(self, scan: _Scan, item: Item, tags: Iterable[str]) -> list[Match]:
-        candidates = set(self._always).union(*map(self._by_literal.__getitem__, scan.hits))
-        if not candidates:
-            return []
-        scope = {item.feed, *tags}
+        hits = scan.hits
+        by_literal = self._by_literal
+        candidates: Iterable[int]
+        if len(hits) == 1 and not self._always:
+            candidates = by_literal[next(iter(hits))]  # in rule order already
+        else:
+            union = set(self._always).union(*map(by_literal.__getitem__, hits))
+            if not union:
+                return []
+            candidates = sorted(union)
+        scope: set[str] | None = None
         matches: list[Match] = []
-        rules, deciders = self._rules, self._deciders
-        for index in sorted(candidates):
-            rule = rules[index]
-            if rule.scope and not (rule.scope & scope):
+        steps = self._steps
+        for index in candidates:
+            decider, state, scoped, scored = steps[index]
+            if scoped is not None:
+                if scope is None:
+                    scope = {item.feed, *tags}
+                if scoped.isdisjoint(scope):
+                    continue
+            if decider is not None and not decider(scan):
                 continue
-            if deciders[index](scan):
-                found = _LazyMatch.of(self, rule, scan)
+            # A _LazyMatch without __init__: its attributes set in its dict, without a
+            # frozen dataclass's __setattr__ (matching builds one for every rule that fires).
+            found = _new(_LazyMatch)
+            own = found.__dict__
+            own.update(state)
+            own["_scan"] = scan
+            if scored:
+                rule = state["_rule"]
+                if rule.escalate:
+                    score = found.score
+                    own["priority"] = next(
+                        (p for least, p in rule.escalate if score >= least), rule.priority
+                    )
                 # A score is never negative: a rule without min_score keeps every match.
-                if rule.min_score <= 0 or found.score >= rule.min_score:
-                    matches.append(found)
+                if rule.min_score > 0 and found.score < rule.min_score:
+                    continue
+            matches.append(found)
         if matches:
             scan.release()
         return matches
@@ -799,7 +851,7 @@ class RuleSet:
                     Clause("feeds", in_scope, f"applies to {', '.join(sorted(rule.scope))}")
                 )
                 ok = ok and in_scope
-            found = _LazyMatch.of(self, rule, scan) if ok else None
+            found = _LazyMatch.of(rule, scan) if ok else None
             if found is not None and rule.min_score:
                 enough = found.score >= rule.min_score
                 clauses.append(
@@ -866,6 +918,15 @@ class RuleSet:
         return _Found(terms, hits, score, entities_found)
 
 
+class _Step(NamedTuple):
+    """A rule as matching runs it (see :meth:`RuleSet._step`)."""
+
+    decider: Check | None  # None: a candidate always fires
+    state: dict[str, object]  # what its match starts with: rule name, priority, rule
+    scope: frozenset[str] | None  # the feeds and tags it is limited to
+    scored: bool  # the match's score decides (escalate, min_score)
+
+
 class _Found(NamedTuple):
     terms: tuple[str, ...]
     hits: tuple[Hit, ...]
@@ -914,38 +975,33 @@ class _LazyMatch(Match):
     one makes a plain :class:`Match`.
     """
 
-    _ruleset: RuleSet
     _rule: _Rule
     _scan: _Scan
 
     @staticmethod
-    def of(ruleset: RuleSet, rule: _Rule, scan: _Scan) -> _LazyMatch:
-        """The match of ``rule`` in ``scan``. Not ``__init__``: its attributes set in its
-        dict, without a frozen dataclass's ``__setattr__``, it costs half as much, and
-        matching builds one for every rule that fires."""
+    def of(rule: _Rule, scan: _Scan) -> _LazyMatch:
+        """The match of ``rule`` in ``scan`` (matching builds its matches inline, the
+        same way: see :meth:`RuleSet._match`)."""
         match = _new(_LazyMatch)
         state = match.__dict__
-        state["rule"] = rule.name
-        state["_ruleset"] = ruleset
-        state["_rule"] = rule
-        state["_scan"] = scan
+        state.update(rule=rule.name, priority=rule.priority, _rule=rule, _scan=scan)
         if rule.escalate:
             score = match.score
             state["priority"] = next(
                 (p for least, p in rule.escalate if score >= least), rule.priority
             )
-        else:
-            state["priority"] = rule.priority
         return match
 
     def _work_out(self) -> None:
         """Terms, hits, score and entities, set as the instance's own attributes: read
         again, they are plain attributes (see :class:`_Detail`)."""
         state = self.__dict__
-        ruleset, rule, scan = state.get("_ruleset"), state.get("_rule"), state.get("_scan")
-        if ruleset is None or rule is None or scan is None:
+        rule, scan = state.get("_rule"), state.get("_scan")
+        if rule is None or scan is None:
             return  # settled meanwhile, by another thread: all is there
-        state.update(ruleset._found(rule, scan)._asdict())
+        state["terms"], state["hits"], state["score"], state["entities"] = scan.ruleset._found(
+            rule, scan
+        )
 
     def _cut(self) -> None:
         """The snippet and its marks, set as the instance's own attributes; with them
@@ -970,8 +1026,8 @@ class _LazyMatch(Match):
                 if h.field == first.field and h.start >= lo and h.end <= hi
             )
         state.update(snippet=snippet, marks=marks)
-        for name in ("_scan", "_ruleset", "_rule"):
-            state.pop(name, None)
+        state.pop("_scan", None)
+        state.pop("_rule", None)
 
     def settle(self) -> None:
         """Work out every detail now (see :func:`settle`)."""
