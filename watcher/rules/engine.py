@@ -161,12 +161,17 @@ class _Scan:
         self.folded = {name: fold(text) for name, text in self.texts.items() if text}
         self.translit: dict[str, str] = {}
         self.hits: dict[Literal, list[_Hit]] = {}
-        self._fold_maps: dict[str, OffsetMap] = {}
+        self._fold_maps: dict[str, OffsetMap | None] = {}  # None: offsets unchanged
         self._translit_maps: dict[str, TranslitMap] = {}
         self._words: dict[str, tuple[list[str], list[str]]] = {}  # folded, transliterated
         self._word_starts: dict[tuple[str, bool], list[int]] = {}
-        self._located: dict[_Hit, tuple[Hit, int, int]] = {}
+        # What showing matches needs, worked out once per item and shared by its matches:
+        # each literal's hits in the original text, what a literal that hit alone shows,
+        # and the snippets (by first hit, and with their marks by the match's hits).
+        self._located: dict[Literal, list[_Located]] = {}
+        self._alone: dict[Literal, tuple[tuple[str, ...], tuple[Hit, ...], float]] = {}
         self._snippets: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        self._cuts: dict[int, tuple[tuple[Hit, ...], str, tuple[tuple[int, int], ...]]] = {}
         self._order: dict[Literal, int] | None = None
         plain, both, via = ruleset._plain, ruleset._both, ruleset._via_latin
         for name, folded in self.folded.items():
@@ -326,14 +331,29 @@ class _Scan:
             return True
         return any(h.field in fields for h in found)
 
-    def located(self, hit: _Hit) -> tuple[Hit, int, int]:
-        """The hit in the original text, as alerts show it, with its span; once per hit."""
-        done = self._located.get(hit)
+    def located(self, lit: Literal) -> list[_Located]:
+        """The literal's hits in the original text, as alerts show them; once per item."""
+        done = self._located.get(lit)
         if done is None:
-            lit = hit.literal
-            start, end = self.original_span(hit.field, hit.start, hit.end, translit=lit.translit)
-            term = self.texts[hit.field][start:end] if lit.prefix else lit.display
-            done = self._located[hit] = (Hit(term, hit.field, start, end), start, end)
+            done = self._located[lit] = []
+            span = self.original_span
+            texts = self.texts
+            prefix, translit = lit.prefix, lit.translit
+            for h in self.hits[lit]:
+                name = h.field
+                start, end = span(name, h.start, h.end, translit=translit)
+                term = texts[name][start:end] if prefix else lit.display
+                hit = _new(Hit)
+                hit.__dict__.update(term=term, field=name, start=start, end=end)
+                done.append((name, start, end, hit))
+        return done
+
+    def alone(self, lit: Literal) -> tuple[tuple[str, ...], tuple[Hit, ...], float]:
+        """Terms, hits and score of a match where only this literal hit (in any field):
+        rules that share the literal share them."""
+        done = self._alone.get(lit)
+        if done is None:
+            done = self._alone[lit] = _shown(_longest(self.located(lit)), self.ruleset._field_rank)
         return done
 
     def snippet(self, first: Hit) -> tuple[str, int, int]:
@@ -346,6 +366,27 @@ class _Scan:
             )
         return done
 
+    def cut(self, hits: tuple[Hit, ...]) -> tuple[str, tuple[tuple[int, int], ...]]:
+        """The snippet around the first of ``hits`` and where in it they are; matches
+        with the very same hits (see :meth:`alone`) share it."""
+        done = self._cuts.get(id(hits))
+        if done is not None and done[0] is hits:
+            return done[1], done[2]
+        first = hits[0]
+        text, lo, hi = self.snippet(first)
+        shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
+        if len(hits) == 1:  # a window always holds the hit it is cut around
+            marks: tuple[tuple[int, int], ...] = ((first.start + shift, first.end + shift),)
+        else:
+            name = first.field
+            marks = tuple(
+                (h.start + shift, h.end + shift)
+                for h in hits
+                if h.field == name and h.start >= lo and h.end <= hi
+            )
+        self._cuts[id(hits)] = (hits, text, marks)  # holding ``hits``: its id stays its own
+        return text, marks
+
     def _exact(self, name: str, start: int, end: int, spelling: str) -> bool:
         lo, hi = self.original_span(name, start, end, translit=False)
         return self.texts[name][lo:hi] == spelling
@@ -355,9 +396,15 @@ class _Scan:
         if translit:
             back = self._translit_map(name)
             start, end = back(start), back(end - 1) + 1
-        if name not in self._fold_maps:
-            self._fold_maps[name] = OffsetMap(self.texts[name], self.folded[name])
-        to_original = self._fold_maps[name]
+        try:
+            to_original = self._fold_maps[name]
+        except KeyError:
+            to_original = OffsetMap(self.texts[name], self.folded[name])
+            if to_original.identity:
+                to_original = None
+            self._fold_maps[name] = to_original
+        if to_original is None:
+            return start, end
         return to_original(start), to_original(end - 1) + 1
 
     def original_text(self, hit: _Hit) -> str:
@@ -464,7 +511,7 @@ class RuleSet:
             decider,
             {"rule": rule.name, "priority": rule.priority, "_rule": rule},
             rule.scope or None,
-            bool(rule.escalate) or rule.min_score > 0,
+            rule if rule.escalate or rule.min_score > 0 else None,
         )
 
     def _ordered(self, fields: Iterable[str]) -> list[str]:
@@ -804,7 +851,7 @@ class RuleSet:
         matches: list[Match] = []
         steps = self._steps
         for index in candidates:
-            decider, state, scoped, scored = steps[index]
+            decider, state, scoped, rule = steps[index]
             if scoped is not None:
                 if scope is None:
                     scope = {item.feed, *tags}
@@ -818,8 +865,7 @@ class RuleSet:
             own = found.__dict__
             own.update(state)
             own["_scan"] = scan
-            if scored:
-                rule = state["_rule"]
+            if rule is not None:
                 if rule.escalate:
                     score = found.score
                     own["priority"] = next(
@@ -865,57 +911,76 @@ class RuleSet:
     def _found(self, rule: _Rule, scan: _Scan) -> _Found:
         """The hits of a match in the original text (the longest at each place), its
         terms, score and the entities it mentions."""
-        rank = self._field_rank
         fields = rule.fields
         positive = rule.positive
-        located: dict[tuple[str, int], Hit] = {}
-        mentioned: list[_Entity] = []
         hits_of = scan.hits
         # The rule's literals that hit, in the order they first hit (which of two hits
         # of one place is shown depends on it): a rule may have hundreds of literals and
         # an item hit dozens, so walk the shorter of the two.
         if len(positive) < len(hits_of):
-            order = scan.hit_order()
-            present = sorted((lit for lit in positive if lit in hits_of), key=order.__getitem__)
+            present = [lit for lit in positive if lit in hits_of]
+            if len(present) > 1:
+                present.sort(key=scan.hit_order().__getitem__)
         else:
             present = [lit for lit in hits_of if lit in positive]
-        for lit in present:
-            found = hits_of[lit]
-            entities = self._entities_of.get(lit)
-            if entities:
-                for entity in entities:
+        everywhere = fields >= self._everywhere
+        if len(present) == 1 and everywhere and rule.pattern is None:
+            terms, hits, score = scan.alone(present[0])
+        else:
+            located: dict[tuple[str, int], Hit] = {}
+            for lit in present:
+                for name, start, end, hit in scan.located(lit):
+                    if not everywhere and name not in fields:
+                        continue
+                    key = (name, start)
+                    best = located.get(key)
+                    if best is None or end - start > best.end - best.start:
+                        located[key] = hit
+            if rule.pattern is not None:
+                for hit in self._regex_hits(rule, scan) or ():
+                    located.setdefault((hit.field, hit.start), hit)
+            terms, hits, score = _shown(located, self._field_rank)
+        entities: tuple[tuple[str, str | None], ...] = ()
+        if rule.mentionable:
+            mentioned: list[_Entity] = []
+            entities_of = self._entities_of
+            for lit in present:
+                for entity in entities_of.get(lit, ()):
                     if entity not in mentioned and entity in rule.mentionable:
                         mentioned.append(entity)
-            for h in found:
-                if h.field not in fields:
-                    continue
-                hit, start, end = scan.located(h)
-                key = (h.field, start)
-                best = located.get(key)
-                if best is None or end - start > best.end - best.start:
-                    located[key] = hit
-        if rule.pattern is not None:
-            for hit in self._regex_hits(rule, scan) or ():
-                located.setdefault((hit.field, hit.start), hit)
-        if len(located) == 1:  # the usual case: no sorting, no sets
-            hits = tuple(located.values())
-            terms: tuple[str, ...] = (hits[0].term,)
-            score = FIELD_WEIGHTS.get(hits[0].field, 1.0)
-        else:
-            hits = tuple(sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start)))
-            terms = tuple(dict.fromkeys(h.term for h in hits))
-            distinct = {(h.term.casefold(), h.field) for h in hits}
-            score = sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
-        entities_found = (
-            tuple(
+            entities = tuple(
                 (e.id, e.type)
                 for e in mentioned
                 if e.min_mentions == 1 or self._mentions(e, scan, fields) >= e.min_mentions
             )
-            if mentioned
-            else ()
-        )
-        return _Found(terms, hits, score, entities_found)
+        return _Found(terms, hits, score, entities)
+
+
+_Located = tuple[str, int, int, Hit]  # field, start, end (in the original text), the hit
+
+
+def _longest(located: Iterable[_Located]) -> dict[tuple[str, int], Hit]:
+    """The longest hit at each place (the first of equals)."""
+    best: dict[tuple[str, int], Hit] = {}
+    for name, start, end, hit in located:
+        key = (name, start)
+        found = best.get(key)
+        if found is None or end - start > found.end - found.start:
+            best[key] = hit
+    return best
+
+
+def _shown(
+    located: Mapping[tuple[str, int], Hit], rank: Mapping[str, int]
+) -> tuple[tuple[str, ...], tuple[Hit, ...], float]:
+    """Terms, hits (in field order, then by place) and score of a match's hits."""
+    if len(located) == 1:  # the usual case: no sorting, no sets
+        hits = tuple(located.values())
+        return (hits[0].term,), hits, FIELD_WEIGHTS.get(hits[0].field, 1.0)
+    hits = tuple(sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start)))
+    terms = tuple(dict.fromkeys(h.term for h in hits))
+    distinct = {(h.term.casefold(), h.field) for h in hits}
+    return terms, hits, sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
 
 
 class _Step(NamedTuple):
@@ -924,7 +989,7 @@ class _Step(NamedTuple):
     decider: Check | None  # None: a candidate always fires
     state: dict[str, object]  # what its match starts with: rule name, priority, rule
     scope: frozenset[str] | None  # the feeds and tags it is limited to
-    scored: bool  # the match's score decides (escalate, min_score)
+    scored: _Rule | None  # the rule, when the match's score decides (escalate, min_score)
 
 
 class _Found(NamedTuple):
@@ -1016,15 +1081,7 @@ class _LazyMatch(Match):
         marks: tuple[tuple[int, int], ...] = ()
         hits = self.hits
         if hits:
-            first = hits[0]
-            text, lo, hi = scan.snippet(first)
-            shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
-            snippet = text
-            marks = tuple(
-                (h.start + shift, h.end + shift)
-                for h in hits
-                if h.field == first.field and h.start >= lo and h.end <= hi
-            )
+            snippet, marks = scan.cut(hits)
         state.update(snippet=snippet, marks=marks)
         state.pop("_scan", None)
         state.pop("_rule", None)
