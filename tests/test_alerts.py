@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 from hypothesis import given, settings
@@ -12,6 +13,8 @@ from watcher.alerts import (
     DEFAULT_TITLE,
     FORMATS,
     Style,
+    json_lines,
+    match_json,
     plan,
     render,
     render_digest,
@@ -274,3 +277,64 @@ def test_the_default_messages_are_exactly_what_their_jinja2_source_renders(
     item = Item(feed=feed, id="urn:x", title=title, link=link, published=published)
     jinja = Style(fmt, DEFAULT_TITLE, DEFAULT_BODY[fmt])
     assert render(item, found, Style(fmt), also) == render(item, found, jinja, also)
+
+
+_ODD_STRINGS = st.text(
+    alphabet=st.sampled_from(list('a Я"\\/\n\t\x00\x1f…’\u2028é😀<&')), max_size=12
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    feed=_ODD_STRINGS,
+    ident=_ODD_STRINGS,
+    title=_ODD_STRINGS,
+    link=_ODD_STRINGS,
+    published=st.one_of(st.none(), st.datetimes(timezones=st.just(UTC))),
+    matches=st.lists(
+        st.builds(
+            Match,
+            rule=_ODD_STRINGS,
+            terms=st.lists(_ODD_STRINGS, max_size=3).map(tuple),
+            hits=st.just(()),
+            snippet=_ODD_STRINGS,
+            score=st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers()),
+            entities=st.lists(
+                st.tuples(_ODD_STRINGS, st.one_of(st.none(), _ODD_STRINGS)), max_size=3
+            ).map(tuple),
+            priority=st.sampled_from(["low", "normal", "high", "urgent"]),
+        ),
+        max_size=4,
+    ),
+)
+def test_json_lines_of_an_items_matches_are_those_of_each_match_alone(
+    feed: str,
+    ident: str,
+    title: str,
+    link: str,
+    published: datetime | None,
+    matches: list[Match],
+) -> None:
+    """test-run --json encodes an item's part of its lines once and splices each match's
+    in: byte for byte what json.dumps writes for each match's object, key order included."""
+    item = Item(feed=feed, id=ident, title=title, link=link, published=published)
+    expected = [json.dumps(match_json(item, m), ensure_ascii=False) for m in matches]
+    assert json_lines(item, matches) == expected
+
+
+def test_json_lines_of_lazy_matches() -> None:
+    from watcher.config import EntityConfig, RuleConfig
+    from watcher.rules import RuleSet
+
+    rs = RuleSet(
+        [
+            RuleConfig(name="k", keywords=("kharkiv", "talks")),
+            RuleConfig(name="e", entities=("kharkiv",), priority={"high": 3}),
+        ],
+        {"kharkiv": EntityConfig(aliases=("Kharkiv", "Харків"), transliterate=True)},
+    )
+    item = Item(feed="f", id="1", title='Talks in "Харків"', content="Kharkiv — talks again.")
+    matches = rs.match(item)
+    lines = json_lines(item, matches)
+    assert [json.loads(line)["rule"] for line in lines] == ["k", "e"]
+    assert lines == [json.dumps(match_json(item, m), ensure_ascii=False) for m in matches]

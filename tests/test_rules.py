@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from watcher.config import EntityConfig, RuleConfig, parse_config
 from watcher.exceptions import ConfigError, QuerySyntaxError
-from watcher.models import Item, Match
+from watcher.models import Hit, Item, Match
 from watcher.rules import RuleSet, parse_query, settle
 from watcher.rules.engine import _Scan
 from watcher.rules.query import to_text
@@ -619,3 +619,112 @@ def test_settled_matches_keep_their_details_and_let_the_items_scan_go() -> None:
     assert scan() is None
     assert matches == expected
     assert [m.marked_snippet() for m in matches] == ["Talks in «Харків»", "«Talks» in Харків"]
+
+
+SHARED_WORDS = [
+    *("Straße", "strasse", "STRASSE", "ﬁnal", "final", "finals", "Ⅻ", "xii", "…", "soft\u00adly"),
+    *("Харків", "харкові", "Kharkiv", "kharkivs", "мир", "Θεσσαλονίκη", "nato", "NATO", "¨"),
+]
+# No two terms with one key (strasse and Straße*): which of two such literals is shown where
+# both hit alike depends on the order of the whole rule set's literals, not on the rule.
+SHARED_TERMS = [
+    *("strasse", "final", "fin*", "xii", "Харків*", "kharkiv", "мир", "thessaloniki"),
+    "softly",
+]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    fields=st.lists(
+        st.lists(st.sampled_from(SHARED_WORDS), min_size=1, max_size=12), min_size=3, max_size=3
+    ),
+    specs=st.lists(
+        st.fixed_dictionaries(
+            {"keywords": st.lists(st.sampled_from(SHARED_TERMS), min_size=1, max_size=3)},
+            optional={
+                "fields": st.sampled_from([["title"], ["content"], ["title", "summary"]]),
+                "min_score": st.sampled_from([1, 2, 4]),
+                "priority": st.just({"high": 3}),
+                "entities": st.just(["e"]),
+            },
+        ),
+        min_size=1,
+        max_size=5,
+    ),
+    aliases=st.lists(st.sampled_from(SHARED_TERMS), min_size=1, max_size=3),
+    translit=st.booleans(),
+    settle_all=st.booleans(),
+)
+def test_matches_that_share_hits_show_what_each_shows_alone(
+    fields: list[list[str]],
+    specs: list[dict[str, Any]],
+    aliases: list[str],
+    translit: bool,
+    settle_all: bool,
+) -> None:
+    """An item's matches share what showing them needs (each literal's hits located once,
+    the details of a literal that hit alone, snippets): each match must still show what it
+    shows when its rule is the only one, whatever the other rules hit and in whatever
+    order the matches are read."""
+    entities = {
+        "e": EntityConfig(
+            aliases=(*aliases, "NATO"), transliterate=translit, case_sensitive=("NATO",)
+        )
+    }
+    specs = [{**spec, "name": f"r{i}"} for i, spec in enumerate(specs)]
+    together = RuleSet([RuleConfig.model_validate(s) for s in specs], entities)
+    title, summary, content = (" ".join(words) for words in fields)
+    item = Item(feed="f", id="1", title=title, summary=summary, content=content)
+    matches = together.match(item)
+    if settle_all:
+        settle(matches)
+    for m in reversed(matches):
+        (spec,) = [s for s in specs if s["name"] == m.rule]
+        alone = RuleSet([RuleConfig.model_validate(spec)], entities).match(item)
+        assert [m] == alone
+        assert [getattr(m, f) for f in MATCH_FIELDS] == [getattr(alone[0], f) for f in MATCH_FIELDS]
+    assert len(matches) == sum(
+        len(RuleSet([RuleConfig.model_validate(s)], entities).match(item)) for s in specs
+    )
+    event(f"{len(matches)} matches")
+
+
+def test_rules_sharing_a_literal_show_its_hits_in_the_original_text() -> None:
+    """Rules whose only hit is the same literal share its details; one that also names a
+    field or another literal works out its own. Offsets are those of the original text,
+    past characters that fold to several (ß, the ﬁ ligature, the ellipsis)."""
+    rs = RuleSet(
+        [
+            RuleConfig(name="a", keywords=("strasse",)),
+            RuleConfig(name="b", keywords=("strasse", "nowhere")),
+            RuleConfig(name="c", keywords=("strasse", "ﬁnal*")),
+            RuleConfig(name="d", keywords=("strasse",), fields=("content",)),
+            RuleConfig(name="e", entities=("kharkiv",)),
+        ],
+        {"kharkiv": EntityConfig(aliases=("Kharkiv", "Харків*"), transliterate=True)},
+    )
+    title = "… Große Straße in Харківщині"
+    content = "Die ﬁnale Straße… und die finals, Kharkiv"
+    item = Item(feed="f", id="1", title=title, content=content)
+    a, b, c, d, e = rs.match(item)
+    at, at_content = title.index("Straße"), content.index("Straße")
+    street_title = Hit("strasse", "title", at, at + 6)  # a keyword shows as written
+    street_content = Hit("strasse", "content", at_content, at_content + 6)
+    assert a.hits == b.hits == (street_title, street_content)
+    assert a.terms == b.terms == ("strasse",) and a.score == b.score == 4.0
+    assert a.snippet == b.snippet == title and a.marks == b.marks == ((at, at + 6),)
+    assert c.hits == (
+        street_title,
+        Hit("ﬁnale", "content", 4, 9),
+        street_content,
+        Hit("finals", "content", content.index("finals"), content.index("finals") + 6),
+    )
+    assert c.terms == ("strasse", "ﬁnale", "finals") and c.score == 6.0
+    assert d.hits == (street_content,) and d.snippet == content and d.score == 1.0
+    assert d.marked_snippet() == "Die ﬁnale «Straße»… und die finals, Kharkiv"
+    assert e.terms == ("Харківщині", "Kharkiv")
+    assert e.hits == (
+        Hit("Харківщині", "title", title.index("Х"), len(title)),
+        Hit("Kharkiv", "content", content.index("Kharkiv"), len(content)),
+    )
+    assert e.entities == (("kharkiv", None),)

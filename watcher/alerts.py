@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -550,17 +551,6 @@ def notices(
     ]
 
 
-_JSON = json.JSONEncoder(ensure_ascii=False)  # json.dumps(..., ensure_ascii=False), made once
-
-
-def json_lines(item: Item, matches: Sequence[Match]) -> list[str]:
-    """The lines `test-run --json` prints for an item's matches: one per (item, rule).
-
-    A module-level function, so that a parse worker can be told to write them (it
-    pickles by name): the lines cross back to the command, not the matches."""
-    return [_JSON.encode(match_json(item, m)) for m in matches]
-
-
 def match_json(item: Item, match: Match) -> Mapping[str, object]:
     """The JSON object `test-run --json` prints for one (item, rule) match."""
     return {
@@ -576,6 +566,40 @@ def match_json(item: Item, match: Match) -> Mapping[str, object]:
         "priority": match.priority,
         "entities": [entity for entity, _ in match.entities],
     }
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False)
+_STRING = json.encoder.encode_basestring  # what that encoder writes for a str, in C
+
+
+def json_lines(item: Item, matches: Sequence[Match]) -> list[str]:
+    """The lines `test-run --json` prints for an item's matches: one per (item, rule).
+
+    A module-level function, so that a parse worker can be told to write them (it
+    pickles by name): the lines cross back to the command, not the matches. Each is
+    ``json.dumps(match_json(item, m), ensure_ascii=False)``, byte for byte (key order
+    included), with the item's part encoded once and each match's spliced in: an item
+    that many rules match was encoded again for each, at a cost near that of matching it.
+    """
+    published = item.published.isoformat() if item.published else None
+    head = f'{{"feed": {_ENCODE(item.feed)}, "rule": '
+    middle = (
+        f', "id": {_ENCODE(item.id)}, "title": {_ENCODE(item.title)}, '
+        f'"link": {_ENCODE(item.link)}, "published": {_ENCODE(published)}, "matched": ['
+    )
+    lines = []
+    for match in matches:
+        score = match.score
+        if not math.isfinite(score):  # never so; the encoder writes NaN, repr() nan
+            lines.append(_ENCODE(match_json(item, match)))
+            continue
+        lines.append(
+            f"{head}{_STRING(match.rule)}{middle}{', '.join(map(_STRING, match.terms))}], "
+            f'"snippet": {_STRING(match.snippet)}, "score": {score!r}, '
+            f'"priority": {_STRING(match.priority)}, "entities": ['
+            f"{', '.join(_STRING(entity) for entity, _ in match.entities)}]}}"
+        )
+    return lines
 
 
 # -- spike alerts ---------------------------------------------------------------------------

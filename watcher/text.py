@@ -13,7 +13,7 @@ import bisect
 import html
 import re
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from html.parser import HTMLParser
 from itertools import accumulate, chain, count, repeat
 from operator import add
@@ -343,11 +343,19 @@ def _distinct_non_ascii(text: str) -> set[str]:
 
 def fold(text: str) -> str:
     """Case-, accent- and punctuation-folded text with whitespace runs collapsed to one space."""
+    return fold_noting(text)[0]
+
+
+def fold_noting(text: str) -> tuple[str, Collection[str]]:
+    """:func:`fold`, and the characters of ``text`` whose fold may differ from their lower
+    case (none for ASCII): an :class:`OffsetMap` of the same text needs them too."""
     if text.isascii():
         low = text.lower().translate(_ASCII_SPACE_TABLE)
+        specials: Collection[str] = ()
     else:
         low = text
-        for ch in _distinct_non_ascii(text):
+        specials = _distinct_non_ascii(text)
+        for ch in specials:
             folded = _FOLD[ord(ch)]
             if folded != ch:
                 low = low.replace(ch, folded)
@@ -355,7 +363,7 @@ def fold(text: str) -> str:
         for space in _ASCII_SPACES:
             if space in low:
                 low = low.replace(space, " ")
-    return _SPACE_RUN.sub(" ", low) if "  " in low else low
+    return (_SPACE_RUN.sub(" ", low) if "  " in low else low), specials
 
 
 class _SpacingTable(dict[str, bool]):
@@ -391,7 +399,11 @@ class OffsetMap:
     against.
     """
 
-    def __init__(self, text: str, folded: str | None = None) -> None:
+    def __init__(
+        self, text: str, folded: str | None = None, specials: Collection[str] | None = None
+    ) -> None:
+        """``folded`` and ``specials``, when the caller has them: what :func:`fold_noting`
+        returns for ``text``."""
         self._starts: list[int] = []  # folded offset just after each collapsed run
         self._shifts: list[int] = []  # characters dropped up to and including that run
         # Where the odd characters are: from each translated offset in ``_pieces`` on, the
@@ -399,7 +411,8 @@ class OffsetMap:
         self._pieces: list[int] = []
         self._sources: list[int] = []
         self.identity = True  # every offset maps to itself
-        specials = () if text.isascii() else _distinct_non_ascii(text)
+        if specials is None:
+            specials = () if text.isascii() else _distinct_non_ascii(text)
         odd = [c for c in specials if len(_FOLD[ord(c)]) != 1]
         spacing = _KEEPS_SPACING
         plain = all(spacing[c] for c in specials)

@@ -17,7 +17,7 @@ import bisect
 import difflib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, NamedTuple, TypeVar, overload
 
@@ -49,7 +49,7 @@ from watcher.text import (
     OffsetMap,
     TranslitMap,
     cut_snippet,
-    fold,
+    fold_noting,
     is_word_char,
     transliterate,
     transliterate_sparse,
@@ -158,7 +158,11 @@ class _Scan:
     def __init__(self, ruleset: RuleSet, item: Item) -> None:
         self.ruleset = ruleset
         self.texts = {name: item.field_text(name) for name in ruleset.fields}
-        self.folded = {name: fold(text) for name, text in self.texts.items() if text}
+        self.folded: dict[str, str] = {}
+        self._specials: dict[str, Collection[str]] = {}  # for offset maps (see fold_noting)
+        for name, text in self.texts.items():
+            if text:
+                self.folded[name], self._specials[name] = fold_noting(text)
         self.translit: dict[str, str] = {}
         self.hits: dict[Literal, list[_Hit]] = {}
         self._fold_maps: dict[str, OffsetMap | None] = {}  # None: offsets unchanged
@@ -336,13 +340,13 @@ class _Scan:
         done = self._located.get(lit)
         if done is None:
             done = self._located[lit] = []
-            span = self.original_span
-            texts = self.texts
-            prefix, translit = lit.prefix, lit.translit
+            span, maps, texts = self.original_span, self._fold_maps, self.texts
+            prefix, translit, display = lit.prefix, lit.translit, lit.display
             for h in self.hits[lit]:
-                name = h.field
-                start, end = span(name, h.start, h.end, translit=translit)
-                term = texts[name][start:end] if prefix else lit.display
+                name, start, end = h.field, h.start, h.end
+                if translit or maps.get(name, span) is not None:  # None: offsets kept
+                    start, end = span(name, start, end, translit=translit)
+                term = texts[name][start:end] if prefix else display
                 hit = _new(Hit)
                 hit.__dict__.update(term=term, field=name, start=start, end=end)
                 done.append((name, start, end, hit))
@@ -399,7 +403,7 @@ class _Scan:
         try:
             to_original = self._fold_maps[name]
         except KeyError:
-            to_original = OffsetMap(self.texts[name], self.folded[name])
+            to_original = OffsetMap(self.texts[name], self.folded[name], self._specials[name])
             if to_original.identity:
                 to_original = None
             self._fold_maps[name] = to_original
