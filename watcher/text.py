@@ -693,7 +693,9 @@ def cut_snippet(text: str, start: int, end: int, *, width: int = 160) -> tuple[s
     if not text:
         return "", 0, 0
     lo, hi = snippet_window(text, start, end, width=width)
-    return ("…" if lo > 0 else "") + text[lo:hi] + ("…" if hi < len(text) else ""), lo, hi
+    if lo > 0:
+        return ("…" + text[lo:hi] + "…" if hi < len(text) else "…" + text[lo:]), lo, hi
+    return (text[:hi] + "…" if hi < len(text) else text), lo, hi
 
 
 def snippet(text: str, start: int, end: int, *, width: int = 160) -> str:

@@ -360,24 +360,19 @@ class _Scan:
             done = self._alone[lit] = _shown(_longest(self.located(lit)), self.ruleset._field_rank)
         return done
 
-    def snippet(self, first: Hit) -> tuple[str, int, int]:
-        """The snippet around a hit; rules that first hit the same place share it."""
-        key = (first.field, first.start, first.end)
-        done = self._snippets.get(key)
-        if done is None:
-            done = self._snippets[key] = cut_snippet(
-                self.texts[first.field], first.start, first.end
-            )
-        return done
-
     def cut(self, hits: tuple[Hit, ...]) -> tuple[str, tuple[tuple[int, int], ...]]:
         """The snippet around the first of ``hits`` and where in it they are; matches
-        with the very same hits (see :meth:`alone`) share it."""
+        with the very same hits (see :meth:`alone`) share both, and rules that first hit
+        the same place the snippet."""
         done = self._cuts.get(id(hits))
         if done is not None and done[0] is hits:
             return done[1], done[2]
         first = hits[0]
-        text, lo, hi = self.snippet(first)
+        key = (first.field, first.start, first.end)
+        cut = self._snippets.get(key)
+        if cut is None:
+            cut = self._snippets[key] = cut_snippet(self.texts[first.field], *key[1:])
+        text, lo, hi = cut
         shift = (1 if lo > 0 else 0) - lo  # the leading ellipsis, if any
         if len(hits) == 1:  # a window always holds the hit it is cut around
             marks: tuple[tuple[int, int], ...] = ((first.start + shift, first.end + shift),)
@@ -916,17 +911,12 @@ class RuleSet:
         """The hits of a match in the original text (the longest at each place), its
         terms, score and the entities it mentions."""
         fields = rule.fields
-        positive = rule.positive
-        hits_of = scan.hits
         # The rule's literals that hit, in the order they first hit (which of two hits
-        # of one place is shown depends on it): a rule may have hundreds of literals and
-        # an item hit dozens, so walk the shorter of the two.
-        if len(positive) < len(hits_of):
-            present = [lit for lit in positive if lit in hits_of]
-            if len(present) > 1:
-                present.sort(key=scan.hit_order().__getitem__)
-        else:
-            present = [lit for lit in hits_of if lit in positive]
+        # of one place is shown depends on it). The intersection walks the shorter of
+        # the two, in C: a rule may have hundreds of literals and an item hit dozens.
+        found = scan.hits.keys() & rule.positive
+        order = scan.hit_order().__getitem__ if len(found) > 1 else None
+        present = sorted(found, key=order) if order is not None else list(found)
         everywhere = fields >= self._everywhere
         if len(present) == 1 and everywhere and rule.pattern is None:
             terms, hits, score = scan.alone(present[0])
@@ -1073,20 +1063,23 @@ class _LazyMatch(Match):
         )
 
     def _cut(self) -> None:
-        """The snippet and its marks, set as the instance's own attributes; with them
-        every detail is worked out, and the match lets go of the item's scan (which can
-        be several times the item's size: offset maps are a list of ints per character
-        or word)."""
+        """Every detail, the snippet and its marks included, set as the instance's own
+        attributes; then the match lets go of the item's scan (which can be several times
+        the item's size: offset maps are a list of ints per character or word)."""
         state = self.__dict__
-        scan = state.get("_scan")
-        if scan is None:  # settled meanwhile, by another thread: all is there
+        rule, scan = state.get("_rule"), state.get("_scan")
+        if rule is None or scan is None:  # settled meanwhile, by another thread: all is there
             return
-        snippet = ""
-        marks: tuple[tuple[int, int], ...] = ()
-        hits = self.hits
+        hits = state.get("hits")
+        if hits is None:
+            state["terms"], hits, state["score"], state["entities"] = scan.ruleset._found(
+                rule, scan
+            )
+            state["hits"] = hits
         if hits:
-            snippet, marks = scan.cut(hits)
-        state.update(snippet=snippet, marks=marks)
+            state["snippet"], state["marks"] = scan.cut(hits)
+        else:
+            state["snippet"], state["marks"] = "", ()
         state.pop("_scan", None)
         state.pop("_rule", None)
 
