@@ -494,20 +494,24 @@ class RuleSet:
         self._everywhere = everywhere
 
     def _step(self, index: int, rule: _Rule, everywhere: frozenset[str]) -> _Step:
-        """What matching does for a rule that is a candidate: the decider is left out when
-        being a candidate already decides (a rule that holds when any of its positive
-        literals hit, anywhere), as for most keyword and entity rules."""
+        """What matching does for a rule that is a candidate. Being a candidate means one
+        of the rule's positive literals hit: for a rule that holds when any of them hit,
+        anywhere, and none of some others (most keyword, entity and simple query rules),
+        that leaves one set operation in C, and no decider to call."""
         decider: Check | None = self._deciders[index]
-        test = self._test(rule, everywhere)
-        alternatives = test.alternatives
+        none: frozenset[Literal] | None = None
+        some, vetoes, checks = self._test(rule, everywhere)
         if (
             index not in self._always
-            and alternatives is not None
-            and rule.positive <= frozenset(alternatives)
+            and len(some) == 1
+            and not checks
+            and rule.positive <= frozenset(some[0])
         ):
             decider = None
+            none = frozenset(vetoes) or None
         return _Step(
             decider,
+            none,
             {"rule": rule.name, "priority": rule.priority, "_rule": rule},
             rule.scope or None,
             rule if rule.escalate or rule.min_score > 0 else None,
@@ -849,14 +853,18 @@ class RuleSet:
         scope: set[str] | None = None
         matches: list[Match] = []
         steps = self._steps
+        hit = hits.keys()
         for index in candidates:
-            decider, state, scoped, rule = steps[index]
+            decider, none, state, scoped, rule = steps[index]
             if scoped is not None:
                 if scope is None:
                     scope = {item.feed, *tags}
                 if scoped.isdisjoint(scope):
                     continue
-            if decider is not None and not decider(scan):
+            if decider is not None:
+                if not decider(scan):
+                    continue
+            elif none is not None and not hit.isdisjoint(none):
                 continue
             # A _LazyMatch without __init__: its attributes set in its dict, without a
             # frozen dataclass's __setattr__ (matching builds one for every rule that fires).
@@ -980,7 +988,8 @@ def _shown(
 class _Step(NamedTuple):
     """A rule as matching runs it (see :meth:`RuleSet._step`)."""
 
-    decider: Check | None  # None: a candidate always fires
+    decider: Check | None  # None: a candidate fires unless one of ``none`` hit
+    none: frozenset[Literal] | None
     state: dict[str, object]  # what its match starts with: rule name, priority, rule
     scope: frozenset[str] | None  # the feeds and tags it is limited to
     scored: _Rule | None  # the rule, when the match's score decides (escalate, min_score)
