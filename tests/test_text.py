@@ -19,6 +19,7 @@ from watcher.text import (
     _simple_markup_text,
     _tidy,
     fold,
+    fold_noting,
     fold_with_map,
     html_to_text,
     snippet,
@@ -259,6 +260,10 @@ def test_offset_map_agrees_with_the_per_character_map(text: str) -> None:
     back = OffsetMap(text, folded)
     assert [back(i) for i in range(len(folded))] == index
     assert back.identity == (index == list(range(len(folded))) and len(text) == len(folded))
+    # The scan hands over what folding found (fold_noting): the same map.
+    noted = OffsetMap(text, *fold_noting(text))
+    assert fold_noting(text)[0] == folded
+    assert [noted(i) for i in range(len(folded))] == index
 
 
 @pytest.mark.parametrize(
