@@ -9,6 +9,8 @@ decided from the hits, so a scan costs the same for 10 rules or 10,000: only rul
 that some hit could make true are evaluated at all. What a match shows (its hits in
 the original text, terms, score, entities, snippet) is worked out when first read:
 much of it is never shown (a baseline shows nothing, test-run one snippet per item).
+What an item's matches have in common is worked out once for all of them: each
+literal's hits in the original text, and what a literal that hit alone shows.
 """
 
 from __future__ import annotations
@@ -339,7 +341,7 @@ class _Scan:
         """The literal's hits in the original text, as alerts show them; once per item."""
         done = self._located.get(lit)
         if done is None:
-            done = self._located[lit] = []
+            done = []  # kept once complete: another thread may read the item's matches
             span, maps, texts = self.original_span, self._fold_maps, self.texts
             prefix, translit, display = lit.prefix, lit.translit, lit.display
             for h in self.hits[lit]:
@@ -350,6 +352,7 @@ class _Scan:
                 hit = _new(Hit)
                 hit.__dict__.update(term=term, field=name, start=start, end=end)
                 done.append((name, start, end, hit))
+            self._located[lit] = done
         return done
 
     def alone(self, lit: Literal) -> tuple[tuple[str, ...], tuple[Hit, ...], float]:
