@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 import re
 from pathlib import Path
@@ -728,3 +729,52 @@ def test_rules_sharing_a_literal_show_its_hits_in_the_original_text() -> None:
         Hit("Kharkiv", "content", content.index("Kharkiv"), len(content)),
     )
     assert e.entities == (("kharkiv", None),)
+
+
+_SHOWN = """
+import json
+from watcher.config import parse_config
+from watcher.models import Item
+from watcher.rules import RuleSet
+
+config = parse_config(
+    "entities: {zurich: {aliases: [Zurich, Zürich, ZURICH]}}\\n"
+    "rules:\\n"
+    "  - {name: city, entities: [zurich]}\\n"
+    "  - {name: street, keywords: [strasse, Straße*, STRASSE]}\\n"
+    "  - {name: miss, keywords: [Zurichsee, Zuerich], fields: [title]}\\n"
+)
+ruleset = RuleSet.from_config(config)
+item = Item(feed="f", id="1", title="Zürich: Bahnhofstraße closed, Strasse reopens", summary="")
+shown = [(m.rule, m.terms, m.snippet) for m in ruleset.match(item)]
+why = [[c.detail for c in e.clauses] for e in ruleset.explain(item, rules=["miss"])]
+print(json.dumps([shown, why], ensure_ascii=False))
+"""
+
+
+def test_which_spelling_a_match_shows_is_the_same_in_every_process() -> None:
+    """Aliases that fold alike (Zurich, Zürich) both hit one place: which one a match
+    shows, and what explain calls the closest word, must not follow string hashes,
+    which differ from one process to the next."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", _SHOWN],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(8)
+    }
+    assert len(outputs) == 1, outputs
+    (shown, why) = json.loads(outputs.pop())
+    # Where spellings that fold alike hit one place, the one listed first is shown.
+    assert [(rule, terms) for rule, terms, _ in shown] == [
+        ("city", ["Zurich"]),
+        ("street", ["strasse"]),
+    ]
+    assert "closest word: 'zurich' (to 'Zuerich', 92% alike)" in why[0][0]

@@ -613,11 +613,22 @@ class RuleSet:
         return literal(leaf.text + ("*" if leaf.prefix else ""))
 
     @staticmethod
-    def _literals_of(rule: _Rule) -> set[Literal]:
-        found = set(rule.positive) | set(rule.exclude)
+    def _literals_of(rule: _Rule) -> list[Literal]:
+        """The rule's literals in the config's order: keywords, each entity's aliases,
+        excludes, the query's terms.
+
+        The order files literals that share a key (Zurich and Zürich fold alike) in the
+        automaton, and so decides which spelling a match shows where both hit: the one
+        listed first. A set's order followed string hashes, which differ from one
+        process to the next.
+        """
+        found = dict.fromkeys(rule.keywords)
+        for entity in rule.entities:
+            found.update(dict.fromkeys(entity.literals))
+        found.update(dict.fromkeys(rule.exclude))
         for resolved in rule.leaves.values():
-            found.update(_literals(resolved))
-        return found
+            found.update(dict.fromkeys(_literals(resolved)))
+        return list(found)
 
     # -- deciding ---------------------------------------------------------------
 
@@ -1351,7 +1362,7 @@ def _near_miss(literals: Iterable[Literal], scan: _Scan, fields: Iterable[str]) 
                 if lit.exact is not None and word == lit.key:
                     return f"{lit.display!r} matches only in exactly that case, not as {word!r}"
                 return f"{lit.display!r} appears only inside the word {word!r} in {name}"
-            for word in set(_WORDS.findall(text)):
+            for word in dict.fromkeys(_WORDS.findall(text)):  # first seen first: ties
                 ratio = difflib.SequenceMatcher(None, lit.key, word).ratio()
                 if ratio > best[0]:
                     best = (
