@@ -344,9 +344,10 @@ def _try_feed(
         )
     except FeedError as exc:
         return _FeedReport(feed, error=str(exc), source=feed.url)
-    if found.lines is not None:
-        return _FeedReport(feed, items=found.items, lines=found.lines, source=feed.url)
-    return _report(feed, found.items, found.matched, rules, feed.url)
+    # Only the rules asked for, already settled (or written out): see parse_and_match.
+    return _FeedReport(
+        feed, items=found.items, matches=found.matched, lines=found.lines, source=feed.url
+    )
 
 
 def _try_file(path: Path, ruleset: Callable[[], RuleSet], rules: set[str]) -> _FeedReport:
