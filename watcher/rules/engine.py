@@ -307,8 +307,10 @@ class _Scan:
     def _translit_map(self, name: str) -> TranslitMap:
         back = self._translit_maps.get(name)
         if back is None:
+            # The word lists are a string per word: once the map holds where the words
+            # start, they go (a Cyrillic field's are several times its text).
             back = self._translit_maps[name] = TranslitMap(
-                self.folded[name], *self._words.get(name, (None, None))
+                self.folded[name], *self._words.pop(name, (None, None))
             )
         return back
 
@@ -840,7 +842,9 @@ class RuleSet:
         the mention counts of a poll count. Read from the same scan."""
         scan = _Scan(self, item)
         mentioned: tuple[str, ...] = ()
-        if self._entities_of and scan.hits:
+        if not scan.hits and not self._always:
+            return [], mentioned
+        if self._entities_of:
             found: dict[str, _Entity] = {}
             for lit, hits in scan.hits.items():
                 for entity in self._entities_of.get(lit, ()):
@@ -855,6 +859,8 @@ class RuleSet:
 
     def _match(self, scan: _Scan, item: Item, tags: Iterable[str]) -> list[Match]:
         hits = scan.hits
+        if not hits and not self._always:
+            return []  # most items of a news feed: nothing tracked, no rule to ask
         by_literal = self._by_literal
         candidates: Iterable[int]
         if len(hits) == 1 and not self._always:
