@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 from markupsafe import Markup, escape
 
 from watcher.models import PRIORITIES, Alert, Item, Match, Priority
+from watcher.rules.engine import settle
 
 if TYPE_CHECKING:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -581,6 +582,7 @@ def json_lines(item: Item, matches: Sequence[Match]) -> list[str]:
     included), with the item's part encoded once and each match's spliced in: an item
     that many rules match was encoded again for each, at a cost near that of matching it.
     """
+    settle(matches)  # every detail at once, without a lookup per detail
     published = item.published.isoformat() if item.published else None
     head = f'{{"feed": {_ENCODE(item.feed)}, "rule": '
     middle = (

@@ -674,30 +674,34 @@ def is_word_char(ch: str) -> bool:
 
 
 def snippet_window(text: str, start: int, end: int, *, width: int = 160) -> tuple[int, int]:
-    """About ``width`` characters of ``text`` around ``[start, end)``, cut at word edges."""
-    half = max(0, (width - (end - start)) // 2)
-    lo = max(0, start - half)
-    hi = min(len(text), end + half)
-    if lo > 0:
-        space = text.find(" ", lo, start)
-        lo = space + 1 if space != -1 else lo
-    if hi < len(text):
-        space = text.rfind(" ", end, hi)
-        hi = space if space != -1 else hi
+    """About ``width`` characters of ``text`` around ``[start, end)``, cut at word edges
+    (the window of :func:`cut_snippet`)."""
+    _, lo, hi = cut_snippet(text, start, end, width=width)
     return lo, hi
 
 
 def cut_snippet(text: str, start: int, end: int, *, width: int = 160) -> tuple[str, int, int]:
-    """The snippet of :func:`snippet_window` with ellipses where it was cut, and the window
-    ``(lo, hi)``: offset ``i`` of ``text`` in ``[lo, hi)`` is ``i - lo + (lo > 0)`` in it."""
+    """About ``width`` characters of ``text`` around ``[start, end)``, cut at word edges,
+    with ellipses where it was cut, and the window ``(lo, hi)``: offset ``i`` of ``text``
+    in ``[lo, hi)`` is ``i - lo + (lo > 0)`` in it. In one function: test-run cuts a
+    snippet for most of its matches."""
     if not text:
         return "", 0, 0
-    lo, hi = snippet_window(text, start, end, width=width)
+    half = max(0, (width - (end - start)) // 2)
+    lo = max(0, start - half)
+    size = len(text)
+    hi = min(size, end + half)
     if lo > 0:
-        return ("…" + text[lo:hi] + "…" if hi < len(text) else "…" + text[lo:]), lo, hi
-    return (text[:hi] + "…" if hi < len(text) else text), lo, hi
+        space = text.find(" ", lo, start)
+        lo = space + 1 if space != -1 else lo
+    if hi < size:
+        space = text.rfind(" ", end, hi)
+        hi = space if space != -1 else hi
+    if lo > 0:
+        return ("…" + text[lo:hi] + "…" if hi < size else "…" + text[lo:]), lo, hi
+    return (text[:hi] + "…" if hi < size else text), lo, hi
 
 
 def snippet(text: str, start: int, end: int, *, width: int = 160) -> str:
-    """The text of :func:`snippet_window`, with ellipses where it was cut."""
+    """The text of :func:`cut_snippet`, with ellipses where it was cut."""
     return cut_snippet(text, start, end, width=width)[0]
