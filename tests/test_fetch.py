@@ -434,6 +434,28 @@ def test_false_content_length_is_a_clear_error(
     _typed(info.value, BodyTooLarge, "size", cause=None)
 
 
+def test_a_deadline_that_passes_between_two_chunks_reads_as_one_at_the_socket(
+    feed_server: FeedServer, client: httpx.Client
+) -> None:
+    """The body's loop checks the deadline between chunks, the socket during a read:
+    whichever sees it pass, the error is the same (a drip could reach either)."""
+    feed_server.routes["/drip"] = Route(handler=_drip)
+    ticks = iter([0.0, 0.0])  # the deadline armed at 0, the first chunk in time
+
+    def clock() -> float:
+        return next(ticks, 5.0)  # the next chunk, past the 1 s deadline
+
+    with pytest.raises(FetchError, match="overall deadline of 1 s") as info:
+        fetch(
+            client,
+            "slow",
+            feed_server.url("/drip"),
+            policy=replace(LOOPBACK, deadline=1.0),
+            clock=clock,
+        )
+    _typed(info.value, FetchTimeout, "timeout", cause=httpx.ReadTimeout)
+
+
 def test_dripping_headers_are_cut_off_by_the_deadline(
     feed_server: FeedServer, client: httpx.Client
 ) -> None:

@@ -526,7 +526,9 @@ def _read_capped(
         if size > max_bytes:
             raise BodyTooLarge(feed, f"body larger than {max_bytes} bytes (after decompression)")
         if clock() > deadline:
-            raise FetchTimeout(feed, "the fetch exceeded its overall deadline")
+            # As the socket says it when the deadline passes mid-read: fetch() then
+            # reports either the same way (the message names the deadline's seconds).
+            raise httpx.ReadTimeout("the overall deadline passed")
         chunks.append(chunk)
     return b"".join(chunks)
 
