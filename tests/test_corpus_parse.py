@@ -15,10 +15,13 @@ from dataclasses import fields
 
 import corpus
 import pytest
+from feedparser.encodings import convert_to_utf8
+from test_rss_fast import CONTENT_TYPES, converted
 
 from watcher.exceptions import ParseError
 from watcher.models import FetchResult, Item, ParsedFeed
 from watcher.parse import fast_path_refusal, parse
+from watcher.rss_fast import to_utf8
 
 FEEDS = corpus.selected()
 FULL = os.environ.get("WATCHER_CORPUS") == "full"
@@ -43,6 +46,16 @@ def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
         return parse("corpus", result, fast=fast)
     except ParseError as exc:
         return str(exc)
+
+
+@pytest.mark.parametrize("feed", FEEDS, ids=corpus.feed_id)
+def test_the_fast_path_decodes_each_real_feed_as_feedparser_does(feed: corpus.Feed) -> None:
+    """to_utf8 skips feedparser's copies of a UTF-8 document: the same bytes and the
+    same verdict, whatever the server's Content-Type says."""
+    for kind in CONTENT_TYPES:
+        headers = {} if kind is None else {"content-type": kind}
+        got = converted(to_utf8, headers, feed.data)
+        assert got == converted(convert_to_utf8, headers, feed.data), (feed.name, kind)
 
 
 @pytest.mark.parametrize("feed", FEEDS, ids=corpus.feed_id)

@@ -9,12 +9,16 @@ does what it does. Generated documents (tests/test_parse.py) and the corpus of r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from feedparser.encodings import convert_to_utf8
 
 from watcher.models import FetchResult, Item, ParsedFeed
 from watcher.parse import fast_path_refusal, parse
+from watcher.rss_fast import to_utf8
 
 RSS_NAMESPACES = (
     ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
@@ -356,3 +360,58 @@ def test_podlove_chapters_and_thread_counts() -> None:
 )
 def test_what_feedparser_reads_its_own_way_stays_with_it(body: bytes, reason: str) -> None:
     assert reason in refused(body)
+
+
+# What servers send: nothing, XML types with and without a charset, text types.
+CONTENT_TYPES = [
+    None,
+    "application/xml",
+    "application/rss+xml; charset=utf-8",
+    "application/atom+xml; charset=iso-8859-1",
+    "text/xml",
+    "text/xml; charset=UTF-8",
+    "text/html; charset=utf-8",
+]
+
+
+def converted(
+    convert: Callable[[dict[str, str], bytes, dict[str, Any]], bytes],
+    headers: dict[str, str],
+    body: bytes,
+) -> tuple[bytes, dict[str, Any]]:
+    result: dict[str, Any] = {}
+    data = convert(dict(headers), body, result)
+    error = result.pop("bozo_exception", None)  # a new instance each time: compared by kind
+    return data, {**result, "error": (type(error), str(error)) if error else None}
+
+
+_RSS = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+_LONG = "é" * 40_000  # 80,000 bytes: a character split between two 64 KiB pieces
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<?xml version='1.0' encoding='utf-8'?>\n" + _RSS,
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes" ?>\n' + _RSS,
+        b'<?xml version="1.0" encoding="utf8"?>\n' + _RSS,
+        b'<?xml version="1.0"?>\n<rss>' + _LONG.encode() + "😀".encode() + b"</rss>",
+        b"\n<rss>" + _LONG.encode() + b"</rss>",  # no declaration: one is added
+        b'<?xml version="1.0" encoding="utf-8"?>\n<rss>' + _LONG.encode() + b"\xff</rss>",
+        b'<?xml version="1.0" encoding="utf-8"?><rss>' + b"\xe9" + b"</rss>\n",  # in line one
+        b'<?xml version="1.0" encoding="iso-8859-1"?>\n<rss>\xe9</rss>',
+        b'<?xml version="1.0" encoding="windows-1251"?>\n<rss>\xc0</rss>',
+        b'<?xml version="1.0" encoding="utf-8"?>' + _RSS,  # one line: no first line to read
+        b"\xef\xbb\xbf<?xml version='1.0' encoding='utf-8'?>\n" + _RSS,  # a BOM
+        "<?xml version='1.0' encoding='utf-16'?>\n<rss/>".encode("utf-16-le"),  # no BOM
+        "<?xml version='1.0' encoding='utf-16'?>\n<rss/>".encode("utf-16"),
+        b"<?xml version='1.0' encoding='nonsense'?>\n<rss>\xe9</rss>",
+    ],
+    ids=lambda body: body[:40].decode("latin-1"),
+)
+def test_a_document_is_decoded_as_feedparser_decodes_it(body: bytes) -> None:
+    """to_utf8 reads UTF-8 documents without feedparser's copies, and hands everything
+    else to feedparser: either way, the same bytes and the same verdict."""
+    for kind in CONTENT_TYPES:
+        headers = {} if kind is None else {"content-type": kind}
+        assert converted(to_utf8, headers, body) == converted(convert_to_utf8, headers, body), kind
