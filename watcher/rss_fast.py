@@ -176,6 +176,11 @@ _UTF8 = frozenset({"utf-8", "utf8"})
 _CHUNK = 1 << 16
 
 
+def _feedparser_utf8(headers: dict[str, str], body: bytes, result: dict[str, Any]) -> bytes:
+    data: bytes = convert_to_utf8(headers, body, result)
+    return data
+
+
 def to_utf8(headers: dict[str, str], body: bytes, result: dict[str, Any]) -> bytes:
     """feedparser's ``convert_to_utf8``, byte for byte and with the same ``result``, without
     its copies of a document that is UTF-8 already.
@@ -193,13 +198,13 @@ def to_utf8(headers: dict[str, str], body: bytes, result: dict[str, Any]) -> byt
     head = body[:4]
     if newline < 0 or not head.isascii() or b"\x00" in head:
         # A BOM or UTF-16/32 (feedparser's sniffing), or no first line: feedparser whole.
-        return convert_to_utf8(headers, body, result)
+        return _feedparser_utf8(headers, body, result)
     decided: dict[str, Any] = {}
     convert_to_utf8(headers, body[: newline + 1], decided)
     if str(decided.get("encoding", "")).lower() not in _UTF8 or isinstance(
         decided.get("bozo_exception"), (CharacterEncodingOverride, CharacterEncodingUnknown)
     ):
-        return convert_to_utf8(headers, body, result)  # not its first choice, or not UTF-8
+        return _feedparser_utf8(headers, body, result)  # not its first choice, or not UTF-8
     check = codecs.getincrementaldecoder("utf-8")()
     view = memoryview(body)
     try:
@@ -207,7 +212,7 @@ def to_utf8(headers: dict[str, str], body: bytes, result: dict[str, Any]) -> byt
             check.decode(view[start : start + _CHUNK])
         check.decode(b"", final=True)
     except UnicodeDecodeError:
-        return convert_to_utf8(headers, body, result)  # feedparser's next guesses
+        return _feedparser_utf8(headers, body, result)  # feedparser's next guesses
     result.update(decided)
     declaration = _XML_DECLARATION.match(body)
     if declaration is not None:
