@@ -673,13 +673,6 @@ def is_word_char(ch: str) -> bool:
     return ch.isalnum() or ch == "_"
 
 
-def snippet_window(text: str, start: int, end: int, *, width: int = 160) -> tuple[int, int]:
-    """About ``width`` characters of ``text`` around ``[start, end)``, cut at word edges
-    (the window of :func:`cut_snippet`)."""
-    _, lo, hi = cut_snippet(text, start, end, width=width)
-    return lo, hi
-
-
 def cut_snippet(text: str, start: int, end: int, *, width: int = 160) -> tuple[str, int, int]:
     """About ``width`` characters of ``text`` around ``[start, end)``, cut at word edges,
     with ellipses where it was cut, and the window ``(lo, hi)``: offset ``i`` of ``text``

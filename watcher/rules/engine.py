@@ -363,9 +363,8 @@ class _Scan:
         done = self._alone.get(lit)
         if done is None:
             located = self.located(lit)
-            if len(located) == 1:  # the usual case, as _shown has it, without two calls
-                name, _start, _end, hit = located[0]
-                done = (hit.term,), (hit,), FIELD_WEIGHTS.get(name, 1.0)
+            if len(located) == 1:  # the usual case: no place to pick the longest hit at
+                done = _shown_one(located[0][3])
             else:
                 done = _shown(_longest(located), self.ruleset._field_rank)
             self._alone[lit] = done
@@ -848,9 +847,7 @@ class RuleSet:
         the mention counts of a poll count. Read from the same scan."""
         scan = _Scan(self, item)
         mentioned: tuple[str, ...] = ()
-        if not scan.hits and not self._always:
-            return [], mentioned
-        if self._entities_of:
+        if self._entities_of and scan.hits:
             found: dict[str, _Entity] = {}
             for lit, hits in scan.hits.items():
                 for entity in self._entities_of.get(lit, ()):
@@ -1003,12 +1000,16 @@ def _shown(
 ) -> tuple[tuple[str, ...], tuple[Hit, ...], float]:
     """Terms, hits (in field order, then by place) and score of a match's hits."""
     if len(located) == 1:  # the usual case: no sorting, no sets
-        hits = tuple(located.values())
-        return (hits[0].term,), hits, FIELD_WEIGHTS.get(hits[0].field, 1.0)
+        return _shown_one(next(iter(located.values())))
     hits = tuple(sorted(located.values(), key=lambda h: (rank.get(h.field, 99), h.start)))
     terms = tuple(dict.fromkeys(h.term for h in hits))
     distinct = {(h.term.casefold(), h.field) for h in hits}
     return terms, hits, sum(FIELD_WEIGHTS.get(name, 1.0) for _, name in distinct)
+
+
+def _shown_one(hit: Hit) -> tuple[tuple[str, ...], tuple[Hit, ...], float]:
+    """:func:`_shown` of a match with a single hit."""
+    return (hit.term,), (hit,), FIELD_WEIGHTS.get(hit.field, 1.0)
 
 
 class _Step(NamedTuple):
@@ -1102,11 +1103,6 @@ class _LazyMatch(Match):
         attributes; then the match lets go of the item's scan (which can be several times
         the item's size: offset maps are a list of ints per character or word)."""
         settle((self,))
-
-    def settle(self) -> None:
-        """Work out every detail now (see :func:`settle`)."""
-        if "snippet" not in self.__dict__:
-            self._cut()
 
     terms: _Detail[tuple[str, ...]] = _Detail(_work_out)
     hits: _Detail[tuple[Hit, ...]] = _Detail(_work_out)
