@@ -3,8 +3,8 @@
 Run: .venv/bin/python bench/fastpath_share.py [--corpus full|subset] [--repeat 3]
 
 On the corpus of real feeds (docs/corpus.md; the full one is built when missing) it prints:
-- by format, how many documents watcher's fast path reads (RSS 2.0 and Atom 1.0 are what it
-  is for; the share of those two is the figure issue 18 holds at 90% or more);
+- by format, how many documents watcher's fast path reads (RSS 2.0, Atom 1.0 and RSS 1.0;
+  the share of the first two is the figure issue 18 holds at 90% or more);
 - every reason the fast path gave for leaving a document to feedparser, counted, with the
   first feeds for each: what is left to widen;
 - parse throughput in items per second (CPU time, best of --repeat) on the documents the

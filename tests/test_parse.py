@@ -394,6 +394,49 @@ def rss_documents(draw: st.DrawFn, *, extras: bool = False) -> tuple[bytes, dict
     return document.encode(), headers
 
 
+# What stands beside an RSS 1.0 channel, each read as it is in a channel (or refused).
+_RDF_SIBLINGS = st.sampled_from(
+    [
+        '<image rdf:about="http://x/i.png"><title>{}</title><url>http://x/i.png</url></image>',
+        '<textinput rdf:about="http://x/s"><title>{}</title><name>q</name></textinput>',
+        "<dc:date>2026-11-23</dc:date>",
+        "<title>{}</title>",
+        "<x>{}</x>",
+    ]
+)
+
+
+@st.composite
+def rdf_documents(draw: st.DrawFn, *, extras: bool = False) -> tuple[bytes, dict[str, str]]:
+    """RSS 1.0: items (some with an rdf:about) beside the channel, which lists them."""
+    abouts = st.sampled_from(["", ' rdf:about="http://x/1"', ' rdf:about="rel/2"', ' rdf:about=""'])
+    items = [
+        item.replace("<item>", f"<item{draw(abouts)}>", 1)
+        for item in draw(st.lists(_rss_item(), max_size=4))
+    ]
+    title = draw(st.sampled_from(["", f"<title>{draw(_TEXT)}</title>"]))
+    description = draw(st.sampled_from(["", f"<description>{draw(_TEXT)}</description>"]))
+    listing = '<items><rdf:Seq><rdf:li rdf:resource="http://x/1"/></rdf:Seq></items>'
+    channel = _children(
+        draw, title + description + listing, "", _CHANNEL_EXTRAS if extras else None
+    )
+    siblings = items
+    if extras:
+        siblings += [s.format(draw(_TEXT)) for s in draw(st.lists(_RDF_SIBLINGS, max_size=2))]
+    parts = [f'<channel rdf:about="http://x/">{channel}</channel>', *siblings]
+    body = "".join(draw(st.permutations(parts)) if extras else parts)
+    document = (
+        '<?xml version="1.0" encoding="utf-8"?>\n'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+        ' xmlns="http://purl.org/rss/1.0/"'
+        ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+        ' xmlns:media="http://search.yahoo.com/mrss/"'
+        f' xmlns:atom="http://www.w3.org/2005/Atom">{body}</rdf:RDF>'
+    )
+    return document.encode(), {"content-type": "application/rdf+xml"}
+
+
 @st.composite
 def _atom_entry(draw: st.DrawFn) -> str:
     parts = []
@@ -466,7 +509,7 @@ def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
 
 
 @settings(max_examples=FAST_EXAMPLES, deadline=None)
-@given(st.one_of(rss_documents(), atom_documents()))
+@given(st.one_of(rss_documents(), atom_documents(), rdf_documents()))
 def test_the_fast_path_reads_exactly_what_feedparser_reads(
     case: tuple[bytes, dict[str, str]],
 ) -> None:
@@ -474,11 +517,14 @@ def test_the_fast_path_reads_exactly_what_feedparser_reads(
 
 
 @settings(max_examples=FAST_EXAMPLES // 2, deadline=None)
-@given(st.one_of(rss_documents(extras=True), atom_documents(extras=True)))
+@given(
+    st.one_of(rss_documents(extras=True), atom_documents(extras=True), rdf_documents(extras=True))
+)
 def test_the_fast_path_reads_exactly_what_feedparser_reads_beside_other_children(
     case: tuple[bytes, dict[str, str]],
 ) -> None:
-    """Items, entries and titles in other names and places, images and text inputs."""
+    """Items, entries and titles in other names and places, images and text inputs (beside
+    an RSS 1.0 channel too)."""
     _assert_both_paths_agree(case)
 
 

@@ -46,6 +46,25 @@ def atom(entries: str, feed: str = "<title>T</title>") -> bytes:
     return f"<feed{ATOM_NAMESPACES}>{feed}{entries}</feed>".encode()
 
 
+RDF_NAMESPACES = (
+    ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+    ' xmlns="http://purl.org/rss/1.0/"'
+    ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
+    ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
+)
+RDF_CHANNEL = (
+    '<channel rdf:about="http://x/"><title>T</title><link>http://x/</link>'
+    "<description>About x</description><items><rdf:Seq>"
+    '<rdf:li rdf:resource="http://x/1"/></rdf:Seq></items>'
+    '<image rdf:resource="http://x/i.png"/></channel>'
+)
+
+
+def rdf(items: str, channel: str = RDF_CHANNEL, namespaces: str = RDF_NAMESPACES) -> bytes:
+    """An RSS 1.0 document: items beside the channel, not in it."""
+    return f"<rdf:RDF{namespaces}>{channel}{items}</rdf:RDF>".encode()
+
+
 def result(body: bytes) -> FetchResult:
     return FetchResult(url="http://x/", status=200, body=body, headers={"content-type": "text/xml"})
 
@@ -317,6 +336,117 @@ def test_podlove_chapters_and_thread_counts() -> None:
     assert item.title == "Ep"
     entry = one(atom("<entry><id>1</id><title>P</title><thr:total>3</thr:total></entry>"))
     assert entry.title == "P"
+
+
+# -- RSS 1.0 ------------------------------------------------------------------------------------
+
+
+def test_an_rss_1_0_document_is_read_with_its_items_beside_the_channel() -> None:
+    parsed = read(
+        rdf(
+            '<item rdf:about="http://x/1"><title>One</title><link>http://x/1</link>'
+            "<description>A &lt;b&gt;bold&lt;/b&gt; start</description>"
+            "<dc:date>2026-11-30T10:00:00+01:00</dc:date><dc:creator>Ann</dc:creator>"
+            "<dc:subject>Kharkiv</dc:subject>"
+            "<content:encoded><![CDATA[<p>Full text</p>]]></content:encoded></item>"
+            '<item rdf:about="http://x/2"><title>Two</title></item>'
+        )
+    )
+    assert (parsed.title, parsed.version) == ("T", "rss10")
+    first, second = parsed.items
+    assert (first.id, first.title, first.link, first.author) == (
+        "http://x/1",
+        "One",
+        "http://x/1",
+        "Ann",
+    )
+    assert (first.summary, first.content, first.tags) == ("A bold start", "Full text", ("Kharkiv",))
+    assert first.published == datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    assert (second.id, second.title) == ("http://x/2", "Two")
+
+
+def test_an_rss_1_0_items_guid_takes_the_place_of_its_rdf_about() -> None:
+    """feedparser sets the id from rdf:about when the item starts, and any id element
+    after replaces it; an empty rdf:about sets nothing."""
+    parsed = read(
+        rdf(
+            '<item rdf:about="http://x/1"><guid isPermaLink="false">g1</guid></item>'
+            '<item rdf:about=""><title>No id</title><link>http://x/2</link></item>'
+        )
+    )
+    assert [(i.id, i.link) for i in parsed.items] == [
+        ("g1", ""),
+        ("http://x/2", "http://x/2"),
+    ]
+
+
+def test_an_image_and_text_input_beside_the_channel_keep_their_titles() -> None:
+    """Once the channel has ended, feedparser stores a title outside an entry nowhere."""
+    parsed = read(
+        rdf(
+            '<image rdf:about="http://x/i.png"><title>Logo</title><url>http://x/i.png</url>'
+            "<link>http://x/</link></image>"
+            '<item rdf:about="http://x/1"><title>One</title></item>'
+            '<textinput rdf:about="http://x/s"><title>Search</title><name>q</name>'
+            "<link>http://x/s</link><description>Find</description></textinput>"
+        )
+    )
+    assert (parsed.title, [i.title for i in parsed.items]) == ("T", ["One"])
+
+
+def test_an_rdf_about_in_an_rss_2_0_item_is_its_id_too() -> None:
+    """feedparser's item handler is one for every version."""
+    namespaces = f'{RSS_NAMESPACES} xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+    body = f'<rss version="2.0"{namespaces}><channel><title>T</title>'
+    body += '<item rdf:about="urn:x:1"><title>A</title></item></channel></rss>'
+    assert one(body.encode()).id == "urn:x:1"
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        # Declared on the channel: feedparser only knows the version from there on.
+        (
+            rdf(
+                '<item rdf:about="http://x/1"><title>A</title></item>',
+                '<channel xmlns="http://purl.org/rss/1.0/"><title>T</title></channel>',
+                ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"',
+            ),
+            "version changes",
+        ),
+        # Atom's namespace first: feedparser takes the document for Atom 1.0.
+        (
+            rdf(
+                '<item rdf:about="http://x/1"><title>A</title></item>',
+                namespaces=' xmlns:a="http://www.w3.org/2005/Atom"' + RDF_NAMESPACES,
+            ),
+            "version changes",
+        ),
+        (rdf("<title>Beside</title>"), "<title> beside the channel"),
+        (
+            rdf(
+                '<item xmlns:o="http://example.org/o/" o:about="http://x/1"><title>A</title></item>'
+            ),
+            "about attribute",
+        ),
+        # rdf bound to a namespace feedparser does not know: it still finds "rdf:about"
+        # among the names the document gives.
+        (
+            b'<rss version="2.0" xmlns:rdf="http://example.org/other/"><channel><title>T</title>'
+            b'<item rdf:about="http://x/1"><title>A</title></item></channel></rss>',
+            "about attribute",
+        ),
+    ],
+    ids=[
+        "namespace-on-channel",
+        "atom-first",
+        "title-beside-channel",
+        "other-about",
+        "rdf-rebound",
+    ],
+)
+def test_rss_1_0_that_feedparser_reads_its_own_way_stays_with_it(body: bytes, reason: str) -> None:
+    assert reason in refused(body)
 
 
 # -- what stays with feedparser ---------------------------------------------------------------

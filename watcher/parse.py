@@ -180,8 +180,8 @@ def fast_path_refusal(result: FetchResult) -> str | None:
 def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
     """Items of a downloaded document; raises :class:`ParseError` naming the feed.
 
-    Plain RSS 2.0 and Atom 1.0 go through :mod:`watcher.rss_fast` (the same items, several times
-    faster); ``fast=False`` sends everything through feedparser, the reference.
+    Plain RSS 2.0, Atom 1.0 and RSS 1.0 go through :mod:`watcher.rss_fast` (the same items,
+    several times faster); ``fast=False`` sends everything through feedparser, the reference.
     """
     body = result.body
     if not body.strip():

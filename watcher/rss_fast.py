@@ -1,4 +1,4 @@
-"""A fast path for the feeds most of the web serves: well-formed RSS 2.0 and Atom 1.0.
+"""A fast path for the feeds most of the web serves: well-formed RSS 2.0, Atom 1.0 and RSS 1.0.
 
 feedparser reads a document through a pure-Python SAX handler, about 280 us per item;
 expat building an ElementTree reads the same document in a fraction of that. This module
@@ -30,7 +30,7 @@ import io
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from operator import attrgetter
 from typing import Any
 from xml.sax.saxutils import escape
@@ -50,6 +50,9 @@ except ImportError:  # a feedparser that moved them: everything takes the refere
     AVAILABLE = False
 
 ATOM = "{http://www.w3.org/2005/Atom}"
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_RSS10 = "http://purl.org/rss/1.0/"
+_RSS090 = "http://my.netscape.com/rdf/simple/0.9/"
 
 _LINK_REFERENCE = re.compile("&([A-Za-z0-9_]+);")
 _C1_CONTROLS = re.compile("[\x80-\x9f]")  # all that feedparser's cp1252 map changes
@@ -64,9 +67,9 @@ _HTML_TYPES = frozenset({"text/html", "application/xhtml+xml"})
 _XHTML_TYPE = "application/xhtml+xml"
 _MEDIA_SCHEME = "http://search.yahoo.com/mrss/category_schema"
 _ITUNES_SCHEME = "http://www.itunes.com/"
-_VERSION_NAMESPACES = frozenset(
-    {"http://purl.org/rss/1.0/", "http://my.netscape.com/rdf/simple/0.9/"}
-)
+_VERSION_NAMESPACES = frozenset({_RSS10, _RSS090})
+# What stands beside the channel of an RSS 1.0 document, read as it is in a channel.
+_RDF_SIBLINGS = frozenset({"item", "entry", "image", "textinput"})
 
 # feedparser's tables: its prefix for each namespace it knows ("" for RSS and Atom), the
 # names it has a start or end handler for, and the names whose value it resolves as a URI.
@@ -127,7 +130,7 @@ Read = tuple[dict[str, Any], list[dict[str, Any]], str]
 
 
 def read_fast(body: bytes, headers: Mapping[str, str]) -> Read | None:
-    """feedparser's ``(feed, entries, version)`` for RSS 2.0 or Atom 1.0, or None."""
+    """feedparser's ``(feed, entries, version)`` for RSS 2.0, Atom 1.0 or RSS 1.0, or None."""
     try:
         return _read(body, headers)
     except _Refused:
@@ -226,7 +229,17 @@ class _Document:
 
     def __init__(self, root: ET.Element, declarations: list[tuple[str, str]], data: bytes) -> None:
         self.root = root
-        self.unknown_prefixes, self.remapped = _namespaces(declarations, _root_tag(data))
+        root_tag = _root_tag(data)
+        # An RSS 1.0 document: its namespace, declared on the root before Atom's, makes it
+        # "rss10" to feedparser from the start (feedparser's track_namespace).
+        self.rss10 = (
+            root.tag.lower() == f"{{{_RDF}}}rdf"
+            and _declared_version(declarations) == "rss10"
+            and _RSS10.encode() in root_tag.lower()
+        )
+        self.unknown_prefixes, self.remapped = _namespaces(declarations, root_tag, rss10=self.rss10)
+        # Whether feedparser's name for an item's rdf:about is the one read here.
+        self.rdf_prefix = all(uri.lower() == _RDF for name, uri in declarations if name == "rdf")
         counts = Counter(map(_TAG, root.iter()))  # counted in C: a Python step per tag only
         self.keys = {tag: self._key(tag) for tag in counts}
         self.guarded: Counter[str] = Counter()
@@ -265,7 +278,8 @@ class _Document:
     def read(self) -> Read:
         root = self.root
         key = self.keys[root.tag]
-        self.read_keys[key] += 1
+        if key in _COUNTED:  # not RSS 1.0's rdf:RDF
+            self.read_keys[key] += 1
         if root.tag == f"{ATOM}feed":
             self.atom = True
             feed, entries = self._feed(root, _atom_text)
@@ -279,16 +293,39 @@ class _Document:
             version = "rss20"
         elif key == "rss" and root.get("version", "").startswith("2."):
             raise _Refused("an <rss> holding more than its channel")
+        elif self.rss10:
+            feed, entries = self._feed(self._rdf_children(root), _rss_title)
+            version = "rss10"
         else:
-            raise _Refused("neither RSS 2.0 nor Atom 1.0")
+            raise _Refused("neither RSS 2.0, Atom 1.0 nor RSS 1.0")
         if self.read_keys != self.guarded:
             missed = sorted((self.guarded - self.read_keys).keys())
             raise _Refused(f"{', '.join(f'<{k}>' for k in missed)} where it is not read")
         return feed, entries, version
 
+    def _rdf_children(self, root: ET.Element) -> Iterator[ET.Element]:
+        """RSS 1.0 keeps its items, image and text input beside the channel, not in it.
+        feedparser reads them as it reads them in a channel, once the channel has ended
+        (then a title outside an entry is nobody's): one stream, the channel's children
+        and then the rest in document order. Before the channel, or after a first one,
+        a title they hold stands at the depth of the channel's own and hides it from
+        feedparser: those documents are refused, as is anything else beside the channel
+        that feedparser has a handler for."""
+        channel = False
+        for child in root:
+            key = self.keys[child.tag]
+            if key == "channel" and not channel:
+                channel = True
+                self.read_keys[key] += 1
+                yield from child
+            elif key in _RDF_SIBLINGS and channel:
+                yield child
+            elif key in _COUNTED or key in _HANDLED:
+                raise _Refused(f"<{key}> beside the channel of an RSS 1.0 document")
+
     def _feed(
         self,
-        parent: ET.Element,
+        children: Iterable[ET.Element],
         read_title: Callable[[ET.Element], tuple[str, str]],
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The feed's title and entries, in document order, with what the feed level
@@ -302,7 +339,7 @@ class _Document:
         # clears it, and while it is clear a second summary is taken for a content.
         has_content = False
         summary = False
-        for child in parent:
+        for child in children:
             key = self.keys[child.tag]
             if key in ("item", "entry"):  # feedparser's two names for one handler
                 entries.append(_Entry(self, has_content).read(child))
@@ -358,8 +395,22 @@ class _Document:
         self.read_keys.update(guarded)
 
 
+def _declared_version(declarations: list[tuple[str, str]]) -> str:
+    """The version feedparser takes from the first declaration of a namespace that names
+    one (its track_namespace), whatever the root element says after."""
+    for prefix, uri in declarations:
+        lower = uri.lower()
+        if lower == _RSS090 and not prefix:
+            return "rss090"
+        if lower == _RSS10:
+            return "rss10"
+        if lower == "http://www.w3.org/2005/atom":
+            return "atom10"
+    return ""
+
+
 def _namespaces(
-    declarations: list[tuple[str, str]], root_tag: bytes
+    declarations: list[tuple[str, str]], root_tag: bytes, *, rss10: bool = False
 ) -> tuple[dict[str, str], frozenset[str]]:
     """The document's prefix for each namespace feedparser does not know, and feedparser's
     prefix names the document gives to another namespace; refuses the declarations that
@@ -368,8 +419,9 @@ def _namespaces(
     Binding one of feedparser's own prefix names to another namespace files every element
     of that prefix under the other one (``xmlns:dc`` bound to DC terms turns each DC
     element into a DC terms element): the document's elements may not use it. Declaring RSS
-    1.0 or 0.90 makes an RSS 2.0 or Atom document "rss10" or "rss090"; declaring XLink adds
-    the declaration to the declaring element's attributes (harmless on the root only).
+    1.0 or 0.90 makes an RSS 2.0 or Atom document "rss10" or "rss090" (``rss10``: an RSS
+    1.0 document, which declares its own); declaring XLink adds the declaration to the
+    declaring element's attributes (harmless on the root only).
     """
     bound: dict[str, str] = {}
     unknown: dict[str, str] = {}
@@ -382,7 +434,7 @@ def _namespaces(
         if not uri:
             continue
         lower = uri.lower()
-        if lower in _VERSION_NAMESPACES:
+        if lower in _VERSION_NAMESPACES and not (rss10 and lower == _RSS10):
             raise _Refused("an RSS 1.0 or 0.90 namespace: feedparser's version changes")
         if uri == "http://www.w3.org/1999/xlink" and prefix:
             xlinks -= 1
@@ -547,12 +599,31 @@ class _Entry:
     def read(self, element: ET.Element) -> dict[str, Any]:
         self.doc.read_keys[self.doc.keys[element.tag]] += 1
         attributes = _attributes(element)
-        if {"rdf:about", "lastmod", "href"} & attributes.keys():
-            raise _Refused("an entry with an id, date or link in its attributes")
+        if {"lastmod", "href"} & attributes.keys():
+            raise _Refused("an entry with a date or link in its attributes")
+        about = self.about(element)
+        if about:
+            self.entry["id"] = about  # as given: feedparser neither strips nor resolves it
         self.walk(element, 1)
         if self.tags:
             self.entry["tags"] = self.tags
         return self.entry
+
+    def about(self, element: ET.Element) -> str | None:
+        """An RSS 1.0 item's ``rdf:about``, its id until an element gives one (feedparser's
+        _start_item). feedparser looks for it by the name "rdf:about" among attribute names
+        made from the namespace's prefix or the document's: an ``about`` in another
+        namespace, or the prefix rdf bound to another, is refused."""
+        found = [
+            (name, value)
+            for name, value in element.attrib.items()
+            if name[:1] == "{" and name.rpartition("}")[2].lower() == "about"
+        ]
+        if not found:
+            return None
+        if len(found) > 1 or found[0][0].lower() != f"{{{_RDF}}}about" or not self.doc.rdf_prefix:
+            raise _Refused("an entry with an about attribute feedparser may read otherwise")
+        return found[0][1]
 
     def walk(self, parent: ET.Element, depth: int) -> None:
         keys = self.doc.keys
