@@ -736,7 +736,7 @@ def drive(args: argparse.Namespace) -> None:
     if unknown:
         raise SystemExit(f"--fleet: no workload named {', '.join(unknown)} (one of {list(every)})")
     default_label = f"{default_parse_processes()} parse workers"
-    reader_version = version("reader")
+    reader_version = version("reader") if args.reader else "(not run)"
     report: dict[str, Any] = {
         "command": "python bench/compare.py " + " ".join(sys.argv[1:]),
         "machine": (
@@ -769,7 +769,7 @@ def drive(args: argparse.Namespace) -> None:
                         workload,
                         rules,
                         workers=args.workers,
-                        with_reader=rules == rule_counts[0],
+                        with_reader=args.reader and rules == rule_counts[0],
                         daemon=args.daemon,
                         tmp=workdir,
                     )
@@ -920,6 +920,12 @@ def main() -> None:
         dest="daemon",
         action="store_false",
         help="skip the real `watcher run` rounds",
+    )
+    parser.add_argument(
+        "--no-reader",
+        dest="reader",
+        action="store_false",
+        help="watcher's side alone (tests/test_bench.py: reader is no test dependency)",
     )
     parser.add_argument(
         "--memory-feeds",
