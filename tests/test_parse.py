@@ -423,7 +423,9 @@ def rdf_documents(draw: st.DrawFn, *, extras: bool = False) -> tuple[bytes, dict
     siblings = items
     if extras:
         siblings += [s.format(draw(_TEXT)) for s in draw(st.lists(_RDF_SIBLINGS, max_size=2))]
-    parts = [f'<channel rdf:about="http://x/">{channel}</channel>', *siblings]
+    # A base on the channel stays for the items after it when the root has none (feedparser's).
+    base = draw(st.sampled_from(["", ' xml:base="http://b.example/d/"']))
+    parts = [f'<channel rdf:about="http://x/"{base}>{channel}</channel>', *siblings]
     body = "".join(draw(st.permutations(parts)) if extras else parts)
     document = (
         '<?xml version="1.0" encoding="utf-8"?>\n'
