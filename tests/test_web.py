@@ -265,8 +265,13 @@ def shot(driver: Any, name: str) -> None:
 
 
 def text_of(driver: Any, tag: str = "body") -> str:
-    """The text a user sees; read again when a navigation replaced the page meanwhile."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    """The text a user sees; read again when a navigation replaced the page meanwhile, and
+    "" while there is none: between a form's submission and its answer the browser may
+    hold a document without a body yet (it failed a wait_until once, by raising)."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.common.by import By
 
     for _ in range(50):
@@ -274,7 +279,9 @@ def text_of(driver: Any, tag: str = "body") -> str:
             return str(driver.find_element(By.TAG_NAME, tag).text)
         except StaleElementReferenceException:
             continue
-    return str(driver.find_element(By.TAG_NAME, tag).text)
+        except NoSuchElementException:
+            return ""
+    return ""
 
 
 def no_dialog(driver: Any) -> bool:
@@ -458,7 +465,8 @@ def test_the_console_reads_beside_the_running_daemon_without_disturbing_it(
     polled = world.feeds.hits("/news")
     for path in ("/", "/alerts", "/feeds/news", "/tester", "/feeds", "/alerts?status=pending"):
         browser.get(world.base + path)
-        assert "State unavailable" not in text_of(browser)
+        page = text_of(browser)
+        assert page and "State unavailable" not in page, path
     assert wait_until(lambda: world.feeds.hits("/news") >= polled + 3)
     log = world.daemon.log_text()
     assert "locked" not in log and "Traceback" not in log
