@@ -612,6 +612,13 @@ notifiers:
         assert web.stop() == 0
 
 
+def test_text_of_reads_nothing_where_a_document_has_no_body_yet(browser: Any) -> None:
+    """What the waits above rely on: a page without the element reads as no text (an SVG
+    document has no <body>, as a document being replaced may not have one yet)."""
+    browser.get("data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg'><text>x</text></svg>")
+    assert text_of(browser) == "" and not wait_until(lambda: "x" in text_of(browser), 0.2)
+
+
 def test_a_session_of_clicks_leaves_the_state_byte_identical(
     world: World, browser: Any, tmp_path: Path
 ) -> None:
