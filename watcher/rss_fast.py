@@ -404,7 +404,7 @@ def _declared_version(declarations: list[tuple[str, str]]) -> str:
             return "rss090"
         if lower == _RSS10:
             return "rss10"
-        if lower == "http://www.w3.org/2005/atom":
+        if lower == ATOM[1:-1].lower():
             return "atom10"
     return ""
 
