@@ -180,6 +180,14 @@ def test_new_items_and_feed_state(store: Store) -> None:
     assert store.new_items("g", other) == other
 
 
+def test_items_are_recorded_only_with_a_baseline() -> None:
+    """A poll's first look-up of known items is skipped for a feed not yet baselined
+    (watcher/pipeline.py): that holds only while no decision records items without it."""
+    with pytest.raises(ValueError, match="feed 'f': items are recorded only by a poll"):
+        PollDecision("f", "http://x/f", NOW, seen=[SeenItem(items("a")[0])])
+    PollDecision("f", "http://x/f", NOW, kind="failure", error="HTTP 500")  # no items: fine
+
+
 def test_many_ids_are_queried_in_chunks(store: Store) -> None:
     many = items(*(str(i) for i in range(2500)))
     commit(store, many[:1200])

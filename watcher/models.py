@@ -261,3 +261,10 @@ class PollDecision:
     disabled_url: str | None = None  # after a 410: the URL that is gone
     health_notice: Any = KEEP  # "failing", None (cleared), or KEEP
     history: PollRecord | None = None  # kept in the feed's recent polls (None: not kept)
+
+    def __post_init__(self) -> None:
+        # The pipeline relies on it: a feed not yet baselined has no items to look up.
+        if self.seen and not self.baselined:
+            raise ValueError(
+                f"feed '{self.feed}': items are recorded only by a poll that baselines the feed"
+            )

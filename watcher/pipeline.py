@@ -20,7 +20,7 @@ from watcher.alerts import Spike, Style, render_digest, spike_alerts
 from watcher.config import Config, FeedConfig, SpikeWatch
 from watcher.exceptions import FeedError, FetchAborted, HTTPStatusError, StoreError
 from watcher.fetch import Fetcher
-from watcher.identity import classify, item_keys
+from watcher.identity import Known, classify, item_keys
 from watcher.models import (
     FeedState,
     FetchResult,
@@ -224,7 +224,10 @@ def _poll(
 
     at = now()
     keys = {item.id: item_keys(item) for item in document.items}
-    judged = classify(document.items, store.known(feed.name, keys), keys)
+    # Only a parsed poll records items, and it baselines the feed: a feed not yet
+    # baselined has none to look up (a new fleet's first round skips 200 queries).
+    known = store.known(feed.name, keys) if state.baselined else Known()
+    judged = classify(document.items, known, keys)
     new, old = decide.new_and_old(config, feed, judged, at)
     found, entities = match_new(new, ruleset, tags=feed.tags) if state.baselined else ([], {})
     want = decide.wanted(config, judged, found)
