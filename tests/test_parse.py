@@ -21,7 +21,7 @@ from watcher.identity import clean_link
 from watcher.identity import primary_identity as item_identity
 from watcher.models import FetchResult, ParsedFeed
 from watcher.parse import MAX_FIELD_CHARS, parse
-from watcher.rss_fast import read_fast
+from watcher.rss_fast import Loose, read_document, read_fast
 
 FEEDS = Path(__file__).parent / "data" / "feeds"
 GOLDEN = sorted(p for p in FEEDS.iterdir() if not p.name.endswith(".expected.json"))
@@ -528,6 +528,33 @@ def test_the_fast_path_reads_exactly_what_feedparser_reads_beside_other_children
     """Items, entries and titles in other names and places, images and text inputs (beside
     an RSS 1.0 channel too)."""
     _assert_both_paths_agree(case)
+
+
+# What makes a document not well-formed, as real feeds do it: an HTML5 entity XML does not
+# define, a bare ampersand or "<", a control character, a stray end tag, an unclosed one.
+_BREAKERS = st.sampled_from(
+    [b"&colon;", b"&", b" < ", b"\x02", b"</em>", b"<br>", b"&nbsp", b"]]>", b"<p>"]
+)
+
+
+@settings(max_examples=FAST_EXAMPLES // 2, deadline=None)
+@given(
+    st.one_of(rss_documents(), atom_documents(), rdf_documents()),
+    _BREAKERS,
+    st.floats(min_value=0, max_value=1),
+)
+def test_a_document_broken_anywhere_reads_exactly_as_feedparser_reads_it(
+    case: tuple[bytes, dict[str, str]], breaker: bytes, where: float
+) -> None:
+    """Such a document goes straight to feedparser's loose parser (watcher.rss_fast.Loose),
+    skipping the strict attempt that feedparser.parse makes first: the same items, or the
+    same error, wherever it breaks."""
+    body, headers = case
+    at = round(len(body) * where)
+    broken = body[:at] + breaker + body[at:]
+    loose = isinstance(read_document(broken, headers), Loose)
+    event("feedparser's loose parser at once" if loose else "another path")
+    _assert_both_paths_agree((broken, headers))
 
 
 def _assert_both_paths_agree(case: tuple[bytes, dict[str, str]]) -> None:

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from feedparser.encodings import convert_to_utf8
 
+from watcher.exceptions import ParseError
 from watcher.models import FetchResult, Item, ParsedFeed
 from watcher.parse import fast_path_refusal, parse
-from watcher.rss_fast import to_utf8
+from watcher.rss_fast import Loose, read_document, to_utf8
 
 RSS_NAMESPACES = (
     ' xmlns:content="http://purl.org/rss/1.0/modules/content/"'
@@ -535,3 +536,58 @@ def test_a_document_is_decoded_as_feedparser_decodes_it(body: bytes) -> None:
     for kind in CONTENT_TYPES:
         headers = {} if kind is None else {"content-type": kind}
         assert converted(to_utf8, headers, body) == converted(convert_to_utf8, headers, body), kind
+
+
+# -- not well-formed: feedparser's loose parser, without its strict attempt first -------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # HTML5 entities XML does not define (watcher turns HTML 4's into numeric references
+        # first, and then the document is well-formed), as a real feed writes one in a title.
+        rss(
+            "<item><guid>1</guid><title>Re&colon; a&nbsp;b</title><description>x</description></item>"
+        ),
+        atom("<entry><id>1</id><title>A &colon; b</title><summary>&lt;b&gt;s</summary></entry>"),
+        # A control character, an unclosed tag, junk after the root, a stray ampersand.
+        rss("<item><guid>1</guid><title>A \x02 b</title></item>"),
+        rss("<item><guid>1</guid><title>A</title><description>x<br></description></item>"),
+        rss("<item><guid>1</guid><title>A</title></item>") + b"<junk/>",
+        rss("<item><guid>1</guid><title>Tom & Jerry</title><link>http://x/?a=1&b=2</link></item>"),
+        # Relative links (feedparser's loose parser makes nothing absolute without a base).
+        atom('<entry><id>1</id><title>A &lpar;1&rpar;</title><link href="/a"/></entry>'),
+    ],
+    ids=["html-entities", "atom-entities", "control", "unclosed", "junk", "ampersand", "relative"],
+)
+def test_a_document_that_is_not_well_formed_goes_straight_to_the_loose_parser(body: bytes) -> None:
+    """feedparser's strict parser reads such a document up to the error and keeps nothing
+    but the error; expat (the same library, on the same bytes) says so first, and watcher
+    runs feedparser's loose parser at once: the very items of feedparser.parse."""
+    assert refused(body) == "not well-formed XML: feedparser's loose parser reads it"
+    assert isinstance(read_document(result(body).body, result(body).headers), Loose)
+    assert parse("f", result(body)).items
+
+
+def _outcome(body: bytes, *, fast: bool) -> ParsedFeed | str:
+    try:
+        return parse("f", result(body), fast=fast)
+    except ParseError as exc:
+        return str(exc)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html><head><title>Moved</title></head><body><p>Gone &rarr; <br> here</body></html>",
+        b"<notafeed><x>1 &colon; 2</notafeed>",
+        b"<rss><channel><title>cut short &amp; broken",
+        b"\x00\x01 not xml at all <",
+    ],
+    ids=["html-page", "no-feed", "truncated", "garbage"],
+)
+def test_a_broken_document_ends_as_feedparser_ends_it(body: bytes) -> None:
+    """Where the loose parser finds no feed, feedparser itself is asked, so the error
+    names its own reason, as it did before the shortcut; what it does find is the same."""
+    assert _outcome(body, fast=True) == _outcome(body, fast=False)
+    assert isinstance(_outcome(b"<notafeed><x>1 &colon; 2</notafeed>", fast=True), str)

@@ -22,7 +22,7 @@ import feedparser
 from watcher.exceptions import ParseError
 from watcher.identity import one_per_identity, primary_identity
 from watcher.models import FetchResult, Item, ParsedFeed
-from watcher.rss_fast import read_fast, refusal
+from watcher.rss_fast import Loose, read_document, read_loose, refusal
 from watcher.text import html_to_text, plain_text
 
 MAX_FIELD_CHARS = 65536
@@ -181,7 +181,8 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
     """Items of a downloaded document; raises :class:`ParseError` naming the feed.
 
     Plain RSS 2.0, Atom 1.0 and RSS 1.0 go through :mod:`watcher.rss_fast` (the same items,
-    several times faster); ``fast=False`` sends everything through feedparser, the reference.
+    several times faster), and a document that is not well-formed straight to feedparser's
+    loose parser; ``fast=False`` sends everything through ``feedparser.parse``, the reference.
     """
     body = result.body
     if not body.strip():
@@ -189,7 +190,8 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
     if _is_json(result):
         return _parse_json_feed(feed, body)
     body = _xml_body(feed, result)
-    if fast and (read := read_fast(body, result.headers)) is not None:
+    read = read_document(body, result.headers) if fast else None
+    if isinstance(read, tuple):
         channel, entries, version = read
         return ParsedFeed(
             title=_detail_text(channel.get("title_detail"), channel.get("title", "")),
@@ -197,12 +199,18 @@ def parse(feed: str, result: FetchResult, *, fast: bool = True) -> ParsedFeed:
             version=version,
         )
     try:
-        parsed = feedparser.parse(
-            io.BytesIO(body),
-            response_headers=dict(result.headers),
-            sanitize_html=False,
-            resolve_relative_uris=False,
-        )
+        parsed = None
+        if isinstance(read, Loose):  # not well-formed: straight to feedparser's loose parser
+            parsed = read_loose(read, sanitize_html=False, resolve_relative_uris=False)
+            if not parsed.get("version"):
+                parsed = None  # no feed at all: feedparser's own words say why (below)
+        if parsed is None:
+            parsed = feedparser.parse(
+                io.BytesIO(body),
+                response_headers=dict(result.headers),
+                sanitize_html=False,
+                resolve_relative_uris=False,
+            )
     except Exception as exc:  # feedparser's own bugs on hostile bytes (tests/test_fuzz.py)
         raise ParseError(feed, f"the document could not be read ({type(exc).__name__})") from exc
     if not parsed.get("version"):
