@@ -142,6 +142,8 @@ class Daemon:
         self._clock_mark = (self._wall(), time.monotonic())
         self._paced: dict[str, float] = {}  # feed -> monotonic time before which not to poll
         self._backlog = False  # the last tick left due feeds unclaimed for want of slots
+        # Held while due feeds are claimed: by the ticker, or by a poll that freed a slot.
+        self._claiming = threading.Lock()
         # After a reload that could not be written: feed -> when it is due (see _sync).
         self._unsynced: dict[str, datetime] | None = None
         self._polls = ThreadPoolExecutor(
@@ -219,7 +221,7 @@ class Daemon:
         if self._stop.is_set():
             return
         if self._backlog:  # feeds were left due for want of a free slot: one is free now
-            self._tick_at(datetime.now(UTC))
+            self._claim_now()
         if not outcome.mentioned.isdisjoint(running.config.spike_keys):
             self._wake("spikes")
         if outcome.error_kind == "store":
@@ -528,11 +530,27 @@ class Daemon:
     # -- scheduling -------------------------------------------------------------
 
     def _tick(self) -> None:
+        """APScheduler's ticker: claim what is due (see :meth:`_claim_now`)."""
+        self._claim_now()
+
+    def _claim_now(self) -> None:
+        """Claim what is due and poll it, in this thread: the ticker's, or a poll's that
+        freed a slot while feeds were left due. (Waking the ticker instead, while it still
+        claimed, made APScheduler skip the run with a warning, for nearly every poll of a
+        big first round.) One thread claims at a time, counting the free slots afresh;
+        while one does, another has nothing to add: the next poll to end, or the next
+        tick, claims for the slots freed meanwhile."""
+        if self._stop.is_set() or not self._claiming.acquire(blocking=False):
+            return
+        try:
+            self._claim_due()
+        finally:
+            self._claiming.release()
+
+    def _claim_due(self) -> None:
         """Claim what is due and poll it: the schedule lives in the store (next_poll_at),
         so a restart resumes each feed where it was, and only the holder of a feed's
         claim records its poll."""
-        if self._stop.is_set():
-            return
         if self._unsynced is not None:
             self._sync()
         running = self.current
