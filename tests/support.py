@@ -21,7 +21,9 @@ from xml.sax.saxutils import escape
 import pytest
 from sqlalchemy import create_engine, text
 
-from watcher.models import Item, PollDecision, SeenItem
+from watcher.exceptions import ParseError
+from watcher.models import FetchResult, Item, ParsedFeed, PollDecision, SeenItem
+from watcher.parse import parse
 from watcher.store import Store
 
 DATA = Path(__file__).parent / "data"
@@ -371,3 +373,12 @@ def trickle(store: Store, end: datetime, *, hours: int = 8 * 24, name: str = "kh
     for h in range(hours, 0, -1):
         at = end - timedelta(hours=h)
         poll_at(store, at, "archive", [(f"t{h}", f"trickle-{name}-{h}", (("entity", name),))])
+
+
+def parse_outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
+    """What parse() makes of a download: the feed, or its error's words (both parse paths
+    must agree on either)."""
+    try:
+        return parse("f", result, fast=fast)
+    except ParseError as exc:
+        return str(exc)

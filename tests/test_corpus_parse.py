@@ -16,11 +16,11 @@ from dataclasses import fields
 import corpus
 import pytest
 from feedparser.encodings import convert_to_utf8
+from support import parse_outcome
 from test_rss_fast import CONTENT_TYPES, converted
 
-from watcher.exceptions import ParseError
 from watcher.models import FetchResult, Item, ParsedFeed
-from watcher.parse import fast_path_refusal, parse
+from watcher.parse import fast_path_refusal
 from watcher.rss_fast import to_utf8
 
 FEEDS = corpus.selected()
@@ -41,13 +41,6 @@ def _headers(feed: corpus.Feed) -> dict[str, str]:
     return {"content-type": kind}
 
 
-def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
-    try:
-        return parse("corpus", result, fast=fast)
-    except ParseError as exc:
-        return str(exc)
-
-
 @pytest.mark.parametrize("feed", FEEDS, ids=corpus.feed_id)
 def test_the_fast_path_decodes_each_real_feed_as_feedparser_does(feed: corpus.Feed) -> None:
     """to_utf8 skips feedparser's copies of a UTF-8 document: the same bytes and the
@@ -61,8 +54,8 @@ def test_the_fast_path_decodes_each_real_feed_as_feedparser_does(feed: corpus.Fe
 @pytest.mark.parametrize("feed", FEEDS, ids=corpus.feed_id)
 def test_the_fast_path_reads_each_real_feed_as_feedparser_does(feed: corpus.Feed) -> None:
     result = fetched(feed)
-    reference = _outcome(result, fast=False)
-    got = _outcome(result, fast=True)
+    reference = parse_outcome(result, fast=False)
+    got = parse_outcome(result, fast=True)
     if not isinstance(reference, ParsedFeed) or not isinstance(got, ParsedFeed):
         assert got == reference, feed.name  # the same error, naming the same problem
         return

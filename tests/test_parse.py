@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
+from support import parse_outcome
 
 from watcher.exceptions import ParseError
 from watcher.identity import clean_link
@@ -503,13 +504,6 @@ def atom_documents(draw: st.DrawFn, *, extras: bool = False) -> tuple[bytes, dic
     return document.encode(), {"content-type": "application/atom+xml"}
 
 
-def _outcome(result: FetchResult, *, fast: bool) -> ParsedFeed | str:
-    try:
-        return parse("f", result, fast=fast)
-    except ParseError as exc:
-        return str(exc)
-
-
 @settings(max_examples=FAST_EXAMPLES, deadline=None)
 @given(st.one_of(rss_documents(), atom_documents(), rdf_documents()))
 def test_the_fast_path_reads_exactly_what_feedparser_reads(
@@ -561,7 +555,7 @@ def _assert_both_paths_agree(case: tuple[bytes, dict[str, str]]) -> None:
     body, headers = case
     result = FetchResult(url="http://x/", status=200, body=body, headers=headers)
     event("fast path" if read_fast(body, headers) is not None else "feedparser")
-    assert _outcome(result, fast=True) == _outcome(result, fast=False)
+    assert parse_outcome(result, fast=True) == parse_outcome(result, fast=False)
 
 
 # -- what real feeds hold beside the plain elements (issue 18) ------------------------------------

@@ -221,7 +221,7 @@ class Daemon:
         if self._stop.is_set():
             return
         if self._backlog:  # feeds were left due for want of a free slot: one is free now
-            self._claim_now()
+            self._tick()  # here, not by waking the ticker (see _tick)
         if not outcome.mentioned.isdisjoint(running.config.spike_keys):
             self._wake("spikes")
         if outcome.error_kind == "store":
@@ -530,11 +530,7 @@ class Daemon:
     # -- scheduling -------------------------------------------------------------
 
     def _tick(self) -> None:
-        """APScheduler's ticker: claim what is due (see :meth:`_claim_now`)."""
-        self._claim_now()
-
-    def _claim_now(self) -> None:
-        """Claim what is due and poll it, in this thread: the ticker's, or a poll's that
+        """Claim what is due and poll it, in this thread: APScheduler's ticker, or a poll's that
         freed a slot while feeds were left due. (Waking the ticker instead, while it still
         claimed, made APScheduler skip the run with a warning, for nearly every poll of a
         big first round.) One thread claims at a time, counting the free slots afresh;
