@@ -5,6 +5,8 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -255,6 +257,36 @@ def state_sql(target: str | Path, statement: str, **params: object) -> list[tupl
         engine.dispose()
 
 
+def _quiet(state: str | Path, deadline: float) -> bool:
+    """Whether no other session holds a transaction open on the state, once the
+    statements already sent have run: a PostgreSQL URL (its other client sessions all
+    idle) or a SQLite path (its write lock free)."""
+    if isinstance(state, Path):
+        try:
+            with sqlite3.connect(state, timeout=0.2) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.rollback()
+        except sqlite3.OperationalError:  # "database is locked": a write is under way
+            return False
+        return True
+    while time.monotonic() < deadline:
+        busy = {
+            row[0]
+            for row in state_sql(
+                state,
+                "SELECT state FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                " AND state <> 'idle'",
+            )
+        }
+        if not busy:
+            return True
+        if busy != {"active"}:  # idle in transaction: only the stopped client can end it
+            return False
+        time.sleep(0.01)  # sent before the stop, still running
+    return False
+
+
 # -- the daemon as a real process -----------------------------------------------------------
 
 
@@ -320,6 +352,22 @@ class Daemon:
         code = self.proc.wait(timeout=30)
         self.proc = None
         return code
+
+    def freeze(self, state: str | Path, timeout: float = 20.0) -> None:
+        """SIGSTOP the daemon where it holds nothing open on its state, so that a test can
+        then write the state behind its back. Stopped at a random moment, it may hold a
+        transaction (its locks with it: the test's write would wait forever) or, on
+        PostgreSQL, have sent a write the server has yet to run (it would land after the
+        test's own). Until it stops between transactions it is let go on and stopped again."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.send_signal(signal.SIGSTOP)
+            if _quiet(state, deadline):
+                return
+            self.proc.send_signal(signal.SIGCONT)
+            time.sleep(0.05)
+        raise AssertionError(f"the daemon never stopped between transactions in {timeout:.0f}s")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

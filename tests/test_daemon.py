@@ -750,7 +750,7 @@ def test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds(
 
         # The daemon wedges (SIGSTOP): its record goes stale. Aged in the database rather
         # than waited for: 3 minutes without a heartbeat, and a poll over 10 minutes late.
-        daemon.proc.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+        daemon.freeze(db)
         long_ago = (datetime.now(UTC) - timedelta(minutes=10, seconds=30)).strftime(
             "%Y-%m-%d %H:%M:%S"
         )  # half a minute from either side of a whole one: "10m" however slow the machine
