@@ -411,6 +411,68 @@ def test_a_state_from_before_alembic_ends_with_exactly_the_schema(
     assert differences(path) == []
 
 
+def _catalog(target: str | Path) -> list[tuple[Any, ...]]:
+    """Everything a database's schema is made of, spelled the same way however it was
+    created, and the rows of its two version tables."""
+    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    queries = (
+        [
+            # SQLite keeps each table's CREATE statement as written: ALTER TABLE ... ADD
+            # COLUMN puts no line break where CREATE TABLE has one.
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+        ]
+        if isinstance(target, Path)
+        else [
+            "SELECT table_name, column_name, ordinal_position, data_type,"
+            " character_maximum_length, numeric_precision, is_nullable, column_default"
+            " FROM information_schema.columns WHERE table_schema = 'public'",
+            "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'",
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)"
+            " FROM pg_constraint WHERE connamespace = 'public'::regnamespace",
+        ]
+    )
+    with engine.connect() as conn:
+        rows = [
+            tuple(" ".join(v.split()) if isinstance(v, str) else v for v in row)
+            for query in queries
+            for row in conn.execute(text(query))
+        ]
+        rows += [("schema_version", *r) for r in conn.execute(text("SELECT * FROM schema_version"))]
+        rows += [
+            ("alembic_version", *r) for r in conn.execute(text("SELECT * FROM alembic_version"))
+        ]
+    engine.dispose()
+    return sorted(rows, key=repr)
+
+
+def test_a_new_state_has_exactly_the_schema_the_revisions_build(
+    state_db: str | Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A new state is created from the tables' declaration and stamped, not taken through
+    the revisions (watcher/store/upgrade.py says why): the two must never drift apart,
+    or a later revision would meet a schema it was not written for."""
+    from alembic import command
+
+    from watcher.store.upgrade import alembic_config
+
+    Store.open(state_db).close()
+    if isinstance(state_db, Path):
+        revised: str | Path = tmp_path / "revised.db"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        revised = server.url(server.create_database())
+    engine = create_engine(revised if isinstance(revised, str) else f"sqlite:///{revised}")
+    with engine.begin() as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, head())
+    engine.dispose()
+    made = _catalog(state_db)
+    assert any("mention_stories" in repr(row) for row in made)  # the head's newest tables
+    assert made == _catalog(revised)
+    assert differences(state_db) == []
+
+
 def test_openers_starting_together_migrate_a_new_state_once(state_db: str | Path) -> None:
     """Nodes started at once: one creates the schema under the lock, the others wait and
     find it done (PostgreSQL: an advisory lock; SQLite: the write lock, taken first)."""

@@ -6,6 +6,13 @@ row of 1 to 3) first runs the home-made migrations that remain (``schema.MIGRATI
 then is stamped ``0001``. ``schema_version`` stays at 3 in every database, so a watcher
 from before Alembic refuses a newer one ("newer than this watcher") instead of
 creating tables in it; a revision that such a watcher could not run on sets it higher.
+
+An empty database is not taken through the revisions: its tables are created from their
+declaration (``schema.metadata``) and it is stamped with the head, as Alembic's cookbook
+builds a database from scratch ("Building an Up to Date Database from Scratch"). The
+stamp is written here rather than by Alembic, whose import a daemon would otherwise carry
+for its whole life (about 6 MiB) for the one start that created its state. A test holds
+the two ways to the same tables, columns, indexes and constraints.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Column, Connection, MetaData, PrimaryKeyConstraint, String, Table, text
 
 from watcher.store import schema
 
@@ -26,6 +33,13 @@ if TYPE_CHECKING:  # Alembic is imported only to migrate: opening a current stat
 SCRIPTS = Path(__file__).with_name("migrations")
 FIRST = "0001"  # the schema of home-made version 3
 HEAD = "0004"  # the newest revision in migrations/versions (a test holds them equal)
+# Alembic's version table, as Alembic itself creates it (alembic.runtime.migration).
+VERSION_TABLE = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
 # pg_advisory_xact_lock's key for migrations ("watcher" in ASCII): nodes that start
 # together migrate one after the other, and the later ones find nothing to do.
 MIGRATION_LOCK = int.from_bytes(b"watcher", "big")
@@ -118,12 +132,14 @@ def upgrade(conn: Connection) -> Migration:
             raise _newer(revision)
     else:
         version = schema.current_version(conn)
-        before = None if version is None else f"schema version {version}"
-        if version is not None:
-            # From before Alembic: the home-made steps up to version 3 (raises if the
-            # version is newer), then Alembic takes over from the same schema.
-            schema.migrate(conn)
-            _stamp(conn, FIRST)
+        if version is None:
+            create(conn)
+            return Migration(None, target)
+        before = f"schema version {version}"
+        # From before Alembic: the home-made steps up to version 3 (raises if the version
+        # is newer), then Alembic takes over from the same schema.
+        schema.migrate(conn)
+        _stamp(conn, FIRST)
     from alembic import command
     from alembic.util.exc import CommandError
 
@@ -134,6 +150,15 @@ def upgrade(conn: Connection) -> Migration:
     except CommandError as exc:  # a revision missing or out of order: our packaging
         raise RuntimeError(f"cannot migrate: {exc}") from exc
     return Migration(before, target)
+
+
+def create(conn: Connection) -> None:
+    """The head's tables in an empty database, stamped with the head (see the module's
+    docstring). A table already there is an error, as it would be in the revisions."""
+    schema.metadata.create_all(conn, checkfirst=False)
+    conn.execute(schema.schema_version.insert().values(version=schema.LATEST))
+    VERSION_TABLE.create(conn, checkfirst=False)
+    conn.execute(VERSION_TABLE.insert().values(version_num=HEAD))
 
 
 def _stamp(conn: Connection, revision: str) -> None:
