@@ -26,7 +26,8 @@ def test_the_parse_workers_import_without_the_daemons_dependencies() -> None:
 
 
 def test_a_daemon_on_sqlite_imports_nothing_of_the_cluster(tmp_path: object) -> None:
-    """Single machine stays simple: procrastinate and psycopg are for PostgreSQL only."""
+    """Single machine stays simple: procrastinate, psycopg and SQLAlchemy's PostgreSQL
+    dialects are for PostgreSQL only."""
     code = (
         "import sys, tempfile, pathlib\n"
         "from watcher.config import parse_config\n"
@@ -36,11 +37,32 @@ def test_a_daemon_on_sqlite_imports_nothing_of_the_cluster(tmp_path: object) -> 
         "daemon = Daemon(config)\n"
         "daemon._schedule()\n"
         "print(','.join(m for m in ('procrastinate', 'psycopg', 'psycopg_pool', "
-        "'watcher.cluster') if m in sys.modules), daemon.cluster)\n"
+        "'watcher.cluster', 'sqlalchemy.dialects.postgresql') if m in sys.modules), "
+        "daemon.cluster)\n"
         "daemon.store.close()\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_a_daemon_that_creates_its_state_carries_neither_alembic_nor_rapidfuzz() -> None:
+    """A daemon keeps what it imported for months: Alembic is for migrating a state (a
+    new one is created from the tables' declaration), rapidfuzz for comparing two
+    headlines (only when an item resembles another feed's)."""
+    code = (
+        "import sys, tempfile, pathlib\n"
+        "from watcher.config import parse_config\n"
+        "from watcher.daemon import Daemon\n"
+        "d = pathlib.Path(tempfile.mkdtemp())\n"
+        "config = parse_config(f'state: {d}/w.db\\n', file='c.yaml')\n"
+        "daemon = Daemon(config)\n"
+        "daemon._schedule()\n"
+        "print(daemon.store.migration.describe('w.db'))\n"
+        "print(*(m for m in ('alembic', 'mako', 'rapidfuzz') if m in sys.modules))\n"
+        "daemon.store.close()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["state w.db created at revision 0004", ""]
 
 
 HEAVY = ("apprise", "prometheus_client", "jinja2", "sqlalchemy", "httpx")

@@ -36,7 +36,7 @@ from sqlalchemy import (
     union,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql import ClauseElement, ColumnElement
@@ -506,8 +506,12 @@ class Store:
     def _insert(self, table: Any) -> Any:
         """An INSERT that can take ON CONFLICT clauses on both SQLite and PostgreSQL."""
         if self.engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+            # Imported by the engine already; named here so that a daemon on SQLite
+            # does without SQLAlchemy's PostgreSQL dialects (about 2 MiB).
+            from sqlalchemy.dialects.postgresql import insert
+
+            return insert(table)
+        return sqlite_insert(table)
 
     # -- feeds ------------------------------------------------------------------
 
