@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -374,6 +375,36 @@ def test_a_round_with_more_due_feeds_than_connections_logs_no_scheduler_warning(
     log = daemon.log_text()
     assert "maximum number of running instances" not in log, log[-3000:]
     assert daemon.signal(signal.SIGTERM) == 0
+
+
+def test_a_tick_that_finds_every_connection_busy_leaves_due_feeds_to_the_next_poll_to_end(
+    tmp_path: Path,
+) -> None:
+    """In process: the decision, not its timing. A tick that found no free connection
+    (the polls that ended meanwhile had their slots taken by another tick) asked APScheduler
+    for another tick at once, which found the same: a loop of ticks (14 in 30 ms, seen
+    under load) until a poll ended, and the warning above when one overlapped the next."""
+    from watcher.config import parse_config
+    from watcher.daemon import Daemon as Watcher
+
+    feeds = "".join(f"  - {{name: f{n}, url: 'https://f{n}.example.org/'}}\n" for n in range(3))
+    config = parse_config(
+        f"state: {tmp_path / 'w.db'}\nfetch: {{max_connections: 1}}\nfeeds:\n{feeds}",
+        file="c.yaml",
+    )
+    daemon = Watcher(config)
+    daemon._schedule()
+    daemon.scheduler.start(paused=True)  # the jobs get their times; none runs
+    try:
+        later = datetime.now(UTC) + timedelta(hours=1)
+        daemon.scheduler.get_job("tick").modify(next_run_time=later)
+        daemon._busy["f0"] = time.monotonic()  # the one connection polls f0
+        daemon._tick()  # f1 and f2 are due
+        assert daemon._backlog  # the poll of f0, when it ends, claims the next
+        assert daemon.scheduler.get_job("tick").next_run_time == later  # no tick at once
+    finally:
+        daemon.scheduler.shutdown(wait=False)
+        daemon.store.close()
 
 
 def test_feeds_that_fail_renumber_vanish_and_turn_into_html_never_stop_the_others(

@@ -566,7 +566,10 @@ class Daemon:
         try:
             now = self.store.now()  # leases by the database's clock (PostgreSQL)
             due = self.store.due_feeds(names, now, node=self.node, limit=free)
-            self._backlog = free > 0 and len(due) == free  # maybe more: tick when one ends
+            # Maybe more due than slots: the next poll to end claims. Also when no slot
+            # was free at all (the polls that ended meanwhile had theirs taken by another
+            # tick): asking APScheduler for a tick at once found the same, in a loop.
+            self._backlog = len(due) >= free
             for name in due:
                 if not self.store.claim_poll(name, node=self.node, now=now, until=now + lease):
                     continue  # another process claimed it first
