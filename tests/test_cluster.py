@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 import httpx
 import psycopg
 import pytest
+from support import Daemon, FeedServer, Receiver, Route, Story, state_sql, wait_until
 
-from tests.support import Daemon, FeedServer, Receiver, Route, Story, state_sql, wait_until
 from watcher.cluster import (
     Cluster,
     HostSlots,
