@@ -500,7 +500,7 @@ class RuleSet:
         # The rules each literal's hit can make true (none for an exclude, say), in rule
         # order: their steps themselves, not their numbers, so that matching goes from a
         # literal to what it runs without an int and a tuple slot to look up on the way
-        # (each a cache miss, right after a scan: about a tenth of what a match cost).
+        # (each a cache miss right after a scan: a quarter of a match's cost at 10,000 rules).
         self._candidates = {
             lit: tuple(steps[i] for i in indices) for lit, indices in by_literal.items()
         }
