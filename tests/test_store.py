@@ -21,7 +21,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pgserver import PASSWORD_ROLE, PostgresServer
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text
+from sqlalchemy import DateTime, TypeDecorator, bindparam, create_engine, event, text, update
 from sqlalchemy.types import TypeEngine
 
 from watcher.delivery import next_wake
@@ -29,7 +29,7 @@ from watcher.exceptions import LeaseLost, StoreError
 from watcher.identity import primary_identity
 from watcher.models import Alert, Item, Priority, SeenItem
 from watcher.store import PollDecision, Store
-from watcher.store.schema import LATEST, metadata
+from watcher.store.schema import LATEST, feeds, metadata
 from watcher.store.upgrade import FIRST, head, scripts
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -674,6 +674,62 @@ def test_a_claim_is_held_until_its_lease_expires_then_anyone_takes_it(store: Sto
     state = store.feed_state("f")
     assert state.next_poll_at == later + timedelta(hours=1)
     assert store.due_feeds(["f"], later + timedelta(minutes=30), node="c", limit=10) == []
+
+
+def test_the_schedule_reads_alike_for_a_few_feeds_and_for_more_than_an_in_list_holds(
+    store: Store,
+) -> None:
+    """A daemon with more feeds than one IN list holds reads the due rows of every feed,
+    and walks the schedule a page at a time for the next due time: the same answers as
+    by name, with rows it did not name (feeds no longer configured) in the way."""
+    names = [f"f{i:03}" for i in range(760)]
+    store.sync_feeds([(name, f"http://x/{name}") for name in names], NOW)
+    schedule = [
+        {"b_name": name, "b_at": NOW + timedelta(minutes=i)} for i, name in enumerate(names)
+    ]
+    with store.engine.begin() as conn:
+        conn.execute(
+            update(feeds)
+            .where(feeds.c.name == bindparam("b_name"))
+            .values(next_poll_at=bindparam("b_at")),
+            schedule,
+        )
+        conn.execute(update(feeds).where(feeds.c.name == "f005").values(next_poll_at=None))
+        conn.execute(update(feeds).where(feeds.c.name == "f007").values(disabled_reason="gone"))
+    later = NOW + timedelta(minutes=20)
+    assert store.claim_poll("f009", node="other", now=later, until=later + timedelta(hours=1))
+    many, few = names[150:] + names[:12], names[:12]  # 622 named: more than one IN list
+
+    # Never scheduled first, then the most overdue; disabled and claimed ones left out.
+    due = ["f005", "f000", "f001", "f002", "f003", "f004", "f006", "f008", "f010", "f011"]
+    assert store.due_feeds(few, later, node="me", limit=20) == due
+    assert store.due_feeds(many, later, node="me", limit=20) == due
+    assert store.due_feeds(many, later, node="me", limit=3) == due[:3]
+    assert store.due_feeds(many, later, node="other", limit=20) == sorted(
+        [*due, "f009"], key=lambda n: (n != "f005", n)
+    )
+    assert store.due_feeds(names[150:], later, node="me", limit=20) == []
+
+    # The next due time among those named: f000-f149 come first in the schedule and are
+    # not named, so the walk reads two pages before it finds f150.
+    assert store.next_due(names[150:]) == NOW + timedelta(minutes=150)
+    assert store.next_due(names[150:400]) == NOW + timedelta(minutes=150)  # by name
+    assert store.next_due([*names[200:], "f007"]) == NOW + timedelta(minutes=200)
+    assert store.next_due([*names[700:], *(f"gone{i}" for i in range(600))]) == NOW + timedelta(
+        minutes=700
+    )
+    assert store.next_due([f"gone{i}" for i in range(600)]) is None
+    assert store.next_due([]) is None
+
+
+def test_the_status_lines_count_of_failing_feeds_is_what_feed_statuses_says(store: Store) -> None:
+    store.sync_feeds([(name, f"http://x/{name}") for name in "abcd"], NOW)
+    assert store.failing_count() == 0
+    with store.engine.begin() as conn:
+        conn.execute(update(feeds).where(feeds.c.name == "a").values(failures=3))
+        conn.execute(update(feeds).where(feeds.c.name == "b").values(disabled_reason="gone"))
+    failing = [s.name for s in store.feed_statuses() if s.failures or s.disabled_reason]
+    assert failing == ["a", "b"] and store.failing_count() == 2
 
 
 def test_an_alert_claimed_by_a_lease_is_not_sent_by_another_until_it_expires(
