@@ -787,7 +787,7 @@ class Daemon:
 
     def status_line(self) -> str:
         counts = self.store.alert_counts()
-        failing = sum(1 for s in self.store.feed_statuses() if s.failures or s.disabled_reason)
+        failing = self.store.failing_count()
         return (
             f"feeds={len(self.config.active_feeds)} failing={failing} "
             f"pending_alerts={counts.get('pending', 0)} failed_alerts={counts.get('failed', 0)}"
