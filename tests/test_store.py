@@ -21,7 +21,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pgserver import PASSWORD_ROLE, PostgresServer
-from sqlalchemy import DateTime, TypeDecorator, bindparam, create_engine, event, text, update
+from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text, update
 from sqlalchemy.types import TypeEngine
 
 from watcher.delivery import next_wake
@@ -684,16 +684,8 @@ def test_the_schedule_reads_alike_for_a_few_feeds_and_for_more_than_an_in_list_h
     by name, with rows it did not name (feeds no longer configured) in the way."""
     names = [f"f{i:03}" for i in range(760)]
     store.sync_feeds([(name, f"http://x/{name}") for name in names], NOW)
-    schedule = [
-        {"b_name": name, "b_at": NOW + timedelta(minutes=i)} for i, name in enumerate(names)
-    ]
+    store.reschedule({name: NOW + timedelta(minutes=i) for i, name in enumerate(names)})
     with store.engine.begin() as conn:
-        conn.execute(
-            update(feeds)
-            .where(feeds.c.name == bindparam("b_name"))
-            .values(next_poll_at=bindparam("b_at")),
-            schedule,
-        )
         conn.execute(update(feeds).where(feeds.c.name == "f005").values(next_poll_at=None))
         conn.execute(update(feeds).where(feeds.c.name == "f007").values(disabled_reason="gone"))
     later = NOW + timedelta(minutes=20)
