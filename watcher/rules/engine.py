@@ -878,12 +878,9 @@ class RuleSet:
         else:
             # Steps hash by identity: the union reads none of them.
             union = set(always).union(*map(by_literal.__getitem__, hits))
-            if len(union) > 1:
-                candidates = sorted(union, key=_rule_order)
-            elif union:
-                candidates = union
-            else:
+            if not union:
                 return []
+            candidates = sorted(union, key=_rule_order)
         scope: set[str] | None = None
         matches: list[Match] = []
         hit = hits.keys()

@@ -736,7 +736,7 @@ class Store:
             query = query.where(feeds.c.name.in_(wanted))
         with self.engine.connect() as conn:
             found = [(r.next_poll_at or _EPOCH, r.name) for r in conn.execute(query)]
-        return [name for _, name in sorted(found) if name in wanted][:limit]
+        return [name for _, name in sorted(f for f in found if f[1] in wanted)[:limit]]
 
     def next_due(self, names: Sequence[str]) -> datetime | None:
         """When the first of these feeds (not disabled) is due next.
