@@ -21,7 +21,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from watcher.exceptions import ParseError
 from watcher.models import FetchResult, Item, ParsedFeed, PollDecision, SeenItem
@@ -244,11 +244,17 @@ class Story:
 sqlite_only = pytest.mark.parametrize("state_db", ["sqlite"], indirect=True)
 
 
+def state_engine(target: str | Path) -> Engine:
+    """An engine on a state, as another program would open it: a SQLite path or a
+    PostgreSQL URL. Dispose of it after."""
+    return create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+
+
 def state_sql(target: str | Path, statement: str, **params: object) -> list[tuple[Any, ...]]:
     """Run SQL on a state behind watcher's back, as another program would: a SQLite path
     or a PostgreSQL URL. Times are written as naive UTC text ('2000-01-01 00:00:00'),
     which both read as a timestamp. Returns the rows a query gives."""
-    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    engine = state_engine(target)
     try:
         with engine.begin() as conn:
             result = conn.execute(text(statement), params)
@@ -262,12 +268,13 @@ def _quiet(state: str | Path, deadline: float) -> bool:
     statements already sent have run: a PostgreSQL URL (its other client sessions all
     idle) or a SQLite path (its write lock free)."""
     if isinstance(state, Path):
+        conn = sqlite3.connect(state, timeout=0.2)
         try:
-            with sqlite3.connect(state, timeout=0.2) as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.rollback()
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError:  # "database is locked": a write is under way
             return False
+        finally:
+            conn.close()
         return True
     while time.monotonic() < deadline:
         busy = {

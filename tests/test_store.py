@@ -21,8 +21,9 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from pgserver import PASSWORD_ROLE, PostgresServer
-from sqlalchemy import DateTime, TypeDecorator, create_engine, event, text, update
+from sqlalchemy import DateTime, TypeDecorator, event, text, update
 from sqlalchemy.types import TypeEngine
+from support import state_engine
 
 from watcher.delivery import next_wake
 from watcher.exceptions import LeaseLost, StoreError
@@ -88,7 +89,7 @@ def fail(store: Store, error: str, at: datetime = NOW) -> None:
 
 def execute(target: str | Path, *statements: str) -> None:
     """Change a state behind the store's back, as another program would."""
-    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    engine = state_engine(target)
     with engine.begin() as conn:
         for statement in statements:
             conn.execute(text(statement))
@@ -108,7 +109,7 @@ def _same_time_type(
 
 def differences(target: str | Path) -> list[Any]:
     """How the database's tables, columns and indexes differ from schema.metadata."""
-    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    engine = state_engine(target)
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": _same_time_type})
         found = compare_metadata(context, metadata)
@@ -414,7 +415,7 @@ def test_a_state_from_before_alembic_ends_with_exactly_the_schema(
 def _catalog(target: str | Path) -> list[tuple[Any, ...]]:
     """Everything a database's schema is made of, spelled the same way however it was
     created, and the rows of its two version tables."""
-    engine = create_engine(target if isinstance(target, str) else f"sqlite:///{target}")
+    engine = state_engine(target)
     queries = (
         [
             # SQLite keeps each table's CREATE statement as written: ALTER TABLE ... ADD
@@ -461,7 +462,7 @@ def test_a_new_state_has_exactly_the_schema_the_revisions_build(
     else:
         server: PostgresServer = request.getfixturevalue("postgres")
         revised = server.url(server.create_database())
-    engine = create_engine(revised if isinstance(revised, str) else f"sqlite:///{revised}")
+    engine = state_engine(revised)
     with engine.begin() as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
