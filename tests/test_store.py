@@ -702,6 +702,18 @@ def test_the_schedule_reads_alike_for_a_few_feeds_and_for_more_than_an_in_list_h
         [*due, "f009"], key=lambda n: (n != "f005", n)
     )
     assert store.due_feeds(names[150:], later, node="me", limit=20) == []
+    # What the daemon skips (its running polls, feeds paced after an error) is left out
+    # the same way, whether the names come as a list or as the set the daemon keeps.
+    skip = {"f000", "f002", "f005", "f400"}
+    assert store.due_feeds(few, later, node="me", limit=20, skip=skip) == [
+        n for n in due if n not in skip
+    ]
+    for named in (many, frozenset(many)):
+        assert store.due_feeds(named, later, node="me", limit=20, skip=skip) == [
+            n for n in due if n not in skip
+        ]
+        assert store.due_feeds(named, later, node="me", limit=2, skip=skip) == ["f001", "f003"]
+    assert store.due_feeds(few, later, node="me", limit=20, skip=few) == []
 
     # The next due time among those named: f000-f149 come first in the schedule and are
     # not named, so the walk reads two pages before it finds f150.
@@ -713,6 +725,13 @@ def test_the_schedule_reads_alike_for_a_few_feeds_and_for_more_than_an_in_list_h
     )
     assert store.next_due([f"gone{i}" for i in range(600)]) is None
     assert store.next_due([]) is None
+    # Skipped: the first feeds named are passed over, by name and on the walk alike.
+    assert store.next_due(frozenset(names[150:]), skip=names[150:250]) == NOW + timedelta(
+        minutes=250
+    )
+    assert store.next_due(names[150:400], skip={"f150", "f151"}) == NOW + timedelta(minutes=152)
+    assert store.next_due(names[150:400], skip=names[150:400]) is None
+    assert store.next_due(names[150:], skip=names[150:]) is None
 
 
 def test_the_status_lines_count_of_failing_feeds_is_what_feed_statuses_says(store: Store) -> None:

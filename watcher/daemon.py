@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -70,6 +70,12 @@ class _Running:
     ruleset: RuleSet
     notifiers: dict[str, Notifier]
     fetcher: Fetcher
+    # The feeds to poll, named once: the ticker asks every second, and listing 10,000
+    # names afresh each time was most of what an idle daemon did.
+    feed_names: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed_names = frozenset(f.name for f in self.config.active_feeds)
 
 
 class Daemon:
@@ -140,7 +146,8 @@ class Daemon:
         self._last_poll_done = time.monotonic()
         self._wall: Callable[[], float] = time.time
         self._clock_mark = (self._wall(), time.monotonic())
-        self._paced: dict[str, float] = {}  # feed -> monotonic time before which not to poll
+        # feed -> monotonic time before which not to poll; read and written under _busy_lock
+        self._paced: dict[str, float] = {}
         self._backlog = False  # the last tick left due feeds unclaimed for want of slots
         # Held while due feeds are claimed: by the ticker, or by a poll that freed a slot.
         self._claiming = threading.Lock()
@@ -227,7 +234,8 @@ class Daemon:
         if outcome.error_kind == "store":
             # Nothing was recorded (a full disk...): the feed is still due in the store;
             # pace its retries at its interval instead of every tick.
-            self._paced[name] = time.monotonic() + max(MIN_PACE, feed.interval)
+            with self._busy_lock:
+                self._paced[name] = time.monotonic() + max(MIN_PACE, feed.interval)
         if outcome.alerts and self.cluster is not None:
             self.cluster.wake_delivery(running.notifiers)
         elif outcome.alerts:
@@ -555,17 +563,18 @@ class Daemon:
             self._next_liveness = mono + LIVENESS
             self._release_dead()
         with self._busy_lock:
-            busy = set(self._busy)
-        free = running.config.fetch.max_connections - len(busy)
-        names = [
-            f.name
-            for f in running.config.active_feeds
-            if f.name not in busy and self._paced.get(f.name, 0.0) <= mono
-        ]
+            skip = set(self._busy)
+            free = running.config.fetch.max_connections - len(skip)
+            for name, until in list(self._paced.items()):
+                if until > mono:
+                    skip.add(name)
+                else:
+                    del self._paced[name]
+        names = running.feed_names
         lease = timedelta(seconds=2 * running.config.fetch.deadline + 60)
         try:
             now = self.store.now()  # leases by the database's clock (PostgreSQL)
-            due = self.store.due_feeds(names, now, node=self.node, limit=free)
+            due = self.store.due_feeds(names, now, node=self.node, limit=free, skip=skip)
             # Maybe more due than slots: the next poll to end claims. Also when no slot
             # was free at all (the polls that ended meanwhile had theirs taken by another
             # tick): asking APScheduler for a tick at once found the same, in a loop.
@@ -577,11 +586,12 @@ class Daemon:
                     self._busy[name] = time.monotonic()
                 self._polls.submit(self._poll, name)
             if not self._backlog:  # (the feeds claimed now are due again only after)
-                self._tick_at(self.store.next_due([n for n in names if n not in due]))
+                self._tick_at(self.store.next_due(names, skip=skip.union(due)))
         except StoreError as exc:
             log.error("cannot read or claim due feeds, trying again shortly: %s", exc)
-            for name in names:
-                self._paced[name] = mono + MIN_PACE
+            with self._busy_lock:
+                for name in names - skip:
+                    self._paced[name] = mono + MIN_PACE
 
     def _release_dead(self) -> None:
         """PostgreSQL: free the claims of daemons that are gone (their node lock is free),

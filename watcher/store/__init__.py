@@ -87,6 +87,28 @@ def _chunks(values: Sequence[T]) -> Iterator[Sequence[T]]:
         yield values[start : start + _CHUNK]
 
 
+class _Wanted:
+    """Feed names less those to skip, as the schedule's queries ask for them: few go
+    into an IN list; many are looked up in the set given, never copied (a daemon's
+    ticker names all its feeds every second)."""
+
+    __slots__ = ("listed", "names", "skip")
+
+    def __init__(self, names: Collection[str], skip: Collection[str]) -> None:
+        self.names = names if isinstance(names, (set, frozenset)) else set(names)
+        self.skip = skip if isinstance(skip, (set, frozenset)) else set(skip)
+        # None: too many for an IN list (see Store.due_feeds)
+        self.listed = (
+            [n for n in self.names if n not in self.skip] if len(self.names) <= _CHUNK else None
+        )
+
+    def __bool__(self) -> bool:
+        return bool(self.listed) if self.listed is not None else bool(self.names)
+
+    def holds(self, name: str) -> bool:
+        return name in self.names and name not in self.skip
+
+
 @dataclass(frozen=True)
 class FeedStatus:
     """A feed as `watcher feeds` and health checks see it."""
@@ -717,42 +739,50 @@ class Store:
             )
         return states
 
-    def due_feeds(self, names: Sequence[str], now: datetime, *, node: str, limit: int) -> list[str]:
-        """The one query that says what to poll: of these feeds, those due by ``now``,
-        not disabled, and free (unclaimed, claimed by ``node`` itself, or whose lease
-        expired), the most overdue first.
+    def due_feeds(
+        self,
+        names: Collection[str],
+        now: datetime,
+        *,
+        node: str,
+        limit: int,
+        skip: Collection[str] = (),
+    ) -> list[str]:
+        """The one query that says what to poll: of these feeds (less ``skip``), those
+        due by ``now``, not disabled, and free (unclaimed, claimed by ``node`` itself, or
+        whose lease expired), the most overdue first.
 
         The daemon asks every second. Naming more feeds than one IN list holds, it reads
         the due rows of every feed instead and keeps those named: the due ones are few once
         the first round is over, while SQLAlchemy renders an IN list's every name at every
         call (with 10,000 feeds that made an idle daemon use 6% of a core)."""
-        if limit <= 0 or not names:
+        wanted = _Wanted(names, skip)
+        if limit <= 0 or not wanted:
             return []
-        wanted = set(names)
         query = select(feeds.c.next_poll_at, feeds.c.name).where(
             _due(now), feeds.c.disabled_reason.is_(None), _free(feeds, node, now)
         )
-        if len(wanted) <= _CHUNK:
-            query = query.where(feeds.c.name.in_(wanted))
+        if wanted.listed is not None:
+            query = query.where(feeds.c.name.in_(wanted.listed))
         with self.engine.connect() as conn:
             found = [(r.next_poll_at or _EPOCH, r.name) for r in conn.execute(query)]
-        return [name for _, name in sorted(f for f in found if f[1] in wanted)[:limit]]
+        return [name for _, name in sorted(f for f in found if wanted.holds(f[1]))[:limit]]
 
-    def next_due(self, names: Sequence[str]) -> datetime | None:
-        """When the first of these feeds (not disabled) is due next.
+    def next_due(self, names: Collection[str], *, skip: Collection[str] = ()) -> datetime | None:
+        """When the first of these feeds (less ``skip``, and not disabled) is due next.
 
         Naming more feeds than one IN list holds (see :meth:`due_feeds`), it walks the
         schedule in order, a page at a time, to the first feed named: the first page
         nearly always has it."""
-        wanted = set(names)
+        wanted = _Wanted(names, skip)
         if not wanted:
             return None
         not_disabled = feeds.c.disabled_reason.is_(None)
         with self.engine.connect() as conn:
-            if len(wanted) <= _CHUNK:
+            if wanted.listed is not None:
                 return conn.execute(
                     select(func.min(feeds.c.next_poll_at)).where(
-                        feeds.c.name.in_(wanted), not_disabled
+                        feeds.c.name.in_(wanted.listed), not_disabled
                     )
                 ).scalar()
             when, name = feeds.c.next_poll_at, feeds.c.name
@@ -766,7 +796,7 @@ class Store:
             while True:
                 rows = conn.execute(query).all()
                 for row in rows:
-                    if row.name in wanted:
+                    if wanted.holds(row.name):
                         first: datetime = row.next_poll_at
                         return first
                 if len(rows) < _PAGE:
