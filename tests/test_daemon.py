@@ -337,6 +337,46 @@ def test_daily_maintenance_forgets_daemons_gone_for_a_day(
             watcher.lock.release()
 
 
+def test_the_status_line_counts_only_the_failing_feeds_it_polls(
+    tmp_path: Path, state_db: str | Path
+) -> None:
+    """A feed that failed and was then removed (or muted) stays in the state; the status
+    line (systemd's STATUS, the heartbeat log) counted it as failing for ever."""
+    from watcher.config import load_config
+    from watcher.daemon import Daemon as Watcher
+
+    config = tmp_path / "config.yaml"
+    feeds = "".join(
+        f"  - {{name: {name}, url: 'http://127.0.0.1:9/{name}', interval: 10m{extra}}}\n"
+        for name, extra in (("kept", ""), ("muted", ", enabled: false"))
+    )
+    config.write_text(f"state: {state_db}\nallow_private_networks: true\nfeeds:\n{feeds}")
+    watcher = Watcher(load_config(config), config_path=config)
+    store = watcher.store
+    try:
+        now = datetime.now(UTC)
+        store.sync_feeds([(n, f"http://127.0.0.1:9/{n}") for n in ("kept", "muted", "gone")], now)
+
+        def fail(name: str) -> None:
+            from sqlalchemy import update
+
+            from watcher.store.schema import feeds
+
+            with store.engine.begin() as conn:
+                conn.execute(update(feeds).where(feeds.c.name == name).values(failures=2))
+
+        fail("muted")
+        fail("gone")
+        assert store.failing_feeds() == ["gone", "muted"]
+        assert watcher.status_line().startswith("feeds=1 failing=0 ")
+        fail("kept")
+        assert watcher.status_line().startswith("feeds=1 failing=1 ")
+    finally:
+        watcher.store.close()
+        if watcher.lock is not None:
+            watcher.lock.release()
+
+
 # SQLite only: readers beside a writing daemon are SQLite's question (WAL, "database is
 # locked"); PostgreSQL's readers never wait for its writers, and status on PostgreSQL is
 # in test_status_says_whether_the_daemon_runs_and_flags_overdue_feeds.

@@ -797,9 +797,12 @@ class Daemon:
 
     def status_line(self) -> str:
         counts = self.store.alert_counts()
-        failing = self.store.failing_count()
+        # Of the feeds polled: the state also keeps feeds since removed or muted, and one
+        # that failed before it went would have been counted for ever.
+        names = self.current.feed_names
+        failing = sum(1 for name in self.store.failing_feeds() if name in names)
         return (
-            f"feeds={len(self.config.active_feeds)} failing={failing} "
+            f"feeds={len(names)} failing={failing} "
             f"pending_alerts={counts.get('pending', 0)} failed_alerts={counts.get('failed', 0)}"
         )
 

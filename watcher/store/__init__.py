@@ -1213,16 +1213,15 @@ class Store:
         with self.engine.connect() as conn:
             return [_feed_status(r, r.n) for r in conn.execute(query)]
 
-    def failing_count(self) -> int:
-        """How many feeds fail or are disabled, as :meth:`feed_statuses` would say: for the
-        daemon's status line, every half minute, without counting every feed's items."""
-        query = (
-            select(func.count())
-            .select_from(feeds)
-            .where(or_(feeds.c.failures > 0, feeds.c.disabled_reason.is_not(None)))
+    def failing_feeds(self) -> list[str]:
+        """The feeds that fail or are disabled, as :meth:`feed_statuses` would say: for the
+        daemon's status line, every half minute, without counting every feed's items.
+        Every row of the state, configured or not: the caller keeps its own."""
+        query = select(feeds.c.name).where(
+            or_(feeds.c.failures > 0, feeds.c.disabled_reason.is_not(None))
         )
         with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
+            return list(conn.scalars(query.order_by(feeds.c.name)))
 
     def feed_status(self, name: str) -> FeedStatus | None:
         """One feed as :meth:`feed_statuses` gives it; None when the state has no such feed."""
