@@ -294,6 +294,14 @@ def test_feeds_shows_failing_feeds_with_their_error(served: tuple[FeedServer, Pa
         line.startswith("news") and " ok " in line and " 3 " in line
         for line in everything.splitlines()
     )
+    assert "2 feeds (1 failing)" in invoke("status", "-c", str(config)).stdout
+    # Removed from the config, the failing feed stays in the state: status counts it no more.
+    text = config.read_text(encoding="utf-8")
+    config.write_text(
+        text.replace(text[text.index("  - name: status") : text.index("entities:")], "")
+    )
+    status = invoke("status", "-c", str(config)).stdout
+    assert "1 feed (0 failing)" in status and "status" not in status.split("feed (")[1]
 
 
 def test_match_explains_rule_by_rule(served: tuple[FeedServer, Path]) -> None:

@@ -1163,6 +1163,10 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
+def _failing(status: FeedStatus | None) -> bool:
+    return status is not None and bool(status.failures or status.disabled_reason)
+
+
 def _feed_row(
     feed: FeedConfig, status: FeedStatus | None, *, now: datetime, running: bool = False
 ) -> tuple[list[str], str, bool]:
@@ -1197,7 +1201,7 @@ def _feed_row(
     else:
         next_poll = "-"
     url = feed.url if status.moved_to is None else f"{feed.url} -> {status.moved_to}"
-    failing = bool(status.failures or status.disabled_reason)
+    failing = _failing(status)
     cells = [feed.name, state, _when(status.last_success_at), next_poll, str(status.items), url]
     return cells, (status.last_error or "") if failing else "", failing
 
@@ -1253,7 +1257,8 @@ def status(config_path: Path | None) -> None:
             f"state: PostgreSQL {config.state_name} (shared: {_count(alive, 'daemon')} running)"
         )
         _print_cluster(config, daemons, cluster, statuses, now=now)
-    failing = sum(1 for s in statuses.values() if s.failures or s.disabled_reason)
+    # Of the feeds listed below: the state also keeps feeds since removed, or muted.
+    failing = sum(1 for feed in config.active_feeds if _failing(statuses.get(feed.name)))
     muted = len(config.feeds) - len(config.active_feeds)
     click.echo(
         f"{_count(len(config.feeds), 'feed')} ({failing} failing"
