@@ -26,8 +26,9 @@ def test_the_matching_bench_prints_every_row_of_both_tables() -> None:
     )
     assert run.returncode == 0, run.stderr
     rows = [line.split() for line in run.stdout.splitlines()]
-    split = [r for r in rows if len(r) == 8 and r[2] in ("dense", "many", "news")]
-    # rules x text x stream, each with its scan, match, matches, beyond and read figures
+    split = [r for r in rows if len(r) == 11 and r[2] in ("dense", "many", "news")]
+    # rules x text x stream, each with its scan, match, matches, beyond and read figures,
+    # then beyond split: the share of items without a hit, what each cost, per match of the rest
     assert {(r[0], r[1], r[2]) for r in split} == {
         (rules, text, stream)
         for rules in ("10", "100")
@@ -35,10 +36,13 @@ def test_the_matching_bench_prints_every_row_of_both_tables() -> None:
         for stream in ("dense", "many", "news")
     }
     for row in split:
-        figures = [float(value) for value in row[3:]]
+        figures = [float(value.removesuffix("%")) for value in row[3:]]
         assert all(math.isfinite(f) for f in figures[:3]), row
         if figures[2] > 0:  # matches per item: then per match is a figure, not nan
-            assert all(math.isfinite(f) for f in figures[3:]), row
+            assert all(math.isfinite(f) for f in figures[3:6]), row
+            assert math.isfinite(figures[7]), row  # per match of the items that hit
+        share = figures[5]
+        assert 0 <= share <= 100 and math.isfinite(figures[6]) == (share > 0), row
 
 
 def test_the_fleet_bench_drives_watcher_through_every_round(tmp_path: Path) -> None:
