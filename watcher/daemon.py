@@ -412,7 +412,7 @@ class Daemon:
         from watcher.cluster import DispatchPlan
 
         running = self.current
-        names = self._known_by_all([f.name for f in running.config.active_feeds])
+        names = self._known_by_all(running.feed_names)
         now = self.store.now()
         feeds = self.store.due_feeds(names, now, node="", limit=len(names))
         muted = set(running.config.notifiers) - set(running.notifiers)
@@ -424,14 +424,14 @@ class Daemon:
         alive = self.store.alive([r.node for r in records])
         return [r for r in records if r.node in alive]
 
-    def _known_by_all(self, names: list[str]) -> list[str]:
+    def _known_by_all(self, names: frozenset[str]) -> frozenset[str]:
         """Of this node's feeds, those every live node knows: a job for a feed that a
         node's config lacks would come back undone from that node."""
-        known = set(names)
+        known = names
         for record in self._live_records():
             if record.node != self.node and record.feeds is not None:
                 known &= record.feeds
-        return [n for n in names if n in known]
+        return known
 
     def _agreed_by_all(self) -> bool:
         digest = self.config.digest
