@@ -259,6 +259,56 @@ def test_sigterm_stops_within_the_bound_while_a_poll_hangs(
             daemon.stop()
 
 
+# `watcher run` with a stderr where a signal arrives while a line is written (SIGHUP in
+# "watcher started", then SIGTERM in "config reloaded"): Python runs the handler right
+# there, inside the buffered stream's write.
+_SIGNALS_INSIDE_WRITES = """
+import io, os, signal, sys
+from watcher.cli import main
+
+class Stderr(io.RawIOBase):
+    signals = {b"watcher started": signal.SIGHUP, b"config reloaded": signal.SIGTERM}
+    def writable(self):
+        return True
+    def write(self, data):
+        data = bytes(data)
+        os.write(2, data)
+        for text in [text for text in self.signals if text in data]:
+            os.kill(os.getpid(), self.signals.pop(text))
+        return len(data)
+
+sys.stderr = io.TextIOWrapper(io.BufferedWriter(Stderr()), line_buffering=True)
+main(["run", "-c", sys.argv[1]])
+"""
+
+
+def test_signals_that_land_inside_a_log_write_are_acted_on(tmp_path: Path) -> None:
+    """The handlers used to log. Run inside a write to stderr (a signal can land in one
+    at any time), that write failed ("reentrant call inside BufferedWriter") and the
+    signal was lost: no reload, or a daemon running on until systemd killed it (seen
+    once in CI)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"state: {tmp_path / 'w.db'}\nfeeds: []\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SIGNALS_INSIDE_WRITES, str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "signal received signal=SIGHUP; reloading" in err
+    assert "config reloaded" in err
+    assert "signal received signal=SIGTERM; stopping" in err
+    assert "watcher stopped" in err
+    assert "Logging error" not in err and "reentrant" not in err
+
+
 def test_a_clock_jump_reschedules_polls_instead_of_stalling(
     tmp_path: Path, state_db: str | Path
 ) -> None:

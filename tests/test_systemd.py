@@ -104,12 +104,14 @@ def test_the_daemon_speaks_the_notify_protocol(feed_server: FeedServer, tmp_path
         "STATE_DIRECTORY": str(state),
         "PATH": "/usr/bin:/bin",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log = tmp_path / "daemon.log"  # a file, not a pipe nobody reads: shown if it fails
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "run", "-c", str(config)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     messages: list[str] = []
 
     def collect(until: str, timeout: float = 20.0, count: int = 1) -> None:
@@ -131,7 +133,11 @@ def test_the_daemon_speaks_the_notify_protocol(feed_server: FeedServer, tmp_path
         assert any("RELOADING=1" in m for m in messages)
         proc.send_signal(signal.SIGTERM)
         collect("STOPPING=1")
-        assert proc.wait(timeout=20) == 0
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 20 s after SIGTERM:\n{log.read_text()}")
+        assert code == 0, log.read_text()
         assert any("STOPPING=1" in m for m in messages)
         assert (state / "watcher.db").exists()  # $STATE_DIRECTORY was used
     finally:

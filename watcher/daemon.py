@@ -9,13 +9,16 @@ tell systemd it is alive, which it stops doing when polling has stalled.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import select
 import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -135,6 +138,9 @@ class Daemon:
         self._retired: list[Fetcher] = []
         self._stop = threading.Event()
         self._reload = threading.Event()
+        # Signals noted by _on_signal for the main loop, and the pipe that wakes it (run()).
+        self._signals: deque[int] = deque()
+        self._pipe: tuple[int, int] | None = None
         self._deliver_lock = threading.Lock()
         # Cluster: the notifiers this node runs a delivery pass for, each with whether a
         # job asked for another round meanwhile (see deliver_job).
@@ -808,20 +814,58 @@ class Daemon:
 
     # -- process life -----------------------------------------------------------
 
-    def stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
-        if signum is not None:
-            log.info("signal received signal=%s; stopping", signal.Signals(signum).name)
+    def stop(self) -> None:
+        """Stop running, from any thread (a signal goes through :meth:`_on_signal`)."""
         self._stop.set()
+        self._wake_main()
 
-    def _hup(self, _signum: int, _frame: FrameType | None) -> None:
-        log.info("signal received signal=SIGHUP; reloading")
-        self._reload.set()
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        """Note the signal and wake the main loop, which logs it and acts on it.
+
+        A handler runs between any two bytecodes of the main thread, even inside a write
+        to stderr: logging from here failed there ("reentrant call inside
+        BufferedWriter") and the SIGTERM was lost, the daemon running on. So no I/O but
+        a pipe write, and no lock the main thread may hold: it never waits on ``_stop``
+        nor sets it (it sleeps on the pipe), so setting it here is safe, and the other
+        threads stop taking work at once.
+        """
+        if signum != signal.SIGHUP:
+            self._stop.set()
+        self._signals.append(signum)
+        self._wake_main()
+
+    def _wake_main(self) -> None:
+        if self._pipe is not None:
+            # Full: the loop wakes anyway.
+            with contextlib.suppress(OSError):
+                os.write(self._pipe[1], b"\0")
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait for the main loop's next turn, a signal or :meth:`stop`, then act on signals."""
+        if self._pipe is not None:
+            waiting = select.poll()  # not select(): it refuses a descriptor over 1023
+            waiting.register(self._pipe[0], select.POLLIN)
+            if waiting.poll(seconds * 1000):
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self._pipe[0], 4096)
+        else:
+            self._stop.wait(seconds)
+        self._take_signals()
+
+    def _take_signals(self) -> None:
+        while self._signals:
+            signum = self._signals.popleft()
+            if signum == signal.SIGHUP:
+                log.info("signal received signal=SIGHUP; reloading")
+                self._reload.set()
+            else:  # _stop is set already
+                log.info("signal received signal=%s; stopping", signal.Signals(signum).name)
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the process exit status."""
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
-        signal.signal(signal.SIGHUP, self._hup)
+        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
         allow_fetches()
         # This process holds the state's lock: any claim of another process is a dead
         # one's, free at once (an alert it was sending is due now, not at its retry).
@@ -877,13 +921,17 @@ class Daemon:
                     next_status = now + STATUS_INTERVAL
                 if self.cluster is not None:
                     self._cluster_chores(now)
-                self._stop.wait(min(1.0, ping_every or 1.0))
+                self._sleep(min(1.0, ping_every or 1.0))
         finally:
             if server is not None:
                 server.shutdown()
             if self.web is not None:
                 self.web.stop()
+            self._take_signals()  # one that came after the loop's last look
             self._shutdown()
+            pipe, self._pipe = self._pipe, None
+            for end in pipe:
+                os.close(end)
         return 0
 
     def _start_web(self) -> None:
