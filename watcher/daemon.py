@@ -863,7 +863,9 @@ class Daemon:
 
     def run(self) -> int:
         """Run until SIGTERM or SIGINT; returns the process exit status."""
-        self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pipe = os.pipe()  # not inherited by child processes (PEP 446)
+        for end in self._pipe:
+            os.set_blocking(end, False)
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
         allow_fetches()
