@@ -270,11 +270,12 @@ class Stderr(io.RawIOBase):
     signals = {b"watcher started": signal.SIGHUP, b"config reloaded": signal.SIGTERM}
     def writable(self):
         return True
-    def write(self, data):
+    # Bound now: at exit, when the last lines are flushed, the module's globals are gone.
+    def write(self, data, write=os.write, kill=os.kill, pid=os.getpid()):
         data = bytes(data)
-        os.write(2, data)
+        write(2, data)
         for text in [text for text in self.signals if text in data]:
-            os.kill(os.getpid(), self.signals.pop(text))
+            kill(pid, self.signals.pop(text))
         return len(data)
 
 sys.stderr = io.TextIOWrapper(io.BufferedWriter(Stderr()), line_buffering=True)
