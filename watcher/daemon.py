@@ -842,14 +842,12 @@ class Daemon:
 
     def _sleep(self, seconds: float) -> None:
         """Wait for the main loop's next turn, a signal or :meth:`stop`, then act on signals."""
-        if self._pipe is not None:
-            waiting = select.poll()  # not select(): it refuses a descriptor over 1023
-            waiting.register(self._pipe[0], select.POLLIN)
-            if waiting.poll(seconds * 1000):
-                with contextlib.suppress(BlockingIOError):
-                    os.read(self._pipe[0], 4096)
-        else:
-            self._stop.wait(seconds)
+        assert self._pipe is not None  # run() made it
+        waiting = select.poll()  # not select(): it refuses a descriptor over 1023
+        waiting.register(self._pipe[0], select.POLLIN)
+        if waiting.poll(seconds * 1000):
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._pipe[0], 4096)
         self._take_signals()
 
     def _take_signals(self) -> None:
